@@ -1,0 +1,91 @@
+"""Service settings, read from `VERBATIM_*` environment variables (and a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GiB = 1024**3
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; one instance per process via `get_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VERBATIM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis holding the job records, transcripts and the Celery queue."""
+
+    data_dir: Path = Path("./data")
+    """Directory for uploads (`uploads/`) and the assembled offline model (`models/`).
+    API and workers must see the same directory."""
+
+    model: str = "base"
+    """Whisper model: `base` (bundled, works offline), a local CTranslate2 model directory,
+    or a faster-whisper size name such as `small` or `large-v3` (downloaded when online)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the model runs; `auto` picks CUDA when a GPU is visible."""
+
+    compute_type: str | None = None
+    """CTranslate2 compute type; unset means `int8` on CPU and `int8_float16` on CUDA."""
+
+    cpu_threads: int = Field(default=0, ge=0)
+    """CPU threads per worker process; 0 lets CTranslate2 choose."""
+
+    beam_size: int = Field(default=5, ge=1, le=20)
+    """Default beam size when a job does not set one."""
+
+    vad_filter: bool = True
+    """Skip non-speech with Silero VAD unless a job turns it off."""
+
+    max_upload_bytes: int = Field(default=GiB, gt=0)
+    """Largest accepted upload; larger ones are refused with 413 while streaming."""
+
+    max_audio_seconds: float = Field(default=4 * 3600, gt=0)
+    """Longest accepted recording; longer ones are refused with 413 `duration_exceeded`."""
+
+    result_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    """How long a finished job and its transcript are kept."""
+
+    max_attempts: int = Field(default=3, ge=1)
+    """Deliveries of one job before it is failed (stops crash-redelivery loops)."""
+
+    visibility_timeout_seconds: int = Field(default=12 * 3600, gt=0)
+    """Redis broker visibility timeout: an unacknowledged job is redelivered after this.
+    Must exceed the time the longest allowed recording takes to transcribe."""
+
+    delete_upload_when_done: bool = True
+    """Remove the uploaded file once its job completes or fails."""
+
+    progress_interval_seconds: float = Field(default=1.0, ge=0)
+    """Least time between two progress writes of one job."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.visibility_timeout_seconds <= self.max_audio_seconds:
+            raise ValueError(
+                "visibility_timeout_seconds must exceed max_audio_seconds, or long jobs "
+                "would be delivered twice"
+            )
+        return self
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use."""
+    return Settings()

@@ -1,0 +1,76 @@
+"""The error hierarchy: each error has an HTTP status and a stable machine-readable code."""
+
+from __future__ import annotations
+
+
+class VerbatimError(Exception):
+    """Base error; `code` is stable and documented, `message` is for people."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class JobNotFound(VerbatimError):
+    status_code = 404
+    code = "job_not_found"
+
+
+class JobNotReady(VerbatimError):
+    status_code = 409
+    code = "job_not_ready"
+
+
+class JobFailed(VerbatimError):
+    status_code = 409
+    code = "job_failed"
+
+
+class EmptyFile(VerbatimError):
+    status_code = 400
+    code = "empty_file"
+
+
+class InvalidRequest(VerbatimError):
+    status_code = 422
+    code = "validation_error"
+
+
+class PayloadTooLarge(VerbatimError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class DurationExceeded(VerbatimError):
+    status_code = 413
+    code = "duration_exceeded"
+
+
+class UnsupportedMedia(VerbatimError):
+    status_code = 415
+    code = "unsupported_media"
+
+
+class ServiceUnavailable(VerbatimError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+# Failures recorded on a job by a worker (never raised to an HTTP client).
+class DecodeError(VerbatimError):
+    code = "decode_error"
+
+
+class TranscriptionError(VerbatimError):
+    code = "transcription_error"
+
+
+class ModelUnavailable(VerbatimError):
+    code = "model_unavailable"
+
+
+class TooManyAttempts(VerbatimError):
+    code = "too_many_attempts"

@@ -1,0 +1,173 @@
+"""The Redis job store: the single source of truth for job state and transcripts.
+
+A job is a Redis hash `verbatim:job:{id}` whose fields hold JSON values; its transcript is a
+string `verbatim:transcript:{id}`. Writes from workers go through Lua scripts that act only
+while the record exists, so a job deleted mid-run is never brought back by a late write.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from shared.errors import JobNotFound, VerbatimError
+from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+_UPDATE_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+_INCR_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+"""
+
+# ARGV: ttl, transcript json ('' for none), then field/value pairs.
+_FINISH_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    """Hash fields with JSON-encoded values."""
+    return {name: json.dumps(value, default=_json_default) for name, value in fields.items()}
+
+
+def _flat(fields: dict[str, Any]) -> list[str]:
+    """Hash fields as the name/value argument list of a Lua HSET."""
+    return [item for pair in _encode(fields).items() for item in pair]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+class JobStore:
+    """Typed access to job records and transcripts in Redis (synchronous, thread-safe)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._update = client.register_script(_UPDATE_IF_EXISTS)
+        self._incr = client.register_script(_INCR_IF_EXISTS)
+        self._finish = client.register_script(_FINISH_IF_EXISTS)
+
+    @classmethod
+    def from_url(cls, url: str) -> JobStore:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+        )
+        return cls(client)
+
+    @staticmethod
+    def job_key(job_id: str) -> str:
+        return f"verbatim:job:{job_id}"
+
+    @staticmethod
+    def transcript_key(job_id: str) -> str:
+        return f"verbatim:transcript:{job_id}"
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    def create(
+        self, job_id: str, filename: str, options: JobOptions, duration: float, upload: Path
+    ) -> Job:
+        job = Job(
+            id=job_id,
+            status=JobStatus.queued,
+            progress=0.0,
+            created_at=utcnow(),
+            filename=filename,
+            options=options,
+            audio_duration=duration,
+        )
+        record = job.model_dump(mode="json", exclude_none=True) | {"upload_path": str(upload)}
+        self.redis.hset(self.job_key(job_id), mapping=_encode(record))
+        return job
+
+    def _raw(self, job_id: str) -> dict[str, Any] | None:
+        if not is_job_id(job_id):
+            return None
+        raw = self.redis.hgetall(self.job_key(job_id))
+        return {k.decode(): json.loads(v) for k, v in raw.items()} if raw else None
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self._raw(job_id)
+        return Job.model_validate(raw) if raw else None
+
+    def require(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise JobNotFound(f"No job with id {job_id!r}.")
+        return job
+
+    def upload_path(self, job_id: str) -> Path | None:
+        raw = self._raw(job_id)
+        return Path(raw["upload_path"]) if raw and "upload_path" in raw else None
+
+    def update(self, job_id: str, **fields: Any) -> bool:
+        """Set fields on an existing job; False when the job no longer exists."""
+        return bool(self._update(keys=[self.job_key(job_id)], args=_flat(fields)))
+
+    def begin_attempt(self, job_id: str) -> int | None:
+        """Count one more delivery of the job; None when the job no longer exists."""
+        count = int(self._incr(keys=[self.job_key(job_id)], args=["attempts"]))
+        return None if count < 0 else count
+
+    def complete(self, job_id: str, transcript: Transcript, ttl: int) -> bool:
+        fields = {
+            "status": JobStatus.completed,
+            "progress": 1.0,
+            "finished_at": utcnow(),
+            "language": transcript.language,
+            "language_probability": transcript.language_probability,
+        }
+        return self._finish_job(job_id, ttl, transcript.model_dump_json(), fields)
+
+    def fail(self, job_id: str, error: VerbatimError, ttl: int) -> bool:
+        info = ErrorInfo(code=error.code, message=error.message)
+        fields = {"status": JobStatus.failed, "finished_at": utcnow(), "error": info}
+        return self._finish_job(job_id, ttl, "", fields)
+
+    def _finish_job(self, job_id: str, ttl: int, transcript: str, fields: dict[str, Any]) -> bool:
+        keys = [self.job_key(job_id), self.transcript_key(job_id)]
+        return bool(self._finish(keys=keys, args=[str(ttl), transcript, *_flat(fields)]))
+
+    def get_transcript(self, job_id: str) -> Transcript | None:
+        raw = self.redis.get(self.transcript_key(job_id))
+        return Transcript.model_validate_json(raw) if raw else None
+
+    def delete(self, job_id: str) -> bool:
+        """Remove the record and transcript; False when there was no such job."""
+        removed = self.redis.delete(self.job_key(job_id), self.transcript_key(job_id))
+        return bool(removed)

@@ -1,0 +1,103 @@
+"""The data that crosses process boundaries: job options and records, the canonical transcript."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    processing = "processing"
+    completed = "completed"
+    failed = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.completed, JobStatus.failed)
+
+
+class JobOptions(BaseModel):
+    """What a client may choose per job; unset fields fall back to the service settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = Field(
+        default=None,
+        description="ISO 639-1 code such as `en`; unset or `auto` detects the language.",
+        max_length=16,
+    )
+    task: Literal["transcribe", "translate"] = Field(
+        default="transcribe", description="`translate` renders the speech in English."
+    )
+    word_timestamps: bool = Field(default=False, description="Add per-word timings.")
+    vad_filter: bool | None = Field(
+        default=None, description="Skip non-speech with voice-activity detection."
+    )
+    beam_size: int | None = Field(default=None, ge=1, le=20, description="Beam search width.")
+    initial_prompt: str | None = Field(
+        default=None, max_length=2000, description="Text that sets style and vocabulary."
+    )
+    hotwords: str | None = Field(
+        default=None, max_length=1000, description="Words to bias recognition towards."
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _auto_is_none(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "auto"):
+            return None
+        return value.strip().lower()
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class Job(BaseModel):
+    """A job as clients see it."""
+
+    id: str
+    status: JobStatus
+    progress: float = Field(ge=0, le=1)
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    filename: str
+    options: JobOptions
+    audio_duration: float | None = Field(default=None, description="Seconds of audio.")
+    language: str | None = None
+    language_probability: float | None = None
+    attempts: int = 0
+    error: ErrorInfo | None = None
+
+
+class Word(BaseModel):
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+class Segment(BaseModel):
+    id: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    words: list[Word] | None = None
+
+
+class Transcript(BaseModel):
+    """The one stored form of a result; every download format is rendered from it."""
+
+    language: str | None
+    language_probability: float | None = None
+    duration: float
+    text: str
+    segments: list[Segment]
