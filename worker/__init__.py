@@ -1,0 +1,1 @@
+"""The Celery worker: runs faster-whisper on queued jobs."""

@@ -1,0 +1,78 @@
+"""One Whisper model per worker process, loaded lazily on the first job and kept."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import ctranslate2
+from faster_whisper import WhisperModel
+
+from shared.config import Settings
+from shared.errors import ModelUnavailable
+from worker.offline_model import offline_base_model
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = "base"
+
+_lock = threading.Lock()
+_cached: tuple[tuple[str, str, str, int], WhisperModel] | None = None
+
+
+def resolve_device(settings: Settings) -> tuple[str, str]:
+    """The device and compute type to use: INT8 on CPU, INT8 weights with FP16 on CUDA."""
+    device = settings.device
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    default = "int8_float16" if device == "cuda" else "int8"
+    return device, settings.compute_type or default
+
+
+def resolve_model_path(settings: Settings) -> str:
+    """The bundled model's directory for `base`; otherwise a local directory or a size name,
+    both of which faster-whisper accepts as they are."""
+    if settings.model == BUNDLED_MODEL:
+        return str(offline_base_model(settings.model_dir))
+    return settings.model
+
+
+def get_model(settings: Settings) -> WhisperModel:
+    """The process's model, loading it on first use (never at import, never per job)."""
+    global _cached
+    device, compute_type = resolve_device(settings)
+    key = (settings.model, device, compute_type, settings.cpu_threads)
+    with _lock:
+        if _cached is None or _cached[0] != key:
+            _cached = (key, _load(settings, device, compute_type))
+        return _cached[1]
+
+
+def _load(settings: Settings, device: str, compute_type: str) -> WhisperModel:
+    started = time.perf_counter()
+    path = resolve_model_path(settings)
+    try:
+        model = WhisperModel(
+            path,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=settings.cpu_threads,
+            download_root=str(settings.model_dir / "hub"),
+        )
+    except Exception as exc:  # faster-whisper raises hub, OS and runtime errors alike
+        raise ModelUnavailable(_unavailable_message(settings, exc)) from exc
+    log.info(
+        "model loaded: model=%s device=%s compute_type=%s seconds=%.2f",
+        settings.model, device, compute_type, time.perf_counter() - started,
+    )
+    return model
+
+
+def _unavailable_message(settings: Settings, exc: Exception) -> str:
+    return (
+        f"Could not load Whisper model {settings.model!r} ({type(exc).__name__}: {exc}). "
+        "Without network access, set VERBATIM_MODEL to `base` (bundled) or to a local "
+        "CTranslate2 model directory (for example one converted with ct2-transformers-converter "
+        f"or copied from a machine that has it), or pre-fill {settings.model_dir / 'hub'}."
+    )
