@@ -1,0 +1,1 @@
+"""The HTTP API: accepts uploads, records jobs, enqueues them, serves results."""

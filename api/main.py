@@ -1,0 +1,45 @@
+"""The ASGI application: `uvicorn api.main:app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routes import health, jobs
+from shared.config import Settings, get_settings
+from shared.jobs import JobStore
+from shared.queue import make_celery
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; tests pass their own `Settings`."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.upload_dir.mkdir(parents=True, exist_ok=True)
+        app.state.store = JobStore.from_url(settings.redis_url)
+        app.state.celery = make_celery(settings, main="verbatim-api")
+        yield
+        app.state.celery.close()
+        app.state.store.redis.close()
+
+    app = FastAPI(
+        title="Verbatim",
+        summary="Asynchronous speech transcription with faster-whisper.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    install_error_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    return app
+
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+app = create_app()

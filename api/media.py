@@ -1,0 +1,45 @@
+"""Probing uploads with PyAV before a job is created, so bad input never reaches a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+
+from shared.errors import UnsupportedMedia
+
+
+def probe_duration(path: Path) -> float:
+    """Seconds of audio in the file; raises `UnsupportedMedia` when none can be decoded."""
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise UnsupportedMedia("The file has no audio stream.")
+            stream = container.streams.audio[0]
+            duration = _declared_duration(container, stream)
+            if next(container.decode(stream), None) is None:
+                raise UnsupportedMedia("The audio stream holds no decodable audio.")
+            return duration if duration is not None else _demuxed_duration(path)
+    except av.error.FFmpegError as exc:
+        raise UnsupportedMedia(f"The file could not be decoded as audio or video: {exc}") from exc
+
+
+def _declared_duration(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _demuxed_duration(path: Path) -> float:
+    """Duration from packet timestamps, for containers that do not declare one (WebM)."""
+    end = 0.0
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    return end

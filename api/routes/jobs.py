@@ -1,0 +1,120 @@
+"""The job resource: submit, inspect, download and delete transcriptions."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+
+from api.deps import ExistingJob, JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.errors import error_responses
+from api.submission import submit
+from api.uploads import receive_upload
+from shared.errors import (
+    DurationExceeded,
+    EmptyFile,
+    InvalidRequest,
+    JobFailed,
+    JobNotFound,
+    JobNotReady,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMedia,
+)
+from shared.formatters import FORMATS
+from shared.jobs import new_job_id
+from shared.schemas import Job, JobOptions, JobStatus
+from shared.storage import remove_upload, upload_path
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+FormatName = Literal["json", "txt", "srt", "vtt", "tsv"]
+
+_UPLOAD_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        **JobOptions.model_json_schema()["properties"],
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    openapi_extra=_UPLOAD_FORM,
+    responses=error_responses(
+        EmptyFile, InvalidRequest, PayloadTooLarge, DurationExceeded, UnsupportedMedia,
+        ServiceUnavailable,
+    ),
+)
+async def create_job(
+    request: Request, response: Response, settings: SettingsDep, store: JobStoreDep,
+    celery: QueueDep,
+) -> Job:
+    """Upload audio or video and queue it for transcription; poll the returned job."""
+    job_id = new_job_id()
+    upload = await receive_upload(
+        request, lambda name: upload_path(settings.upload_dir, job_id, name),
+        settings.max_upload_bytes,
+    )
+    job = await submit(job_id, upload, settings, store, celery)
+    response.headers["Location"] = str(request.url_for("get_job", job_id=job_id).path)
+    return job
+
+
+@router.get("/jobs/{job_id}", responses=error_responses(JobNotFound))
+async def get_job(job: ExistingJob) -> Job:
+    """A job's status, progress, timings and, once failed, its error."""
+    return job
+
+
+@router.get(
+    "/jobs/{job_id}/transcript.{fmt}",
+    responses=error_responses(JobNotFound, JobNotReady, JobFailed),
+)
+async def get_transcript(job: ExistingJob, fmt: FormatName, store: JobStoreDep) -> Response:
+    """Download the transcript as json, txt, srt, vtt or tsv."""
+    if job.status is JobStatus.failed:
+        raise JobFailed(f"The job failed: {job.error.message if job.error else 'unknown'}")
+    transcript = await run_sync(store.get_transcript, job.id)
+    if job.status is not JobStatus.completed or transcript is None:
+        raise JobNotReady(f"The job is {job.status}; the transcript is not ready yet.")
+    render, media_type, extension = FORMATS[fmt]
+    return Response(
+        render(transcript), media_type=media_type,
+        headers={"Content-Disposition": _attachment(job.filename, extension)},
+    )
+
+
+@router.get("/jobs/{job_id}/transcript", responses=error_responses(JobNotFound, JobNotReady))
+async def get_transcript_json(job: ExistingJob, store: JobStoreDep) -> Response:
+    """The transcript as JSON (same as `transcript.json`)."""
+    return await get_transcript(job, "json", store)
+
+
+@router.delete("/jobs/{job_id}", status_code=204, responses=error_responses(JobNotFound))
+async def delete_job(job: ExistingJob, store: JobStoreDep) -> Response:
+    """Delete a job, its upload and its transcript; a running job's result is dropped."""
+    path = await run_sync(store.upload_path, job.id)
+    await run_sync(store.delete, job.id)
+    await run_sync(remove_upload, path)
+    return Response(status_code=204)
+
+
+def _attachment(filename: str, extension: str) -> str:
+    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
+    name = f"{stem or 'transcript'}.{extension}"
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"

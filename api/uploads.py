@@ -1,0 +1,155 @@
+"""Streams a multipart upload straight to disk, enforcing the size limit as bytes arrive.
+
+FastAPI's `UploadFile` would spool the whole body before the route runs; parsing the request
+stream ourselves lets an oversized upload be refused after `max_bytes`, not after a gigabyte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import anyio
+from python_multipart import MultipartParser
+from python_multipart.multipart import parse_options_header
+from starlette.requests import Request
+
+from shared.errors import EmptyFile, InvalidRequest, PayloadTooLarge
+
+FLUSH_BYTES = 1 << 20
+MAX_FIELDS_BYTES = 64 * 1024
+
+
+@dataclass
+class Upload:
+    path: Path
+    filename: str
+    size: int
+    fields: dict[str, str]
+
+
+@dataclass
+class _Form:
+    """Parser callbacks' state: the file part goes to `pending`, other parts to `fields`."""
+
+    path_for: Callable[[str], Path]
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    header_name: bytes = b""
+    header_value: bytes = b""
+    name: str = ""
+    in_file: bool = False
+    path: Path | None = None
+    filename: str = ""
+    size: int = 0
+    pending: bytearray = field(default_factory=bytearray)
+    fields: dict[str, str] = field(default_factory=dict)
+    field_bytes: int = 0
+
+    def on_part_begin(self) -> None:
+        self.headers, self.header_name, self.header_value = {}, b"", b""
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_name.lower()] = self.header_value
+        self.header_name, self.header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = params.get(b"name", b"").decode("utf-8", "replace")
+        self.in_file = self.name == "file"
+        if self.in_file:
+            if self.path is not None:
+                raise InvalidRequest("Send exactly one `file` field.")
+            raw = params.get(b"filename", b"").decode("utf-8", "replace")
+            self.filename = Path(raw.replace("\\", "/")).name[-200:] or "upload"
+            self.path = self.path_for(self.filename)
+        else:
+            self.fields[self.name] = ""
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.in_file:
+            self.size += end - start
+            self.pending += data[start:end]
+            return
+        self.field_bytes += end - start
+        if self.field_bytes > MAX_FIELDS_BYTES:
+            raise InvalidRequest("The form fields besides `file` are too large.")
+        self.fields[self.name] += data[start:end].decode("utf-8", "replace")
+
+
+async def receive_upload(
+    request: Request, path_for: Callable[[str], Path], max_bytes: int
+) -> Upload:
+    """Write the `file` part to `path_for(filename)`; on any error leave no file behind."""
+    boundary = _boundary(request)
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > max_bytes + MAX_FIELDS_BYTES:
+        raise PayloadTooLarge(_too_large(max_bytes))
+    form = _Form(path_for)
+    parser = MultipartParser(boundary, callbacks=_callbacks(form))
+    out: IO[bytes] | None = None
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if form.size > max_bytes:
+                raise PayloadTooLarge(_too_large(max_bytes))
+            out = await _flush(form, out, FLUSH_BYTES)
+        parser.finalize()
+        out = await _flush(form, out, 0)
+    except BaseException:
+        await _close(out)
+        if form.path is not None:
+            form.path.unlink(missing_ok=True)
+        raise
+    await _close(out)
+    return _finished(form)
+
+
+def _finished(form: _Form) -> Upload:
+    if form.path is None:
+        raise InvalidRequest("The form has no `file` field: send the audio as `file`.")
+    if form.size == 0:
+        form.path.unlink(missing_ok=True)
+        raise EmptyFile("The uploaded file is empty.")
+    return Upload(form.path, form.filename, form.size, form.fields)
+
+
+async def _flush(form: _Form, out: IO[bytes] | None, threshold: int) -> IO[bytes] | None:
+    """Write buffered file bytes off the event loop once `threshold` bytes are waiting."""
+    if form.path is None or (threshold and len(form.pending) < threshold):
+        return out
+    if out is None:
+        form.path.parent.mkdir(parents=True, exist_ok=True)
+        out = await anyio.to_thread.run_sync(form.path.open, "wb")
+    data, form.pending = bytes(form.pending), bytearray()
+    await anyio.to_thread.run_sync(out.write, data)
+    return out
+
+
+async def _close(out: IO[bytes] | None) -> None:
+    if out is not None:
+        await anyio.to_thread.run_sync(out.close)
+
+
+def _boundary(request: Request) -> bytes:
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise InvalidRequest("Send the upload as multipart/form-data with the audio in `file`.")
+    return params[b"boundary"]
+
+
+def _callbacks(form: _Form) -> dict[str, Callable[..., None]]:
+    names = ("part_begin", "header_field", "header_value", "header_end", "headers_finished",
+             "part_data")
+    return {f"on_{name}": getattr(form, f"on_{name}") for name in names}
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"The upload exceeds the limit of {max_bytes} bytes."
