@@ -1,0 +1,153 @@
+"""Shared fixtures: a private redis-server, a real Celery worker and a real API process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from shared.localredis import LocalRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+JOB_TIMEOUT_SECONDS = 180
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> Process:
+    with log.open("wb") as out:
+        popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return Process(popen, log)
+
+
+def wait_until(check: object, what: str, process: Process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if process.popen.poll() is not None:
+            pytest.fail(f"{what}: process exited\n{process.output()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: timed out\n{process.output()[-3000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with LocalRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    data_dir = tmp_path_factory.mktemp("data")
+    return {
+        **os.environ,
+        "VERBATIM_REDIS_URL": redis_url,
+        "VERBATIM_DATA_DIR": str(data_dir),
+        "VERBATIM_PROGRESS_INTERVAL_SECONDS": "0",
+    }
+
+
+def start_worker(env: dict[str, str], log: Path, name: str = "test") -> Process:
+    args = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
+        "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h",
+    ]  # fmt: skip
+    worker = spawn(args, env, log)
+    wait_until(lambda: " ready." in worker.output(), "celery worker start", worker)
+    return worker
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    process = start_worker(service_env, tmp_path_factory.mktemp("logs") / "worker.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+            "--port", str(port)]
+    api = spawn(args, service_env, tmp_path_factory.mktemp("logs") / "api.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _healthy(url), "API start", api)
+    yield url
+    api.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def client(api_url: str, worker: Process) -> Iterator[httpx.Client]:
+    """An HTTP client for the running API, with a worker behind it."""
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def submit(http: httpx.Client, path: Path, **fields: str) -> dict:
+    with path.open("rb") as f:
+        response = http.post("/v1/jobs", files={"file": (path.name, f)}, data=fields)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def wait_for_job(http: httpx.Client, job_id: str, seen: list[float] | None = None) -> dict:
+    """Poll until the job ends; `seen` collects the progress values observed."""
+    deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        if seen is not None:
+            seen.append(job["progress"])
+        if job["status"] in ("completed", "failed"):
+            return job
+        time.sleep(0.05)
+    pytest.fail(f"job {job_id} did not finish in {JOB_TIMEOUT_SECONDS} s")
+
+
+def write_silence(path: Path, seconds: float, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\0\0" * int(seconds * rate))
+    return path
