@@ -21,7 +21,8 @@ def probe_duration(path: Path) -> float:
                 raise UnsupportedMedia("The audio stream holds no decodable audio.")
             return duration if duration is not None else _demuxed_duration(path)
     except av.error.FFmpegError as exc:
-        raise UnsupportedMedia(f"The file could not be decoded as audio or video: {exc}") from exc
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise UnsupportedMedia(f"The file could not be decoded as audio or video ({reason}).") from exc
 
 
 def _declared_duration(
