@@ -91,14 +91,19 @@ def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     process.stop()
 
 
-@pytest.fixture(scope="session")
-def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def start_api(env: dict[str, str], log: Path) -> tuple[Process, str]:
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
             "--port", str(port)]
-    api = spawn(args, service_env, tmp_path_factory.mktemp("logs") / "api.log")
+    api = spawn(args, env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _healthy(url), "API start", api)
+    return api, url
+
+
+@pytest.fixture(scope="session")
+def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    api, url = start_api(service_env, tmp_path_factory.mktemp("logs") / "api.log")
     yield url
     api.stop()
 
