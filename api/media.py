@@ -22,7 +22,8 @@ def probe_duration(path: Path) -> float:
             return duration if duration is not None else _demuxed_duration(path)
     except av.error.FFmpegError as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise UnsupportedMedia(f"The file could not be decoded as audio or video ({reason}).") from exc
+        message = f"The file could not be decoded as audio or video ({reason})."
+        raise UnsupportedMedia(message) from exc
 
 
 def _declared_duration(

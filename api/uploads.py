@@ -93,7 +93,7 @@ async def receive_upload(
     if declared > max_bytes + MAX_FIELDS_BYTES:
         raise PayloadTooLarge(_too_large(max_bytes))
     form = _Form(path_for)
-    parser = MultipartParser(boundary, callbacks=_callbacks(form))
+    parser = MultipartParser(boundary, callbacks=_callbacks(form))  # type: ignore[arg-type]
     out: IO[bytes] | None = None
     try:
         async for chunk in request.stream():

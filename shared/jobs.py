@@ -112,13 +112,13 @@ class JobStore:
             audio_duration=duration,
         )
         record = job.model_dump(mode="json", exclude_none=True) | {"upload_path": str(upload)}
-        self.redis.hset(self.job_key(job_id), mapping=_encode(record))
+        self.redis.hset(self.job_key(job_id), mapping=_encode(record))  # type: ignore[arg-type]
         return job
 
     def _raw(self, job_id: str) -> dict[str, Any] | None:
         if not is_job_id(job_id):
             return None
-        raw = self.redis.hgetall(self.job_key(job_id))
+        raw: dict[bytes, bytes] = self.redis.hgetall(self.job_key(job_id))  # type: ignore[assignment]
         return {k.decode(): json.loads(v) for k, v in raw.items()} if raw else None
 
     def get(self, job_id: str) -> Job | None:

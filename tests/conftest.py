@@ -85,7 +85,9 @@ def start_worker(env: dict[str, str], log: Path, name: str = "test") -> Process:
 
 
 @pytest.fixture(scope="session")
-def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+def worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
     process = start_worker(service_env, tmp_path_factory.mktemp("logs") / "worker.log")
     yield process
     process.stop()

@@ -34,7 +34,7 @@ def test_service_transcript_equals_faster_whisper(
     expected = [
         {
             "start": s.start, "end": s.end, "text": s.text,
-            "words": [[w.start, w.end, w.word] for w in s.words] if s.words else None,
+            "words": [[w.start, w.end, w.word] for w in s.words or []] or None,
         }
         for s in segments
     ]
@@ -43,7 +43,7 @@ def test_service_transcript_equals_faster_whisper(
     actual = [
         {
             "start": s["start"], "end": s["end"], "text": s["text"],
-            "words": [[w["start"], w["end"], w["word"]] for w in s["words"]] if s["words"] else None,
+            "words": [[w["start"], w["end"], w["word"]] for w in s["words"] or []] or None,
         }
         for s in transcript["segments"]
     ]

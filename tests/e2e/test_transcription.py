@@ -97,7 +97,8 @@ def test_json_txt_tsv_agree(jfk_job: dict, client: httpx.Client) -> None:
     segments = transcript["segments"]
     txt = download(client, jfk_job["id"], "txt").text
     assert txt.splitlines() == [s["text"].strip() for s in segments]
-    rows = list(csv.reader(io.StringIO(download(client, jfk_job["id"], "tsv").text), delimiter="\t"))
+    tsv = download(client, jfk_job["id"], "tsv").text
+    rows = list(csv.reader(io.StringIO(tsv), delimiter="\t"))
     assert rows[0] == ["start", "end", "text"]
     assert [(int(r[0]), int(r[1]), r[2]) for r in rows[1:]] == [
         (round(s["start"] * 1000), round(s["end"] * 1000), s["text"].strip()) for s in segments

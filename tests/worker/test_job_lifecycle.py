@@ -88,7 +88,8 @@ def test_a_job_survives_its_worker_process_being_killed(
     assert job["status"] == "completed", job
     assert job["attempts"] == 2
     text = client.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
-    assert "printing" in text and "arts" in text
+    assert "printing" in text
+    assert "arts" in text
 
 
 def test_deleting_a_running_job_drops_its_result(
