@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.languages import WHISPER_LANGUAGES
+
 
 class JobStatus(StrEnum):
     queued = "queued"
@@ -50,7 +52,10 @@ class JobOptions(BaseModel):
     def _auto_is_none(cls, value: str | None) -> str | None:
         if value is None or value.strip().lower() in ("", "auto"):
             return None
-        return value.strip().lower()
+        code = value.strip().lower()
+        if code not in WHISPER_LANGUAGES:
+            raise ValueError(f"unknown language code {value!r}; use an ISO 639-1 code or auto")
+        return code
 
 
 class ErrorInfo(BaseModel):

@@ -131,6 +131,7 @@ def test_oversized_upload_is_refused_by_declared_length(
         ({"beam_size": "0"}, "beam_size"),
         ({"word_timestamps": "perhaps"}, "word_timestamps"),
         ({"colour": "blue"}, "colour"),
+        ({"language": "klingon"}, "language"),
     ],
 )
 def test_bad_options_are_refused(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from faster_whisper.tokenizer import _LANGUAGE_CODES
+
 from shared.config import get_settings
+from shared.languages import WHISPER_LANGUAGES
 from shared.queue import QUEUE, TRANSCRIBE_TASK
 from worker.celery_app import app
 from worker.tasks import transcribe
@@ -21,3 +24,7 @@ def test_worker_takes_one_job_at_a_time_and_outwaits_the_longest_job() -> None:
     timeout = app.conf.broker_transport_options["visibility_timeout"]
     assert timeout == get_settings().visibility_timeout_seconds
     assert timeout > get_settings().max_audio_seconds
+
+
+def test_the_api_knows_the_same_languages_as_faster_whisper() -> None:
+    assert set(_LANGUAGE_CODES) == WHISPER_LANGUAGES
