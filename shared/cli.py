@@ -42,7 +42,7 @@ def _banner(host: str, port: int, redis_url: str) -> str:
     base = f"http://{shown}:{port}"
     return (
         f"Verbatim is starting on {base} (Redis: {redis_url}); Ctrl-C stops everything.\n"
-        f"  submit:   curl -F file=@jfk.flac {base}/v1/jobs\n"
+        f"  submit:   curl -F file=@tests/data/jfk.flac {base}/v1/jobs\n"
         f"  poll:     curl {base}/v1/jobs/<id>\n"
         f"  download: curl -OJ {base}/v1/jobs/<id>/transcript.srt\n"
     )

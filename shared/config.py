@@ -16,7 +16,11 @@ class Settings(BaseSettings):
     """Every knob of the service; one instance per process via `get_settings()`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="VERBATIM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="VERBATIM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        use_attribute_docstrings=True,
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
