@@ -178,3 +178,12 @@ def test_redis_unreachable_is_503(settings: Settings, tmp_path: Path) -> None:
         assert "Traceback" not in response.text
         assert api.get("/v1/jobs/0123456789abcdef0123456789abcdef").status_code == 503
     assert list(settings.upload_dir.iterdir()) == []
+
+
+def test_openapi_documents_the_upload_form_and_errors(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    post = spec["paths"]["/v1/jobs"]["post"]
+    form = post["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file"]
+    assert {"file", "language", "task", "word_timestamps", "beam_size"} <= set(form["properties"])
+    assert {"202", "400", "413", "415", "422", "503"} <= set(post["responses"])

@@ -145,3 +145,22 @@ def test_a_job_delivered_too_often_fails(client: httpx.Client, service_env: dict
     assert (failed.status_code, failed.json()["error"]["code"]) == (409, "job_failed")
     assert not Path(upload).exists()
     assert json.loads(store.redis.hget(store.job_key(job_id), "status")) == "failed"
+
+
+def test_an_undecodable_upload_fails_with_decode_error(
+    client: httpx.Client, service_env: dict
+) -> None:
+    """The API's probe keeps such files out; a file damaged on disk later still fails cleanly."""
+    settings = Settings(
+        redis_url=service_env["VERBATIM_REDIS_URL"], data_dir=service_env["VERBATIM_DATA_DIR"]
+    )
+    job_id = "d" * 32
+    upload = settings.upload_dir / f"{job_id}.flac"
+    upload.write_bytes(b"not audio at all " * 100)
+    JobStore.from_url(settings.redis_url).create(job_id, "x.flac", JobOptions(), 11.0, upload)
+    make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id])
+    job = wait_for_job(client, job_id)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "decode_error"
+    assert "Traceback" not in job["error"]["message"]
+    assert not upload.exists()
