@@ -6,7 +6,7 @@ from pathlib import Path
 
 import av
 
-from shared.errors import UnsupportedMedia
+from shared.errors import UnsupportedMedia, short_reason
 
 
 def probe_duration(path: Path) -> float:
@@ -21,8 +21,7 @@ def probe_duration(path: Path) -> float:
                 raise UnsupportedMedia("The audio stream holds no decodable audio.")
             return duration if duration is not None else _demuxed_duration(path)
     except av.error.FFmpegError as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        message = f"The file could not be decoded as audio or video ({reason})."
+        message = f"The file could not be decoded as audio or video ({short_reason(exc)})."
         raise UnsupportedMedia(message) from exc
 
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def short_reason(exc: BaseException) -> str:
+    """An OS or decoder error's reason without the file path it names (paths stay private)."""
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
 class VerbatimError(Exception):
     """Base error; `code` is stable and documented, `message` is for people."""
 

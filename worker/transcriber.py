@@ -12,7 +12,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FWSegment
 
 from shared.config import Settings
-from shared.errors import DecodeError
+from shared.errors import DecodeError, short_reason
 from shared.schemas import JobOptions, Segment, Transcript, Word
 
 ProgressCallback = Callable[[float], None]
@@ -42,7 +42,7 @@ def transcribe(
     try:
         segments, info = model.transcribe(str(audio), **whisper_kwargs(options, settings))
     except (av.error.FFmpegError, OSError) as exc:
-        raise DecodeError(f"The audio could not be decoded: {exc}") from exc
+        raise DecodeError(f"The audio could not be decoded ({short_reason(exc)}).") from exc
     report = _throttled(on_progress, settings.progress_interval_seconds)
     collected: list[Segment] = []
     for segment in segments:

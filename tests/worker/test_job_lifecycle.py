@@ -156,11 +156,12 @@ def test_an_undecodable_upload_fails_with_decode_error(
     )
     job_id = "d" * 32
     upload = settings.upload_dir / f"{job_id}.flac"
-    upload.write_bytes(b"not audio at all " * 100)
+    upload.write_bytes(b"fLaC\x00\x00\x00\x22" + b"damaged" * 100)
     JobStore.from_url(settings.redis_url).create(job_id, "x.flac", JobOptions(), 11.0, upload)
     make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id])
     job = wait_for_job(client, job_id)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "decode_error"
     assert "Traceback" not in job["error"]["message"]
+    assert str(settings.data_dir) not in job["error"]["message"]
     assert not upload.exists()
