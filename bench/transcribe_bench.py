@@ -87,6 +87,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--files", nargs="+", type=Path, help="audio files (default: see README)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per file (default 1)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--poll", type=float, default=POLL_SECONDS,
+        help=f"seconds between status polls (default {POLL_SECONDS}); on a small machine "
+        "fast polling takes CPU from the worker",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -459,7 +464,9 @@ def bench(files: list[Path], repeat: int, tmp: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global POLL_SECONDS
     args = parse_args(argv)
+    POLL_SECONDS = args.poll
     files = [f.resolve() for f in (args.files or default_files())]
     if missing := [str(f) for f in files if not f.is_file()]:
         note(f"no such file: {', '.join(missing)}")
