@@ -64,6 +64,7 @@ async def create_job(
     celery: QueueDep,
 ) -> Job:
     """Upload audio or video and queue it for transcription; poll the returned job."""
+    await run_sync(store.ping)  # refuse before a long upload, not after it, when Redis is down
     job_id = new_job_id()
     upload = await receive_upload(
         request, lambda name: upload_path(settings.upload_dir, job_id, name),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -84,3 +85,26 @@ def test_oversized_upload_is_refused_mid_stream(
     assert sent < OFFERED_CHUNKS, "the server read the whole body before refusing it"
     assert queue_db.llen(QUEUE) == 0
     assert list(uploads.iterdir()) == [], "the partial upload was left on disk"
+
+
+def test_an_abandoned_upload_leaves_no_file(
+    small_limit_api: tuple[str, Path, redis.Redis],
+) -> None:
+    base, uploads, queue_db = small_limit_api
+    address = urlsplit(base)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/jobs HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Length: 2000000\r\n"
+            f"Content-Type: multipart/form-data; boundary=b\r\n\r\n".encode()
+        )
+        sock.sendall(b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"')
+        sock.sendall(b"\r\n\r\n" + b"\0" * 1_500_000)
+        deadline = time.monotonic() + 10
+        while not list(uploads.glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(uploads.glob("*")), "the upload never reached the disk"
+    deadline = time.monotonic() + 10
+    while list(uploads.glob("*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(uploads.glob("*")) == [], "the partial upload was left on disk"
+    assert queue_db.llen(QUEUE) == 0
