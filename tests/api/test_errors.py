@@ -187,3 +187,4 @@ def test_openapi_documents_the_upload_form_and_errors(api: TestClient) -> None:
     assert form["required"] == ["file"]
     assert {"file", "language", "task", "word_timestamps", "beam_size"} <= set(form["properties"])
     assert {"202", "400", "413", "415", "422", "503"} <= set(post["responses"])
+    assert api.get("/docs").status_code == 200

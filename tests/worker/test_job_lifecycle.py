@@ -165,3 +165,14 @@ def test_an_undecodable_upload_fails_with_decode_error(
     assert "Traceback" not in job["error"]["message"]
     assert str(settings.data_dir) not in job["error"]["message"]
     assert not upload.exists()
+
+
+def test_a_finished_job_expires_and_its_upload_is_removed(
+    client: httpx.Client, redis_client: redis.Redis, service_env: dict
+) -> None:
+    job = wait_for_job(client, submit(client, DATA / "1089-134686-0001.flac")["id"])
+    ttl = Settings().result_ttl_seconds
+    for key in (JobStore.job_key(job["id"]), JobStore.transcript_key(job["id"])):
+        assert 0 < redis_client.ttl(key) <= ttl
+    uploads = Path(service_env["VERBATIM_DATA_DIR"]) / "uploads"
+    assert not list(uploads.glob(f"{job['id']}*"))
