@@ -13,6 +13,7 @@ from typing import IO
 
 import anyio
 from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
@@ -46,6 +47,7 @@ class _Form:
     pending: bytearray = field(default_factory=bytearray)
     fields: dict[str, str] = field(default_factory=dict)
     field_bytes: int = 0
+    ended: bool = False
 
     def on_part_begin(self) -> None:
         self.headers, self.header_name, self.header_value = {}, b"", b""
@@ -83,6 +85,9 @@ class _Form:
             raise InvalidRequest("The form fields besides `file` are too large.")
         self.fields[self.name] += data[start:end].decode("utf-8", "replace")
 
+    def on_end(self) -> None:
+        self.ended = True
+
 
 async def receive_upload(
     request: Request, path_for: Callable[[str], Path], max_bytes: int
@@ -97,7 +102,7 @@ async def receive_upload(
     out: IO[bytes] | None = None
     try:
         async for chunk in request.stream():
-            parser.write(chunk)
+            _parse(parser, chunk)
             if form.size > max_bytes:
                 raise PayloadTooLarge(_too_large(max_bytes))
             out = await _flush(form, out, FLUSH_BYTES)
@@ -105,20 +110,34 @@ async def receive_upload(
         out = await _flush(form, out, 0)
     except BaseException:
         await _close(out)
-        if form.path is not None:
-            form.path.unlink(missing_ok=True)
+        _discard(form)
         raise
     await _close(out)
     return _finished(form)
 
 
+def _parse(parser: MultipartParser, chunk: bytes) -> None:
+    try:
+        parser.write(chunk)
+    except FormParserError as exc:
+        raise InvalidRequest(f"The multipart body is malformed: {exc}") from None
+
+
 def _finished(form: _Form) -> Upload:
+    if not form.ended:
+        _discard(form)
+        raise InvalidRequest("The multipart body ended before its closing boundary.")
     if form.path is None:
         raise InvalidRequest("The form has no `file` field: send the audio as `file`.")
     if form.size == 0:
-        form.path.unlink(missing_ok=True)
+        _discard(form)
         raise EmptyFile("The uploaded file is empty.")
     return Upload(form.path, form.filename, form.size, form.fields)
+
+
+def _discard(form: _Form) -> None:
+    if form.path is not None:
+        form.path.unlink(missing_ok=True)
 
 
 async def _flush(form: _Form, out: IO[bytes] | None, threshold: int) -> IO[bytes] | None:
@@ -147,7 +166,7 @@ def _boundary(request: Request) -> bytes:
 
 def _callbacks(form: _Form) -> dict[str, Callable[..., None]]:
     names = ("part_begin", "header_field", "header_value", "header_end", "headers_finished",
-             "part_data")
+             "part_data", "end")
     return {f"on_{name}": getattr(form, f"on_{name}") for name in names}
 
 

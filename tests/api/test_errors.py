@@ -188,3 +188,21 @@ def test_openapi_documents_the_upload_form_and_errors(api: TestClient) -> None:
     assert {"file", "language", "task", "word_timestamps", "beam_size"} <= set(form["properties"])
     assert {"202", "400", "413", "415", "422", "503"} <= set(post["responses"])
     assert api.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"garbage without any boundary",
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF',
+    ],
+    ids=["malformed", "unterminated"],
+)
+def test_broken_multipart_is_refused(
+    api: TestClient, settings: Settings, queue_db: redis.Redis, body: bytes
+) -> None:
+    response = api.post(
+        "/v1/jobs", content=body, headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "validation_error")
+    assert_nothing_left(settings, queue_db)
