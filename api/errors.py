@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import redis
 from fastapi import FastAPI, Request
@@ -18,8 +19,11 @@ log = logging.getLogger(__name__)
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
-def envelope(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def envelope(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def error_responses(*errors: type[VerbatimError]) -> dict[int | str, dict[str, str]]:
@@ -41,7 +45,7 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
-    return envelope(exc.status_code, code, str(exc.detail))
+    return envelope(exc.status_code, code, str(exc.detail), exc.headers)  # e.g. 405's Allow
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:

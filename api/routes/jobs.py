@@ -39,6 +39,7 @@ _UPLOAD_FORM: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         **JobOptions.model_json_schema()["properties"],

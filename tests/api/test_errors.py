@@ -162,10 +162,13 @@ def test_unknown_job(api: TestClient, path: str) -> None:
     assert api.delete(path.removesuffix("/transcript.srt")).status_code == 404
 
 
-def test_unknown_route_uses_the_envelope(api: TestClient) -> None:
+def test_unknown_route_and_method_use_the_envelope(api: TestClient) -> None:
     response = api.get("/v2/nothing")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+    wrong = api.put("/v1/jobs/0123456789abcdef0123456789abcdef")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert "GET" in wrong.headers["allow"]
 
 
 def test_redis_unreachable_is_503(settings: Settings, tmp_path: Path) -> None:
