@@ -125,6 +125,13 @@ class JobStore:
         raw = self._raw(job_id)
         return Job.model_validate(raw) if raw else None
 
+    def get_with_upload(self, job_id: str) -> tuple[Job, Path] | None:
+        """The job and its upload's path in one read; None when the job does not exist."""
+        raw = self._raw(job_id)
+        if not raw or "upload_path" not in raw:
+            return None
+        return Job.model_validate(raw), Path(raw["upload_path"])
+
     def require(self, job_id: str) -> Job:
         job = self.get(job_id)
         if job is None:

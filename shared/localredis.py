@@ -47,6 +47,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, wait up to `timeout` seconds, then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class LocalRedis:
     """A private, persistent `redis-server` on 127.0.0.1 keeping its files in `data_dir/redis`.
 
@@ -114,15 +125,8 @@ class LocalRedis:
 
     def stop(self) -> None:
         """Stop the server; SIGTERM makes Redis flush its append-only file first."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, STOP_TIMEOUT_SECONDS)
         self.process = None
 
     def __enter__(self) -> LocalRedis:

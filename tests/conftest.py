@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from shared.localredis import LocalRedis, free_port
+from shared.localredis import LocalRedis, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -31,13 +31,7 @@ class Process:
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen, timeout)
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> Process:

@@ -40,13 +40,13 @@ def job_store() -> JobStore:
 def transcribe(self: Task, job_id: str) -> None:
     """Transcribe one job: load → skip if finished → count the attempt → run → store."""
     settings, store = get_settings(), job_store()
-    job = store.get(job_id)
-    if job is None or job.status.terminal:
-        log.info("job %s skipped: %s", job_id, "deleted" if job is None else job.status)
+    found = store.get_with_upload(job_id)
+    if found is None or found[0].status.terminal:
+        log.info("job %s skipped: %s", job_id, "deleted" if found is None else found[0].status)
         return
-    upload = store.upload_path(job_id)
+    job, upload = found
     attempts = store.begin_attempt(job_id)
-    if attempts is None or upload is None:
+    if attempts is None:
         return
     try:
         if attempts > settings.max_attempts:
