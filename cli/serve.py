@@ -1,8 +1,11 @@
-"""The `verbatim` command: run the API, a worker, or both with a local Redis (`serve`)."""
+"""Local process management: the API, a worker, or both with a private Redis (`serve`).
+
+The API and the worker are started as processes, never imported: an API host has no model
+stack, a worker host no web stack.
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -88,7 +91,17 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
         return 0
 
 
-def serve(args: argparse.Namespace) -> int:
+def run_api(host: str, port: int) -> NoReturn:
+    """Become the API process (`verbatim api`)."""
+    _exec(api_command(host, port))
+
+
+def run_worker(concurrency: int) -> NoReturn:
+    """Become a worker process (`verbatim worker`)."""
+    _exec(worker_command(concurrency))
+
+
+def serve(host: str, port: int, concurrency: int) -> int:
     """Run the API and one worker, on a private Redis unless VERBATIM_REDIS_URL names one."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -98,12 +111,12 @@ def serve(args: argparse.Namespace) -> int:
             stack.callback(_stop, children)
             # Own sessions: Ctrl-C reaches only this process, which stops the children.
             children["API"] = subprocess.Popen(
-                api_command(args.host, args.port), start_new_session=True
+                api_command(host, port), start_new_session=True
             )
             children["worker"] = subprocess.Popen(
-                worker_command(args.concurrency), start_new_session=True
+                worker_command(concurrency), start_new_session=True
             )
-            print(_banner(args.host, args.port, redis_url), flush=True)
+            print(_banner(host, port, redis_url), flush=True)
             return _supervise(children)
     except KeyboardInterrupt:  # during start-up; what had started is stopped by now
         return 130
@@ -117,37 +130,3 @@ def _redis_url(stack: ExitStack) -> str:
     url = stack.enter_context(LocalRedis(settings.data_dir)).url
     os.environ["VERBATIM_REDIS_URL"] = url  # inherited by the API and the worker
     return url
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="verbatim", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    def add_http_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--host", default="127.0.0.1", help="address to listen on")
-        command.add_argument("--port", type=int, default=8000, help="port to listen on")
-
-    def add_worker_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "--concurrency", type=int, default=1, help="transcribing processes (one model each)"
-        )
-
-    run_all = commands.add_parser("serve", help="API + worker (+ a local Redis) for one machine")
-    add_http_options(run_all)
-    add_worker_options(run_all)
-    run_all.set_defaults(func=serve)
-
-    api = commands.add_parser("api", help="only the HTTP API (uvicorn)")
-    add_http_options(api)
-    api.set_defaults(func=lambda args: _exec(api_command(args.host, args.port)))
-
-    worker = commands.add_parser("worker", help="only a transcription worker (Celery)")
-    add_worker_options(worker)
-    worker.set_defaults(func=lambda args: _exec(worker_command(args.concurrency)))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `verbatim` console script."""
-    args = _parser().parse_args(argv)
-    return int(args.func(args))

@@ -1,0 +1,139 @@
+"""Verbatim: run the transcription service (serve, api, worker) or use one (transcribe, batch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+
+from cli import batch as batches
+from cli import serve as processes
+from cli.client import DEFAULT_URL, ServerUnreachable
+from cli.outputs import output_paths
+from cli.transcribe import Request
+from shared.formatters import FORMATS
+from shared.schemas import JobOptions
+
+app = typer.Typer(
+    name="verbatim", help=__doc__, no_args_is_help=True, add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
+Concurrency = Annotated[int, typer.Option(min=1, help="Transcribing processes (one model each).")]
+Language = Annotated[
+    str | None, typer.Option(help="Spoken language (ISO 639-1, such as ko); unset detects it.")
+]
+Task = Annotated[
+    Literal["transcribe", "translate"], typer.Option(help="translate: the speech in English.")
+]
+Out = Annotated[
+    Path | None, typer.Option(file_okay=False, help="Write here instead of beside each input.")
+]
+Format = Literal["txt", "srt", "vtt", "json", "tsv"]  # the server's `shared.formatters.FORMATS`
+Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Look in subfolders.")]
+Jobs = Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Jobs in flight at once.")]
+Formats = Annotated[str, typer.Option(help=f"Comma-separated, of {','.join(FORMATS)}.")]
+Server = Annotated[
+    str, typer.Option(envvar="VERBATIM_URL", show_envvar=True, help="The Verbatim server.")
+]
+
+
+@app.command(rich_help_panel="Run the service")
+def serve(host: Host = "127.0.0.1", port: Port = 8000, concurrency: Concurrency = 1) -> None:
+    """API + worker (+ a local Redis unless VERBATIM_REDIS_URL is set) for one machine."""
+    raise typer.Exit(processes.serve(host, port, concurrency))
+
+
+@app.command(rich_help_panel="Run the service")
+def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Only the HTTP API (uvicorn)."""
+    processes.run_api(host, port)
+
+
+@app.command(rich_help_panel="Run the service")
+def worker(concurrency: Concurrency = 1) -> None:
+    """Only a transcription worker (Celery)."""
+    processes.run_worker(concurrency)
+
+
+@app.command(rich_help_panel="Use a server")
+def transcribe(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
+    format: Annotated[Format, typer.Option("--format", "-f", help="Transcript format.")] = "txt",
+    language: Language = None, task: Task = "transcribe", out: Out = None,
+    server: Server = DEFAULT_URL,
+) -> None:
+    """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
+    requests = [Request(f, str(f), output_paths(f, [format], out)) for f in files]
+    for request in requests:
+        if request.source in request.outputs.values():
+            raise typer.BadParameter(f"{request.source} would be overwritten by its transcript")
+    summary = _execute(server, batches.Plan(requests), _fields(language, task), 1, False)
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+@app.command(
+    rich_help_panel="Use a server",
+    epilog=f"Media files: {', '.join(sorted(batches.MEDIA_EXTENSIONS))}.",
+)
+def batch(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    recursive: Recursive = False, concurrency: Jobs = 2, formats: Formats = "txt",
+    out: Out = None, language: Language = None, task: Task = "transcribe",
+    server: Server = DEFAULT_URL,
+) -> None:
+    """Transcribe every audio or video file in DIRECTORY; a rerun skips finished files."""
+    chosen = _formats(formats)
+    files = batches.find_media(directory, recursive)
+    if not files:
+        hint = "" if recursive else " (--recursive looks in subfolders)"
+        typer.echo(f"verbatim: no audio or video files in {directory}{hint}", err=True)
+    plan = batches.plan(files, directory, chosen, out)
+    summary = _execute(server, plan, _fields(language, task), concurrency, True)
+    typer.echo(summary.render())
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+def _execute(
+    server: str, plan: batches.Plan, fields: dict[str, str], concurrency: int, batch_bar: bool
+) -> batches.Summary:
+    try:
+        return batches.execute(server, plan, fields, concurrency, batch_bar)
+    except ServerUnreachable as exc:
+        typer.echo(f"verbatim: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("verbatim: interrupted; the transcripts already written are kept", err=True)
+        raise typer.Exit(130) from None
+
+
+def _fields(language: str | None, task: str) -> dict[str, str]:
+    """The upload's form fields, checked here so that a typo fails before any upload."""
+    try:
+        options = JobOptions.model_validate({"language": language, "task": task})
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise typer.BadParameter(message, param_hint="'--language'") from None
+    fields = {"task": options.task}
+    return fields | ({"language": options.language} if options.language else {})
+
+
+def _formats(value: str) -> list[str]:
+    chosen = list(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"choose from {', '.join(FORMATS)}", param_hint="'--formats'")
+    return chosen
+
+
+def main() -> None:
+    """Entry point of the `verbatim` console script."""
+    app(prog_name="verbatim")
+
+
+if __name__ == "__main__":
+    main()

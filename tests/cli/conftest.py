@@ -1,0 +1,59 @@
+"""Fixtures for the `verbatim` command: a running service and a way to run the command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pluggy
+import pytest
+
+from shared.localredis import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ROOT_CONFTEST = ROOT / "tests" / "conftest.py"
+COMMAND_TIMEOUT_SECONDS = 180
+
+Completed = subprocess.CompletedProcess[str]
+Verbatim = Callable[..., Completed]
+
+
+def pytest_plugin_registered(plugin: object, manager: pluggy.PluginManager) -> None:
+    """Keep `import conftest` meaning tests/conftest.py once this conftest is loaded.
+
+    Test modules elsewhere do `from conftest import DATA, ...`; pytest registers this module
+    under the same name, `conftest`, so their imports would otherwise find this one.
+    """
+    if isinstance(plugin, ModuleType) and getattr(plugin, "__file__", None) == str(ROOT_CONFTEST):
+        sys.modules["conftest"] = plugin
+
+
+@pytest.fixture(scope="session")
+def server(api_url: str, worker: object) -> str:
+    """The URL of a real API with a real worker behind it."""
+    return api_url
+
+
+@pytest.fixture(scope="session")
+def dead_url() -> str:
+    """A URL nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def verbatim() -> Verbatim:
+    """Runs `python -m cli.main ARGS` as a user would; VERBATIM_URL only where `env` sets it."""
+
+    def run(*args: str | Path, env: dict[str, str] | None = None) -> Completed:
+        environment = {k: v for k, v in os.environ.items() if k != "VERBATIM_URL"}
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *map(str, args)],
+            cwd=ROOT, env=environment | (env or {}), capture_output=True, text=True,
+            timeout=COMMAND_TIMEOUT_SECONDS, check=False,
+        )
+
+    return run
