@@ -1,0 +1,123 @@
+"""Browser fixtures: Debian's chromium driven by Playwright, with jfk.flac as its microphone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+TESTS = Path(__file__).resolve().parent.parent
+JFK = TESTS / "data" / "jfk.flac"
+ARTIFACTS = TESTS / "artifacts"
+DESKTOP = {"viewport": {"width": 1040, "height": 800}, "device_scale_factor": 2}  # crisp pictures
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,  # honours the viewport meta tag, as a phone does
+    "has_touch": True,
+}
+MIC_RATE = 48000  # Chromium's capture rate; it resamples other rates, but this needs nothing
+MIC_LEAD_SECONDS = 0.5  # silence before the speech, so the first word is never cut
+
+
+def apt_install_chromium() -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+    ):
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.fail(f"chromium is missing and `{' '.join(command)}` could not run: {exc}")
+        if done.returncode != 0:
+            pytest.fail(
+                f"chromium is missing and `{' '.join(command)}` failed with exit status "
+                f"{done.returncode}; install Debian's chromium package by hand.\n"
+                f"{(done.stdout + done.stderr)[-3000:]}"
+            )
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium (Playwright's own browser downloads are not available offline)."""
+    if shutil.which("chromium") is None:
+        apt_install_chromium()
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("apt-get installed chromium, yet no `chromium` command is on PATH")
+    return path
+
+
+def write_speech_wav(source: Path, target: Path) -> Path:
+    """Decode `source` to 16-bit mono PCM WAV, the format Chromium's fake microphone reads."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=MIC_RATE)
+    with av.open(str(source)) as container, wave.open(str(target), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(MIC_RATE)
+        out.writeframes(b"\0\0" * int(MIC_LEAD_SECONDS * MIC_RATE))
+        for frame in [*container.decode(audio=0), None]:
+            for pcm in resampler.resample(frame):
+                out.writeframes(pcm.to_ndarray().tobytes())
+    return target
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    speech = write_speech_wav(JFK, tmp_path_factory.mktemp("mic") / "jfk.wav")
+    args = [
+        "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt
+        "--use-fake-device-for-media-stream",
+        # `%noloop`: play the file once, then silence (it loops by default).
+        f"--use-file-for-fake-audio-capture={speech}%noloop",
+    ]
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=args)
+        yield launched
+        launched.close()
+
+
+def open_page(browser: Browser, url: str, **options: object) -> Iterator[Page]:
+    """A fresh page at `url`; a script error or a refused resource (CSP) fails the test."""
+    context = browser.new_context(accept_downloads=True, **options)  # type: ignore[arg-type]
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.extend(_unexpected(message)))
+    page.goto(url)
+    yield page
+    context.close()
+    assert not errors, f"errors on the page: {errors}"
+
+
+def _unexpected(message: ConsoleMessage) -> list[str]:
+    """A console error other than a failed request (those the tests provoke on purpose)."""
+    expected = message.text.startswith("Failed to load resource")
+    return [message.text] if message.type == "error" and not expected else []
+
+
+@pytest.fixture
+def page(browser: Browser, api_url: str, worker: object) -> Iterator[Page]:
+    """The page at desktop width, served by the real API with a worker behind it."""
+    yield from open_page(browser, f"{api_url}/", **DESKTOP)
+
+
+@pytest.fixture
+def phone(browser: Browser, api_url: str, worker: object) -> Iterator[Page]:
+    """The page on a phone-sized screen (390 x 844 CSS pixels)."""
+    yield from open_page(browser, f"{api_url}/", **PHONE)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """tests/artifacts/ (gitignored): screenshots to look at after a run."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
