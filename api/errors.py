@@ -1,9 +1,15 @@
-"""One error envelope for every failure: `{"error": {"code": ..., "message": ...}}`."""
+"""Error responses: one handler per kind of failure, one place that picks the body's shape.
+
+Everywhere the body is `{"error": {"code": ..., "message": ...}}`. Under `/v1/audio/` (the
+OpenAI-compatible routes) it is OpenAI's `{"error": {"message", "type", "param", "code"}}`,
+so that OpenAI's SDKs raise their usual errors with the service's stable `code`.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -18,6 +24,12 @@ log = logging.getLogger(__name__)
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
+OPENAI_PREFIX = "/v1/audio/"
+
+# Errors about the upload itself: OpenAI names the `file` field as their `param`.
+_FILE_CODES = frozenset({"empty_file", "payload_too_large", "duration_exceeded",
+                         "unsupported_media"})
+
 
 def envelope(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
@@ -26,36 +38,63 @@ def envelope(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def error_responses(*errors: type[VerbatimError]) -> dict[int | str, dict[str, str]]:
+def openai_error(
+    status: int, code: str, message: str, param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """OpenAI's error body; a malformed request is 400 there, as OpenAI answers it."""
+    status = 400 if status == 422 else status
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    if param is None and code in _FILE_CODES:
+        param = "file"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _respond(
+    request: Request, status: int, code: str, message: str, param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The one place that chooses the shape: OpenAI's under `/v1/audio/`, else the envelope."""
+    if request.url.path.startswith(OPENAI_PREFIX):
+        return openai_error(status, code, message, param, headers)
+    return envelope(status, code, message, headers)
+
+
+def error_responses(*errors: type[VerbatimError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the errors a route may answer with."""
     return {e.status_code: {"description": f"`{e.code}`"} for e in errors}
 
 
-async def _verbatim(_: Request, exc: Exception) -> JSONResponse:
+async def _verbatim(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VerbatimError)
-    return envelope(exc.status_code, exc.code, exc.message)
+    return _respond(request, exc.status_code, exc.code, exc.message, exc.param)
 
 
-async def _validation(_: Request, exc: Exception) -> JSONResponse:
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-    return envelope(422, "validation_error", "; ".join(parts))
+    errors = exc.errors()
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
+    param = str(errors[0]["loc"][-1]) if errors and errors[0]["loc"] else None
+    return _respond(request, 422, "validation_error", "; ".join(parts), param)
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
-    return envelope(exc.status_code, code, str(exc.detail), exc.headers)  # e.g. 405's Allow
+    # exc.headers carries e.g. 405's Allow.
+    return _respond(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
-async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("backend unavailable: %s", exc)
-    return envelope(503, "service_unavailable", "The job store or queue is unreachable.")
+    message = "The job store or queue is unreachable."
+    return _respond(request, 503, "service_unavailable", message)
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return envelope(500, "internal_error", "An unexpected error occurred.")
+    return _respond(request, 500, "internal_error", "An unexpected error occurred.")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import health, jobs, page
+from api.routes import audio, health, jobs, page
 from shared.config import Settings, get_settings
 from shared.jobs import JobStore
 from shared.queue import make_celery
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(audio.router)
     app.include_router(health.router)
     page.install(app)
     return app

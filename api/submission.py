@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 from celery import Celery
 from pydantic import ValidationError
@@ -26,12 +27,26 @@ def parse_options(fields: dict[str, str]) -> JobOptions:
         raise InvalidRequest("; ".join(parts)) from None
 
 
-async def submit(
-    job_id: str, upload: Upload, settings: Settings, store: JobStore, celery: Celery
-) -> Job:
-    """Create and enqueue the job; on any refusal the upload is removed and nothing queued."""
+@contextmanager
+def discarded_on_error(upload: Upload) -> Iterator[None]:
+    """Remove the upload when the block raises: a refused upload never stays on disk."""
     try:
-        options = parse_options(upload.fields)
+        yield
+    except BaseException:
+        remove_upload(upload.path)
+        raise
+
+
+async def submit(
+    job_id: str, upload: Upload, settings: Settings, store: JobStore, celery: Celery,
+    options: JobOptions | None = None,
+) -> Job:
+    """Create and enqueue the job; on any refusal the upload is removed and nothing queued.
+
+    `options` default to the upload's form fields read as `JobOptions`."""
+    with discarded_on_error(upload):
+        if options is None:
+            options = parse_options(upload.fields)
         duration = await run_sync(probe_duration, upload.path)
         if duration > settings.max_audio_seconds:
             raise DurationExceeded(
@@ -40,9 +55,6 @@ async def submit(
             )
         job = await run_sync(store.create, job_id, upload.filename, options, duration, upload.path)
         await _enqueue(job_id, store, celery)
-    except BaseException:
-        remove_upload(upload.path)
-        raise
     return job
 
 

@@ -28,12 +28,18 @@ class Upload:
     path: Path
     filename: str
     size: int
-    fields: dict[str, str]
+    values: dict[str, list[str]]
+    """Every value of every field besides `file`, in order (`a[]=1&a[]=2` arrives twice)."""
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """One value per field: the last one sent."""
+        return {name: values[-1] for name, values in self.values.items()}
 
 
 @dataclass
 class _Form:
-    """Parser callbacks' state: the file part goes to `pending`, other parts to `fields`."""
+    """Parser callbacks' state: the file part goes to `pending`, other parts to `values`."""
 
     path_for: Callable[[str], Path]
     headers: dict[bytes, bytes] = field(default_factory=dict)
@@ -45,7 +51,7 @@ class _Form:
     filename: str = ""
     size: int = 0
     pending: bytearray = field(default_factory=bytearray)
-    fields: dict[str, str] = field(default_factory=dict)
+    values: dict[str, list[str]] = field(default_factory=dict)
     field_bytes: int = 0
     ended: bool = False
 
@@ -68,12 +74,12 @@ class _Form:
         self.in_file = self.name == "file"
         if self.in_file:
             if self.path is not None:
-                raise InvalidRequest("Send exactly one `file` field.")
+                raise InvalidRequest("Send exactly one `file` field.", param="file")
             raw = params.get(b"filename", b"").decode("utf-8", "replace")
             self.filename = Path(raw.replace("\\", "/")).name[-200:] or "upload"
             self.path = self.path_for(self.filename)
         else:
-            self.fields[self.name] = ""
+            self.values.setdefault(self.name, []).append("")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.in_file:
@@ -83,7 +89,7 @@ class _Form:
         self.field_bytes += end - start
         if self.field_bytes > MAX_FIELDS_BYTES:
             raise InvalidRequest("The form fields besides `file` are too large.")
-        self.fields[self.name] += data[start:end].decode("utf-8", "replace")
+        self.values[self.name][-1] += data[start:end].decode("utf-8", "replace")
 
     def on_end(self) -> None:
         self.ended = True
@@ -128,11 +134,13 @@ def _finished(form: _Form) -> Upload:
         _discard(form)
         raise InvalidRequest("The multipart body ended before its closing boundary.")
     if form.path is None:
-        raise InvalidRequest("The form has no `file` field: send the audio as `file`.")
+        raise InvalidRequest(
+            "The form has no `file` field: send the audio as `file`.", param="file"
+        )
     if form.size == 0:
         _discard(form)
         raise EmptyFile("The uploaded file is empty.")
-    return Upload(form.path, form.filename, form.size, form.fields)
+    return Upload(form.path, form.filename, form.size, form.values)
 
 
 def _discard(form: _Form) -> None:

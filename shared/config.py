@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(default=1.0, ge=0)
     """Least time between two progress writes of one job."""
 
+    openai_wait_seconds: float = Field(default=300, ge=0)
+    """How long `/v1/audio/*` waits for its job; after that it answers 202 with the job id."""
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.visibility_timeout_seconds <= self.max_audio_seconds:

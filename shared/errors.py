@@ -9,14 +9,16 @@ def short_reason(exc: BaseException) -> str:
 
 
 class VerbatimError(Exception):
-    """Base error; `code` is stable and documented, `message` is for people."""
+    """Base error; `code` is stable and documented, `message` is for people, `param` names
+    the request field at fault where one is (OpenAI-style errors report it)."""
 
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.param = param
 
 
 class JobNotFound(VerbatimError):

@@ -46,6 +46,11 @@ class JobOptions(BaseModel):
     hotwords: str | None = Field(
         default=None, max_length=1000, description="Words to bias recognition towards."
     )
+    temperature: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Decode at this one sampling temperature; unset starts at 0 and raises it "
+        "in steps of 0.2 up to 1 when a window's decoding looks like a failure.",
+    )
 
     @field_validator("language")
     @classmethod

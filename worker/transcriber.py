@@ -20,7 +20,7 @@ ProgressCallback = Callable[[float], None]
 
 def whisper_kwargs(options: JobOptions, settings: Settings) -> dict[str, Any]:
     """The arguments to `WhisperModel.transcribe` for a job's options."""
-    return {
+    kwargs: dict[str, Any] = {
         "language": options.language,
         "task": options.task,
         "beam_size": options.beam_size or settings.beam_size,
@@ -29,6 +29,9 @@ def whisper_kwargs(options: JobOptions, settings: Settings) -> dict[str, Any]:
         "initial_prompt": options.initial_prompt,
         "hotwords": options.hotwords,
     }
+    if options.temperature is not None:  # else faster-whisper's fallback schedule 0, 0.2 .. 1
+        kwargs["temperature"] = options.temperature
+    return kwargs
 
 
 def transcribe(

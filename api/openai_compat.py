@@ -1,0 +1,215 @@
+"""OpenAI's audio API on top of jobs: its form fields in, its response shapes out.
+
+Field names and shapes follow https://platform.openai.com/docs/api-reference/audio.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ValidationError
+
+from api.errors import openai_error
+from shared.errors import InvalidRequest
+from shared.formatters import FORMATS
+from shared.languages import language_name
+from shared.schemas import ErrorInfo, Job, JobOptions, Segment, Transcript
+
+Task = Literal["transcribe", "translate"]
+
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+GRANULARITIES = ("word", "segment")
+# OpenAI's SDKs send a list as repeated `name[]` fields; plain `name` is accepted too.
+_GRANULARITY_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")
+# Accepted and without effect: the service has one model, and no logprobs or chunking.
+IGNORED = frozenset({"model", "include[]", "include", "chunking_strategy"})
+_COMMON = frozenset({"prompt", "response_format", "temperature", "stream",
+                     *_GRANULARITY_FIELDS, *IGNORED})
+FIELDS: dict[Task, frozenset[str]] = {
+    "transcribe": _COMMON | {"language"},
+    "translate": _COMMON,
+}
+# OpenAI's field -> the JobOptions field it sets.
+_JOB_OPTIONS = {"language": "language", "prompt": "initial_prompt", "temperature": "temperature"}
+_OPENAI_NAMES = {option: name for name, option in _JOB_OPTIONS.items()}
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    """A validated `/v1/audio/*` form: the job's options and how to answer."""
+
+    task: Task
+    response_format: str
+    granularities: frozenset[str]
+    options: JobOptions
+
+
+def parse_form(values: dict[str, list[str]], task: Task) -> AudioRequest:
+    """Read OpenAI's form fields; a bad one raises `InvalidRequest` naming it as `param`."""
+    _known_names(values, task)
+    fields = {name: given[-1] for name, given in values.items() if given[-1] != ""}
+    if fields.get("stream", "false").lower() not in ("false", "0"):
+        raise InvalidRequest("Streaming is not supported; leave `stream` unset.", param="stream")
+    response_format = fields.get("response_format", "json")
+    if response_format not in RESPONSE_FORMATS:
+        message = f"Invalid response_format {response_format!r}: use one of {RESPONSE_FORMATS}."
+        raise InvalidRequest(message, param="response_format")
+    granularities = _granularities(values, response_format)
+    options = _options(fields, task, word_timestamps="word" in granularities)
+    return AudioRequest(task, response_format, granularities, options)
+
+
+def _known_names(values: dict[str, list[str]], task: Task) -> None:
+    for name in values:
+        if name == "language" and task == "translate":
+            message = "Translations take no `language`: the speech's language is detected."
+            raise InvalidRequest(message, param=name)
+        if name not in FIELDS[task]:
+            raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name)
+
+
+def _granularities(values: dict[str, list[str]], response_format: str) -> frozenset[str]:
+    given = {v for name in _GRANULARITY_FIELDS for v in values.get(name, []) if v != ""}
+    if not given <= set(GRANULARITIES):
+        message = f"timestamp_granularities takes {GRANULARITIES}, not {sorted(given)}."
+        raise InvalidRequest(message, param="timestamp_granularities")
+    if given and response_format != "verbose_json":
+        message = "timestamp_granularities is only supported with response_format=verbose_json."
+        raise InvalidRequest(message, param="timestamp_granularities")
+    return frozenset(given or {"segment"})
+
+
+def _options(fields: dict[str, str], task: Task, word_timestamps: bool) -> JobOptions:
+    data: dict[str, Any] = {"task": task, "word_timestamps": word_timestamps}
+    data |= {option: fields[name] for name, option in _JOB_OPTIONS.items() if name in fields}
+    try:
+        options = JobOptions.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "form"
+        param = _OPENAI_NAMES.get(name, name)
+        raise InvalidRequest(f"{param}: {error['msg']}", param=param) from None
+    # OpenAI: "If set to 0, the model will use log probability to automatically increase the
+    # temperature until certain thresholds are hit" - faster-whisper's default fallback.
+    if options.temperature == 0:
+        options = options.model_copy(update={"temperature": None})
+    return options
+
+
+class Transcription(BaseModel):
+    """`response_format=json`."""
+
+    text: str
+
+
+class TranscriptionSegment(BaseModel):
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class TranscriptionWord(BaseModel):
+    word: str
+    start: float
+    end: float
+
+
+class VerboseTranscription(BaseModel):
+    """`response_format=verbose_json`: `segments` and `words` as `timestamp_granularities` ask."""
+
+    task: Task
+    language: str
+    duration: float
+    text: str
+    segments: list[TranscriptionSegment] | None = None
+    words: list[TranscriptionWord] | None = None
+
+
+def render(form: AudioRequest, transcript: Transcript, headers: dict[str, str]) -> Response:
+    """The finished transcript in the requested `response_format`."""
+    fmt = form.response_format
+    if fmt == "json":
+        return JSONResponse({"text": transcript.text}, headers=headers)
+    if fmt == "text":
+        return PlainTextResponse(transcript.text + "\n", headers=headers)
+    if fmt in ("srt", "vtt"):
+        to_text, media_type, _ = FORMATS[fmt]
+        return Response(to_text(transcript), media_type=media_type, headers=headers)
+    body = verbose(form, transcript).model_dump(mode="json", exclude_none=True)
+    return JSONResponse(body, headers=headers)
+
+
+def verbose(form: AudioRequest, transcript: Transcript) -> VerboseTranscription:
+    temperature = form.options.temperature or 0.0
+    segments = [_segment(i, s, temperature) for i, s in enumerate(transcript.segments)]
+    words = [TranscriptionWord(word=w.word.strip(), start=w.start, end=w.end)
+             for s in transcript.segments for w in s.words or []]
+    return VerboseTranscription(
+        task=form.task,
+        language=language_name(transcript.language),
+        duration=transcript.duration,
+        text=transcript.text,
+        segments=segments if "segment" in form.granularities else None,
+        words=words if "word" in form.granularities else None,
+    )
+
+
+def _segment(index: int, segment: Segment, temperature: float) -> TranscriptionSegment:
+    """OpenAI's segment (numbered from 0, as OpenAI's) from a stored one (from 1). The store
+    keeps no tokens, decoding window or temperature used, so `tokens` is empty, `seek` is the
+    start in 10 ms frames, and `temperature` the requested one (0 for the fallback schedule)."""
+    return TranscriptionSegment(
+        id=index,
+        seek=round(segment.start * 100),
+        start=segment.start,
+        end=segment.end,
+        text=segment.text,
+        tokens=[],
+        temperature=temperature,
+        avg_logprob=segment.avg_logprob or 0.0,
+        compression_ratio=compression_ratio(segment.text),
+        no_speech_prob=segment.no_speech_prob or 0.0,
+    )
+
+
+def compression_ratio(text: str) -> float:
+    """gzip ratio of the text, as Whisper computes it to spot repetition loops."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: Literal["invalid_request_error", "server_error"]
+    param: str | None
+    code: str
+
+
+class OpenAIError(BaseModel):
+    """Every error under `/v1/audio/`; `code` is the service's stable code."""
+
+    error: OpenAIErrorDetail
+
+
+# A job that failed in the worker: the input's fault (400) or the service's.
+_FAILED_STATUS = {"decode_error": 400, "model_unavailable": 503}
+
+
+def failed(job: Job, headers: dict[str, str]) -> JSONResponse:
+    """OpenAI's error for a failed job, with the job's error code. The failure is recorded, so
+    `x-should-retry: false` stops OpenAI's SDKs from uploading the same file again."""
+    error = job.error or ErrorInfo(code="transcription_error", message="The job failed.")
+    status = _FAILED_STATUS.get(error.code, 500)
+    message = f"{error.message} (job {job.id})"
+    return openai_error(status, error.code, message, headers=headers | {"x-should-retry": "false"})

@@ -1,0 +1,147 @@
+"""OpenAI-compatible transcription: `POST /v1/audio/transcriptions` and `/translations`.
+
+Each call is an ordinary job (visible at `/v1/jobs/{id}`) that the request waits for, up to
+`openai_wait_seconds`; a job still running then is answered 202 with its id and `Location`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+from celery import Celery
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from api import openai_compat
+from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.openai_compat import (
+    GRANULARITIES,
+    RESPONSE_FORMATS,
+    OpenAIError,
+    Task,
+    Transcription,
+    VerboseTranscription,
+)
+from api.submission import discarded_on_error, submit
+from api.uploads import receive_upload
+from shared.config import Settings
+from shared.errors import JobNotFound
+from shared.jobs import JobStore, new_job_id
+from shared.schemas import Job, JobStatus
+from shared.storage import upload_path
+
+router = APIRouter(prefix="/v1/audio", tags=["openai"])
+
+POLL_SECONDS = 0.2
+JOB_HEADER = "X-Verbatim-Job-Id"
+
+
+def _form(task: Task) -> dict[str, Any]:
+    """The multipart form in OpenAPI (the route streams the body itself)."""
+    language = {"language": {
+        "type": "string", "description": "ISO 639-1 code of the speech; unset detects it."}}
+    properties = {
+        "file": {"type": "string", "format": "binary", "description": "Audio or video."},
+        "model": {"type": "string", "examples": ["whisper-1"], "description":
+                  "Accepted and ignored: the service's one model (`VERBATIM_MODEL`) is used."},
+        **(language if task == "transcribe" else {}),
+        "prompt": {"type": "string", "maxLength": 2000,
+                   "description": "Text that sets style and vocabulary (`initial_prompt`)."},
+        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1, "default": 0,
+                        "description": "0 starts at 0 and raises it when decoding fails."},
+        "timestamp_granularities[]": {
+            "type": "array", "items": {"type": "string", "enum": list(GRANULARITIES)},
+            "description": "`word` adds word timings; only with `verbose_json`."},
+    }  # fmt: skip
+    schema = {"type": "object", "required": ["file"], "properties": properties}
+    return {"requestBody": {"required": True,
+                            "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "model": OpenAIError}
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The transcript: JSON for `json`/`verbose_json`, text for the others.",
+        "model": Transcription | VerboseTranscription,
+        "content": {"text/plain": {"schema": {"type": "string"}},
+                    "application/x-subrip": {"schema": {"type": "string"}},
+                    "text/vtt": {"schema": {"type": "string"}}},
+    },
+    202: {"description": "Still running after the wait: the job, with `Location`.", "model": Job},
+    400: _error("`validation_error`, `empty_file`, or a job failed with `decode_error`"),
+    404: _error("`job_not_found`: the job was deleted while the request waited"),
+    413: _error("`payload_too_large`, `duration_exceeded`"),
+    415: _error("`unsupported_media`"),
+    500: _error("the job failed: `transcription_error`, `too_many_attempts`"),
+    503: _error("`service_unavailable`, or the job failed with `model_unavailable`"),
+}
+
+
+@router.post("/transcriptions", openapi_extra=_form("transcribe"), responses=_RESPONSES)
+async def create_transcription(
+    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep
+) -> Response:
+    """Transcribe audio, as OpenAI's `audio.transcriptions.create`."""
+    job, form = await _submit(request, "transcribe", settings, store, celery)
+    return await _answer(request, job, form, settings, store)
+
+
+@router.post("/translations", openapi_extra=_form("translate"), responses=_RESPONSES)
+async def create_translation(
+    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep
+) -> Response:
+    """Translate speech into English text, as OpenAI's `audio.translations.create`."""
+    job, form = await _submit(request, "translate", settings, store, celery)
+    return await _answer(request, job, form, settings, store)
+
+
+async def _submit(
+    request: Request, task: Task, settings: Settings, store: JobStore, celery: Celery
+) -> tuple[Job, openai_compat.AudioRequest]:
+    """Stream the upload to disk, read the form, and queue the job (as `POST /v1/jobs`)."""
+    await run_sync(store.ping)  # refuse before a long upload, not after it, when Redis is down
+    job_id = new_job_id()
+    upload = await receive_upload(
+        request, lambda name: upload_path(settings.upload_dir, job_id, name),
+        settings.max_upload_bytes,
+    )
+    with discarded_on_error(upload):
+        form = openai_compat.parse_form(upload.values, task)
+    return await submit(job_id, upload, settings, store, celery, form.options), form
+
+
+async def _answer(
+    request: Request, job: Job, form: openai_compat.AudioRequest, settings: Settings,
+    store: JobStore,
+) -> Response:
+    job = await _wait(request, store, job.id, settings.openai_wait_seconds)
+    headers = {JOB_HEADER: job.id}
+    if job.status is JobStatus.failed:
+        return openai_compat.failed(job, headers)
+    if job.status is JobStatus.completed:
+        transcript = await run_sync(store.get_transcript, job.id)
+        if transcript is None:
+            raise JobNotFound(f"The transcript of job {job.id} has expired.")
+        return openai_compat.render(form, transcript, headers)
+    headers["Location"] = str(request.url_for("get_job", job_id=job.id).path)
+    return JSONResponse(job.model_dump(mode="json"), status_code=202, headers=headers)
+
+
+async def _wait(request: Request, store: JobStore, job_id: str, seconds: float) -> Job:
+    """Poll the store (off the event loop) until the job ends, `seconds` pass or the client
+    goes away; the job as last seen."""
+    deadline = time.monotonic() + seconds
+    while True:
+        job = await run_sync(store.get, job_id)
+        if job is None:
+            raise JobNotFound(f"Job {job_id} was deleted before it finished.")
+        left = deadline - time.monotonic()
+        if job.status.terminal or left <= 0 or await request.is_disconnected():
+            return job
+        await anyio.sleep(min(POLL_SECONDS, left))
