@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import metrics
 from api.errors import install_error_handlers
+from api.observability import ObservabilityMiddleware
 from api.routes import audio, health, jobs, page
 from shared.config import Settings, get_settings
 from shared.jobs import JobStore
+from shared.logs import configure_logging
 from shared.queue import make_celery
 
 
@@ -36,12 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware)
     app.include_router(jobs.router)
     app.include_router(audio.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     page.install(app)
     return app
 
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+configure_logging(get_settings())
 app = create_app()

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from celery import Celery
 from pydantic import ValidationError
 
+from api import metrics
 from api.deps import run_sync
 from api.media import probe_duration
 from api.uploads import Upload
 from shared.config import Settings
 from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
 from shared.jobs import JobStore
+from shared.logs import add_fields, bound_fields
 from shared.queue import enqueue_transcription
 from shared.schemas import Job, JobOptions
 from shared.storage import remove_upload
+
+log = logging.getLogger(__name__)
 
 
 def parse_options(fields: dict[str, str]) -> JobOptions:
@@ -55,12 +60,17 @@ async def submit(
             )
         job = await run_sync(store.create, job_id, upload.filename, options, duration, upload.path)
         await _enqueue(job_id, store, celery)
+    metrics.job_submitted(upload.size)
+    add_fields(job_id=job_id)  # the request's own log line names the job it created
+    log.info("job queued", extra={"event": "queued", "audio_seconds": round(duration, 3),
+                                  "upload_bytes": upload.size})
     return job
 
 
 async def _enqueue(job_id: str, store: JobStore, celery: Celery) -> None:
     try:
-        await run_sync(enqueue_transcription, celery, job_id)
+        request_id = bound_fields().get("request_id")  # for the worker's lines on this job
+        await run_sync(enqueue_transcription, celery, job_id, request_id)
     except Exception as exc:
         with suppress(Exception):
             await run_sync(store.delete, job_id)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1024**3
@@ -71,8 +71,29 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(default=1.0, ge=0)
     """Least time between two progress writes of one job."""
 
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    """How often each worker process with a loaded model reports itself in Redis."""
+
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A worker silent for longer is gone: `/readyz` stops counting it, its record expires.
+    Must exceed `heartbeat_interval_seconds`."""
+
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    """Port of a worker's Prometheus `/metrics` (one per Celery worker); 0 disables it."""
+
+    log_format: Literal["json", "text"] = "json"
+    """`json`: one JSON object per line, for log collectors; `text`: readable lines."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Least severity logged by the API and the workers (it rules over celery's `--loglevel`)."""
+
     openai_wait_seconds: float = Field(default=300, ge=0)
     """How long `/v1/audio/*` waits for its job; after that it answers 202 with the job id."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -80,6 +101,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "visibility_timeout_seconds must exceed max_audio_seconds, or long jobs "
                 "would be delivered twice"
+            )
+        if self.heartbeat_timeout_seconds <= self.heartbeat_interval_seconds:
+            raise ValueError(
+                "heartbeat_timeout_seconds must exceed heartbeat_interval_seconds, or live "
+                "workers would be reported as gone between two heartbeats"
             )
         return self
 

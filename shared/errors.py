@@ -66,6 +66,13 @@ class ServiceUnavailable(VerbatimError):
     code = "service_unavailable"
 
 
+class NotReady(VerbatimError):
+    """`/readyz`: Redis is down or no worker with a loaded model has reported in."""
+
+    status_code = 503
+    code = "not_ready"
+
+
 # Failures recorded on a job by a worker (never raised to an HTTP client).
 class DecodeError(VerbatimError):
     code = "decode_error"

@@ -3,6 +3,10 @@
 A job is a Redis hash `verbatim:job:{id}` whose fields hold JSON values; its transcript is a
 string `verbatim:transcript:{id}`. Writes from workers go through Lua scripts that act only
 while the record exists, so a job deleted mid-run is never brought back by a late write.
+
+Each status has an index, the sorted set `verbatim:jobs:{status}` of job ids scored by when the
+record expires (in ms; `+inf` until the job ends), kept in step by the same scripts that change the
+status; counting jobs by status is then a few ZCARDs, with no SCAN of the keyspace.
 """
 
 from __future__ import annotations
@@ -21,9 +25,29 @@ from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
-_UPDATE_IF_EXISTS = """
+# Redis's clock in milliseconds (so that hosts need not agree on theirs); index scores are
+# expiry times on it.
+LUA_NOW_MS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# Puts job `id` in the index KEYS[first] (its new status) with `score` and takes it out of the
+# indexes after it (the other statuses).
+_REINDEX = """
+local function reindex(first, id, score)
+  redis.call('ZADD', KEYS[first], score, id)
+  for i = first + 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
+end
+"""
+
+# KEYS: job, then the status indexes when the status changes. ARGV: id, field/value pairs.
+_UPDATE_IF_EXISTS = _REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if #KEYS > 1 then reindex(2, ARGV[1], '+inf') end
 return 1
 """
 
@@ -32,13 +56,26 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 """
 
-# ARGV: ttl, transcript json ('' for none), then field/value pairs.
-_FINISH_IF_EXISTS = """
+# KEYS: job, transcript, status indexes. ARGV: ttl, transcript json ('' for none), id, then
+# field/value pairs. The index score is the record's expiry time.
+_FINISH_IF_EXISTS = LUA_NOW_MS + _REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+reindex(3, ARGV[3], now_ms() + tonumber(ARGV[1]) * 1000)
 return 1
+"""
+
+# KEYS: the status indexes. Drops the ids of expired records, then counts what is left.
+_COUNT_BY_STATUS = LUA_NOW_MS + """
+local now = now_ms()
+local counts = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  counts[i] = redis.call('ZCARD', key)
+end
+return counts
 """
 
 
@@ -80,6 +117,7 @@ class JobStore:
         self._update = client.register_script(_UPDATE_IF_EXISTS)
         self._incr = client.register_script(_INCR_IF_EXISTS)
         self._finish = client.register_script(_FINISH_IF_EXISTS)
+        self._count = client.register_script(_COUNT_BY_STATUS)
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:
@@ -95,6 +133,15 @@ class JobStore:
     @staticmethod
     def transcript_key(job_id: str) -> str:
         return f"verbatim:transcript:{job_id}"
+
+    @staticmethod
+    def index_key(status: JobStatus) -> str:
+        return f"verbatim:jobs:{status}"
+
+    @classmethod
+    def _index_keys(cls, status: JobStatus) -> list[str]:
+        """The new status's index first, then the others (see `_REINDEX`)."""
+        return [cls.index_key(status)] + [cls.index_key(s) for s in JobStatus if s != status]
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
@@ -112,7 +159,10 @@ class JobStore:
             audio_duration=duration,
         )
         record = job.model_dump(mode="json", exclude_none=True) | {"upload_path": str(upload)}
-        self.redis.hset(self.job_key(job_id), mapping=_encode(record))  # type: ignore[arg-type]
+        with self.redis.pipeline() as pipe:  # MULTI: the record and its index entry together
+            pipe.hset(self.job_key(job_id), mapping=_encode(record))  # type: ignore[arg-type]
+            pipe.zadd(self.index_key(JobStatus.queued), {job_id: "+inf"})
+            pipe.execute()
         return job
 
     def _raw(self, job_id: str) -> dict[str, Any] | None:
@@ -144,7 +194,10 @@ class JobStore:
 
     def update(self, job_id: str, **fields: Any) -> bool:
         """Set fields on an existing job; False when the job no longer exists."""
-        return bool(self._update(keys=[self.job_key(job_id)], args=_flat(fields)))
+        keys = [self.job_key(job_id)]
+        if "status" in fields:
+            keys += self._index_keys(JobStatus(fields["status"]))
+        return bool(self._update(keys=keys, args=[job_id, *_flat(fields)]))
 
     def begin_attempt(self, job_id: str) -> int | None:
         """Count one more delivery of the job; None when the job no longer exists."""
@@ -167,8 +220,9 @@ class JobStore:
         return self._finish_job(job_id, ttl, "", fields)
 
     def _finish_job(self, job_id: str, ttl: int, transcript: str, fields: dict[str, Any]) -> bool:
-        keys = [self.job_key(job_id), self.transcript_key(job_id)]
-        return bool(self._finish(keys=keys, args=[str(ttl), transcript, *_flat(fields)]))
+        keys = [self.job_key(job_id), self.transcript_key(job_id),
+                *self._index_keys(fields["status"])]
+        return bool(self._finish(keys=keys, args=[str(ttl), transcript, job_id, *_flat(fields)]))
 
     def get_transcript(self, job_id: str) -> Transcript | None:
         raw = self.redis.get(self.transcript_key(job_id))
@@ -176,5 +230,14 @@ class JobStore:
 
     def delete(self, job_id: str) -> bool:
         """Remove the record and transcript; False when there was no such job."""
-        removed = self.redis.delete(self.job_key(job_id), self.transcript_key(job_id))
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self.job_key(job_id), self.transcript_key(job_id))
+            for status in JobStatus:
+                pipe.zrem(self.index_key(status), job_id)
+            removed = pipe.execute()[0]
         return bool(removed)
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """How many job records exist in each status."""
+        counts = self._count(keys=[self.index_key(s) for s in JobStatus])
+        return dict(zip(JobStatus, map(int, counts), strict=True))

@@ -6,12 +6,17 @@ so it never imports the worker or its model stack.
 
 from __future__ import annotations
 
+import redis
 from celery import Celery
+from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from shared.config import Settings
 
 TRANSCRIBE_TASK = "verbatim.transcribe"
 QUEUE = "verbatim"
+# The task message header carrying the id of the HTTP request that submitted the job (for the
+# worker's log lines); Celery hands custom headers to the task as `self.request.<name>`.
+REQUEST_ID_TASK_HEADER = "verbatim_request_id"
 
 
 def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
@@ -32,5 +37,16 @@ def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
     return app
 
 
-def enqueue_transcription(app: Celery, job_id: str) -> None:
-    app.send_task(TRANSCRIBE_TASK, args=[job_id], queue=QUEUE)
+def enqueue_transcription(app: Celery, job_id: str, request_id: str | None = None) -> None:
+    headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
+    app.send_task(TRANSCRIBE_TASK, args=[job_id], queue=QUEUE, headers=headers)
+
+
+def queue_depth(client: redis.Redis) -> int:
+    """Messages waiting in the queue. Kombu's Redis transport keeps one list per priority
+    step: the queue's own name for priority 0, `{queue}\\x06\\x16{step}` for the others."""
+    names = [QUEUE] + [f"{QUEUE}{Channel.sep}{step}" for step in PRIORITY_STEPS[1:]]
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.llen(name)
+        return sum(pipe.execute())

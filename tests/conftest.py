@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,11 @@ import httpx
 import pytest
 import redis
 
+from shared.config import Settings
+from shared.jobs import JobStore
 from shared.localredis import LocalRedis, free_port, stop_process
+from shared.queue import TRANSCRIBE_TASK, make_celery
+from shared.schemas import JobOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -26,12 +31,36 @@ JOB_TIMEOUT_SECONDS = 180
 class Process:
     popen: subprocess.Popen[bytes]
     log: Path
+    metrics_url: str | None = None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def records(self) -> list[dict]:
+        """The process's log lines, each parsed as the JSON object it must be."""
+        records = []
+        for line in self.output().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pytest.fail(f"a log line of {self.log.name} is not JSON: {line!r}")
+        return records
+
     def stop(self, timeout: float = 20) -> None:
         stop_process(self.popen, timeout)
+
+
+def pool_children(parent: int) -> list[int]:
+    """The pids of the processes whose parent is `parent` (a worker's pool processes)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> Process:
@@ -67,14 +96,23 @@ def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
     }
 
 
-def start_worker(env: dict[str, str], log: Path, name: str = "test") -> Process:
+def start_worker(
+    env: dict[str, str], log: Path, name: str = "test", wait_for_model: bool = True
+) -> Process:
+    """A Celery worker with one pool process, returned once it consumes and (unless told
+    otherwise) once its pool process has loaded the model. Its `/metrics` port is free."""
     args = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
         "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
         "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h",
     ]  # fmt: skip
-    worker = spawn(args, env, log)
+    port = int(env.get("VERBATIM_WORKER_METRICS_PORT") or free_port())
+    worker = spawn(args, env | {"VERBATIM_WORKER_METRICS_PORT": str(port)}, log)
+    if port:
+        worker.metrics_url = f"http://127.0.0.1:{port}/metrics"
     wait_until(lambda: " ready." in worker.output(), "celery worker start", worker)
+    if wait_for_model:
+        wait_until(lambda: "model loaded" in worker.output(), "model load", worker)
     return worker
 
 
@@ -87,10 +125,11 @@ def worker(
     process.stop()
 
 
-def start_api(env: dict[str, str], log: Path) -> tuple[Process, str]:
+def start_api(env: dict[str, str], log: Path, *options: str) -> tuple[Process, str]:
+    """uvicorn serving the API (with extra command-line `options`), once it answers."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-            "--port", str(port)]
+            "--port", str(port), *options]
     api = spawn(args, env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _healthy(url), "API start", api)
@@ -98,10 +137,18 @@ def start_api(env: dict[str, str], log: Path) -> tuple[Process, str]:
 
 
 @pytest.fixture(scope="session")
-def api_url(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    api, url = start_api(service_env, tmp_path_factory.mktemp("logs") / "api.log")
-    yield url
-    api.stop()
+def api_process(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Process, str]]:
+    """The session's API process and its base URL."""
+    process, url = start_api(service_env, tmp_path_factory.mktemp("logs") / "api.log")
+    yield process, url
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(api_process: tuple[Process, str]) -> str:
+    return api_process[1]
 
 
 def _healthy(url: str) -> bool:
@@ -143,6 +190,17 @@ def wait_for_job(http: httpx.Client, job_id: str, seen: list[float] | None = Non
             return job
         time.sleep(0.05)
     pytest.fail(f"job {job_id} did not finish in {JOB_TIMEOUT_SECONDS} s")
+
+
+def queue_damaged_upload(env: dict[str, str], job_id: str) -> Path:
+    """Queue a job whose upload is damaged on disk (as if after the API's probe accepted it),
+    which the worker fails with `decode_error`; returns the upload's path."""
+    settings = Settings(redis_url=env["VERBATIM_REDIS_URL"], data_dir=env["VERBATIM_DATA_DIR"])
+    upload = settings.upload_dir / f"{job_id}.flac"
+    upload.write_bytes(b"fLaC\x00\x00\x00\x22" + b"damaged" * 100)
+    JobStore.from_url(settings.redis_url).create(job_id, "x.flac", JobOptions(), 11.0, upload)
+    make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id])
+    return upload
 
 
 def write_silence(path: Path, seconds: float, rate: int = 16000) -> Path:

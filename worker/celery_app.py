@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery import signals
+
 from shared.config import get_settings
+from shared.logs import configure_logging
 from shared.queue import make_celery
+from worker import heartbeat, metrics
 
 app = make_celery(get_settings(), main="verbatim-worker")
 app.conf.update(
@@ -14,3 +20,40 @@ app.conf.update(
     task_acks_late=True,
     worker_send_task_events=False,
 )
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Our handler and format for every logger, Celery's own included (Celery then installs
+    none of its own)."""
+    configure_logging(get_settings())
+
+
+@signals.celeryd_init.connect
+def _early_logging(instance: Any, **_: Any) -> None:
+    """Logging set up before Celery's start-up warnings (about running as root, say), and no
+    banner in JSON mode: it is printed, not logged, and would be the only non-JSON output."""
+    configure_logging(get_settings())
+    if get_settings().log_format == "json":
+        instance.quiet = True
+
+
+@signals.worker_init.connect
+def _start_metrics(**_: Any) -> None:
+    metrics.start_server(get_settings())
+
+
+@signals.worker_shutdown.connect
+def _stop_metrics(**_: Any) -> None:
+    metrics.stop_server()
+
+
+@signals.worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    heartbeat.start(get_settings())
+
+
+@signals.worker_process_shutdown.connect
+def _withdraw(pid: int, **_: Any) -> None:
+    heartbeat.stop(get_settings())
+    metrics.process_exited(pid)

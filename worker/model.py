@@ -1,4 +1,5 @@
-"""One Whisper model per worker process, loaded lazily on the first job and kept."""
+"""One Whisper model per worker process, loaded once (by `worker/heartbeat.py` as the process
+starts, or by whichever caller comes first) and kept."""
 
 from __future__ import annotations
 
@@ -62,10 +63,10 @@ def _load(settings: Settings, device: str, compute_type: str) -> WhisperModel:
         )
     except Exception as exc:  # faster-whisper raises hub, OS and runtime errors alike
         raise ModelUnavailable(_unavailable_message(settings, exc)) from exc
-    log.info(
-        "model loaded: model=%s device=%s compute_type=%s seconds=%.2f",
-        settings.model, device, compute_type, time.perf_counter() - started,
-    )
+    log.info("model loaded", extra={
+        "model": settings.model, "device": device, "compute_type": compute_type,
+        "seconds": round(time.perf_counter() - started, 2),
+    })
     return model
 
 

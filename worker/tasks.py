@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,9 +12,11 @@ from celery import Task
 from shared.config import Settings, get_settings
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
 from shared.jobs import JobStore, utcnow
-from shared.queue import TRANSCRIBE_TASK
+from shared.logs import bind
+from shared.queue import REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
 from shared.schemas import Job, JobStatus
 from shared.storage import remove_upload
+from worker import heartbeat, metrics
 from worker.celery_app import app
 from worker.model import get_model
 from worker.transcriber import transcribe as run_whisper
@@ -38,43 +41,75 @@ def job_store() -> JobStore:
     ignore_result=True,
 )
 def transcribe(self: Task, job_id: str) -> None:
-    """Transcribe one job: load → skip if finished → count the attempt → run → store."""
+    """Transcribe one job, its log lines naming it and the request that submitted it."""
+    request_id = getattr(self.request, REQUEST_ID_TASK_HEADER, None)
+    with bind(job_id=job_id, request_id=request_id), metrics.in_flight():
+        _deliver(job_id)
+
+
+def _deliver(job_id: str) -> None:
+    """Load → skip if finished → count the attempt → run → store."""
     settings, store = get_settings(), job_store()
     found = store.get_with_upload(job_id)
     if found is None or found[0].status.terminal:
-        log.info("job %s skipped: %s", job_id, "deleted" if found is None else found[0].status)
+        reason = "deleted" if found is None else found[0].status
+        log.info("job skipped: %s", reason, extra={"event": "skipped"})
         return
     job, upload = found
     attempts = store.begin_attempt(job_id)
     if attempts is None:
         return
+    if attempts > 1:
+        log.warning("job redelivered", extra={"event": "redelivered", "attempt": attempts})
     try:
         if attempts > settings.max_attempts:
             raise TooManyAttempts(f"The job was delivered {attempts} times without finishing.")
         _run(job, upload, store, settings)
     except JobDeleted:
-        log.info("job %s deleted while running; result dropped", job_id)
+        _log_deleted()
     except VerbatimError as exc:
-        log.warning("job %s failed: %s: %s", job_id, exc.code, exc.message)
-        store.fail(job_id, exc, settings.result_ttl_seconds)
+        _failed(job_id, exc, store, settings)
     except Exception:
-        log.exception("job %s failed unexpectedly", job_id)
-        error = TranscriptionError("Transcription failed inside the worker.")
-        store.fail(job_id, error, settings.result_ttl_seconds)
+        log.exception("unexpected error in the worker")
+        _failed(job_id, TranscriptionError("Transcription failed inside the worker."), store,
+                 settings)
     if settings.delete_upload_when_done:
         remove_upload(upload)
+
+
+def _failed(job_id: str, error: VerbatimError, store: JobStore, settings: Settings) -> None:
+    if not store.fail(job_id, error, settings.result_ttl_seconds):
+        _log_deleted()
+        return
+    metrics.job_failed(error.code)
+    heartbeat.job_done()
+    log.warning("job failed: %s", error.message, extra={"event": "failed", "code": error.code})
+
+
+def _log_deleted() -> None:
+    log.info("job deleted while running; result dropped", extra={"event": "deleted"})
 
 
 def _run(job: Job, upload: Path, store: JobStore, settings: Settings) -> None:
     if not store.update(job.id, status=JobStatus.processing, started_at=utcnow(), progress=0.0):
         raise JobDeleted
+    log.info("job processing", extra={"event": "processing"})
     model = get_model(settings)
+    started = time.perf_counter()
 
     def on_progress(fraction: float) -> None:
         if not store.update(job.id, progress=round(fraction, 4)):
             raise JobDeleted
 
     transcript = run_whisper(model, upload, job.options, settings, on_progress)
+    seconds = time.perf_counter() - started
     if not store.complete(job.id, transcript, settings.result_ttl_seconds):
         raise JobDeleted
-    log.info("job %s completed: %d segments", job.id, len(transcript.segments))
+    metrics.job_completed(seconds, transcript.duration)
+    heartbeat.job_done()
+    log.info("job completed", extra={
+        "event": "completed", "duration_seconds": round(seconds, 3),
+        "audio_seconds": round(transcript.duration, 3),
+        "rtf": round(seconds / transcript.duration, 4) if transcript.duration else None,
+        "segments": len(transcript.segments),
+    })

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import string
 from pathlib import Path
 
@@ -131,9 +130,9 @@ def test_model_loaded_once_per_worker_process(client: httpx.Client, worker: Proc
              for j in jobs]
     references = " ".join(REFERENCES[path.name] for path in files)
     assert wer(references, " ".join(texts)) <= 0.15
-    log = worker.output()
-    loads = re.findall(r"\[[^]]*/(ForkPoolWorker-\d+)\] model loaded", log)
-    jobs_done = log.count(" completed: ")
-    assert loads, log[-2000:]
+    records = worker.records()
+    loads = [r["pid"] for r in records if r["message"] == "model loaded"]
+    jobs_done = sum(r.get("event") == "completed" for r in records)
+    assert loads, worker.output()[-2000:]
     assert len(loads) == len(set(loads)), f"a process loaded the model twice: {loads}"
     assert jobs_done > len(loads) >= 1

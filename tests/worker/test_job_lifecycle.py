@@ -14,7 +14,15 @@ import httpx
 import numpy as np
 import pytest
 import redis
-from conftest import DATA, JOB_TIMEOUT_SECONDS, Process, submit, wait_for_job
+from conftest import (
+    DATA,
+    JOB_TIMEOUT_SECONDS,
+    Process,
+    pool_children,
+    queue_damaged_upload,
+    submit,
+    wait_for_job,
+)
 from faster_whisper import decode_audio
 
 from shared.config import Settings
@@ -47,18 +55,6 @@ def wait_until_processing(client: httpx.Client, job_id: str) -> dict:
         assert job["status"] in ("queued", "processing"), job
         time.sleep(0.02)
     pytest.fail("the job never started")
-
-
-def pool_children(parent: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            children.append(int(stat.parent.name))
-    return children
 
 
 def finish_queue(client: httpx.Client) -> None:
@@ -151,19 +147,12 @@ def test_an_undecodable_upload_fails_with_decode_error(
     client: httpx.Client, service_env: dict
 ) -> None:
     """The API's probe keeps such files out; a file damaged on disk later still fails cleanly."""
-    settings = Settings(
-        redis_url=service_env["VERBATIM_REDIS_URL"], data_dir=service_env["VERBATIM_DATA_DIR"]
-    )
-    job_id = "d" * 32
-    upload = settings.upload_dir / f"{job_id}.flac"
-    upload.write_bytes(b"fLaC\x00\x00\x00\x22" + b"damaged" * 100)
-    JobStore.from_url(settings.redis_url).create(job_id, "x.flac", JobOptions(), 11.0, upload)
-    make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id])
-    job = wait_for_job(client, job_id)
+    upload = queue_damaged_upload(service_env, "d" * 32)
+    job = wait_for_job(client, "d" * 32)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "decode_error"
     assert "Traceback" not in job["error"]["message"]
-    assert str(settings.data_dir) not in job["error"]["message"]
+    assert service_env["VERBATIM_DATA_DIR"] not in job["error"]["message"]
     assert not upload.exists()
 
 

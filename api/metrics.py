@@ -1,0 +1,111 @@
+"""The API's Prometheus metrics and `GET /metrics`.
+
+Counters and histograms are kept by each process. With `PROMETHEUS_MULTIPROC_DIR` set (uvicorn
+`--workers N`), prometheus-client keeps them in files there instead, and whichever process
+answers a scrape adds up every process's files. The gauges read from Redis (queue depth, jobs
+by status) are computed at scrape time by the answering process alone and never written to
+those files, so N processes do not report N times the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import redis
+from fastapi import APIRouter, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from api.deps import JobStoreDep, run_sync
+from shared.jobs import JobStore
+from shared.queue import queue_depth
+
+log = logging.getLogger(__name__)
+
+disable_created_metrics()  # `*_created` series: one more per counter, of no use here
+
+UNMATCHED_ROUTE = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+HTTP_REQUESTS = Counter(
+    "verbatim_http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "verbatim_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its response, uploads included.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+JOBS_SUBMITTED = Counter("verbatim_jobs_submitted_total", "Jobs accepted and queued.")
+UPLOAD_BYTES = Counter(
+    "verbatim_upload_bytes_total", "Bytes of audio in the uploads that became jobs."
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    method = method if method in _METHODS else "OTHER"  # clients choose methods: bound them
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)
+
+
+def job_submitted(upload_bytes: int) -> None:
+    JOBS_SUBMITTED.inc()
+    UPLOAD_BYTES.inc(upload_bytes)
+
+
+class RedisGauges(Collector):
+    """`verbatim_queue_depth` and `verbatim_jobs{status}`, read from Redis when scraped."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            depth = queue_depth(self.store.redis)
+            counts = self.store.count_by_status()
+        except redis.RedisError as exc:  # the scrape still serves the process's own metrics
+            log.warning("metrics: Redis is unreachable: %s", exc)
+            return
+        yield GaugeMetricFamily(
+            "verbatim_queue_depth", "Jobs waiting in the Celery queue in Redis.", value=depth
+        )
+        jobs = GaugeMetricFamily(
+            "verbatim_jobs", "Job records in Redis by status.", labels=["status"]
+        )
+        for status, count in counts.items():
+            jobs.add_metric([status.value], count)
+        yield jobs
+
+
+def render(store: JobStore) -> bytes:
+    """The text exposition: this process's (or all processes') metrics, then Redis's."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        processes = CollectorRegistry()
+        multiprocess.MultiProcessCollector(processes)
+    else:
+        processes = REGISTRY
+    scraped = CollectorRegistry()
+    scraped.register(RedisGauges(store))
+    return generate_latest(processes) + generate_latest(scraped)
+
+
+@router.get("/metrics")
+async def metrics(store: JobStoreDep) -> Response:
+    """Prometheus metrics in the text exposition format."""
+    return Response(await run_sync(render, store), media_type=CONTENT_TYPE_LATEST)

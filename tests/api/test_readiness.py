@@ -1,0 +1,123 @@
+"""`/readyz` follows Redis and the workers' heartbeats, on a private Redis, API and worker.
+
+Heartbeats come every 0.5 s and count for 2 s here, so a worker that is gone is noticed fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from conftest import DATA, Process, pool_children, start_api, start_worker, submit, wait_for_job
+
+from shared.heartbeats import WORKERS_KEY, worker_key
+from shared.localredis import LocalRedis, free_port
+
+TIMEOUT_SECONDS = 2.0
+FAST_HEARTBEATS = {
+    "VERBATIM_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    "VERBATIM_HEARTBEAT_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+}
+
+
+@pytest.fixture(scope="module")
+def env(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A Redis of its own (the session's has the session worker's heartbeats in it); the
+    session's data directory, where the model is already assembled."""
+    with LocalRedis(tmp_path_factory.mktemp("readiness-redis")) as server:
+        yield service_env | FAST_HEARTBEATS | {"VERBATIM_REDIS_URL": server.url}
+
+
+@pytest.fixture(scope="module")
+def api(env: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    process, url = start_api(env, tmp_path_factory.mktemp("readiness") / "api.log")
+    with httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+    process.stop()
+
+
+@pytest.fixture
+def worker(env: dict, tmp_path: Path) -> Iterator[Process]:
+    process = start_worker(env, tmp_path / "worker.log", name="readiness", wait_for_model=False)
+    yield process
+    process.stop()
+
+
+def not_ready_message(response: httpx.Response) -> str:
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "not_ready"
+    return str(error["message"])
+
+
+def wait_for_status(api: httpx.Client, status: int, within: float) -> httpx.Response:
+    deadline = time.monotonic() + within
+    while (response := api.get("/readyz")).status_code != status:
+        if time.monotonic() > deadline:
+            pytest.fail(f"/readyz still answers {response.status_code}: {response.text}")
+        time.sleep(0.1)
+    return response
+
+
+def test_not_ready_without_a_worker(api: httpx.Client) -> None:
+    message = not_ready_message(api.get("/readyz"))
+    assert "no worker with a loaded model" in message
+    assert "2 s" in message
+
+
+def test_ready_once_the_model_is_loaded_then_not_after_a_clean_stop(
+    api: httpx.Client, worker: Process, env: dict
+) -> None:
+    body = wait_for_status(api, 200, within=120).json()
+    assert "model loaded" in worker.output()  # the beat follows the load, never precedes it
+    assert body["status"] == "ready"
+    [beat] = body["workers"]
+    assert (beat["model"], beat["device"], beat["compute_type"]) == ("base", "cpu", "int8")
+    assert beat["jobs_done"] == 0
+    assert beat["pid"] in pool_children(worker.popen.pid)
+    wait_for_job(api, submit(api, DATA / "1089-134686-0001.flac")["id"])
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while api.get("/readyz").json()["workers"][0]["jobs_done"] != 1:
+        assert time.monotonic() < deadline, "the next beats do not count the job"
+        time.sleep(0.1)
+    worker.stop()
+    # The pool process withdraws its beat as it exits: no need to wait for it to expire
+    # (an expired beat would leave its member in the set until the next beat prunes it).
+    assert "no worker" in not_ready_message(api.get("/readyz"))
+    with redis.Redis.from_url(env["VERBATIM_REDIS_URL"]) as client:
+        assert client.zcard(WORKERS_KEY) == 0
+        assert client.exists(worker_key(beat["id"])) == 0
+
+
+def test_a_killed_worker_expires(api: httpx.Client, worker: Process) -> None:
+    wait_for_status(api, 200, within=120)
+    children = pool_children(worker.popen.pid)
+    os.kill(worker.popen.pid, signal.SIGKILL)
+    worker.popen.wait()
+    killed = time.monotonic()
+    try:
+        # Nothing withdrew the beat, so it is counted until it is TIMEOUT_SECONDS old.
+        assert api.get("/readyz").status_code == 200
+        assert "no worker" in not_ready_message(wait_for_status(api, 503, TIMEOUT_SECONDS + 1))
+        assert time.monotonic() - killed <= TIMEOUT_SECONDS + 1
+    finally:
+        for pid in children:  # the kernel kills them with their parent; be sure
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_redis_down_is_not_ready(env: dict, tmp_path: Path) -> None:
+    dead_redis = {"VERBATIM_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    process, url = start_api(env | dead_redis, tmp_path / "api.log")
+    try:
+        message = not_ready_message(httpx.get(f"{url}/readyz", timeout=10))
+        assert "Redis is unreachable" in message
+    finally:
+        process.stop()

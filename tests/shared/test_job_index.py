@@ -1,0 +1,54 @@
+"""Jobs counted by status from the per-status indexes, through transitions, deletion and expiry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.errors import DecodeError
+from shared.jobs import JobStore
+from shared.schemas import JobOptions, JobStatus, Transcript
+
+EMPTY = Transcript(language="en", duration=1.0, text="", segments=[])
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[JobStore]:
+    store = JobStore.from_url(redis_url.rsplit("/", 1)[0] + "/4")  # a database of its own
+    store.redis.flushdb()
+    yield store
+    store.redis.flushdb()
+    store.redis.close()
+
+
+def counts(store: JobStore) -> list[int]:
+    found = store.count_by_status()
+    return [found[s] for s in (JobStatus.queued, JobStatus.processing, JobStatus.completed,
+                               JobStatus.failed)]
+
+
+def test_counts_follow_transitions_deletion_and_expiry(store: JobStore) -> None:
+    ids = [f"{i:032x}" for i in range(4)]
+    for job_id in ids:
+        store.create(job_id, "a.flac", JobOptions(), 1.0, Path("/nowhere"))
+    assert counts(store) == [4, 0, 0, 0]
+    store.update(ids[0], status=JobStatus.processing)
+    store.update(ids[0], progress=0.5)  # not a transition
+    store.update(ids[1], status=JobStatus.processing)
+    assert counts(store) == [2, 2, 0, 0]
+    store.complete(ids[0], EMPTY, ttl=1)
+    store.fail(ids[1], DecodeError("bad"), ttl=3600)
+    store.delete(ids[2])
+    assert counts(store) == [1, 0, 1, 1]
+    # A write to a deleted job changes nothing, the index included.
+    assert not store.complete(ids[2], EMPTY, ttl=3600)
+    assert counts(store) == [1, 0, 1, 1]
+    deadline = time.monotonic() + 5
+    while store.redis.exists(store.job_key(ids[0])):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert counts(store) == [1, 0, 0, 1]
+    assert store.redis.zcard(store.index_key(JobStatus.completed)) == 0  # pruned
