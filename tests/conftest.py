@@ -1,82 +1,19 @@
-"""Shared fixtures: a private redis-server, a real Celery worker and a real API process."""
+"""Session fixtures: a private redis-server, a real Celery worker and a real API process.
+
+Helpers shared by test modules live in `support.py`, imported as `from support import ...`
+(every conftest.py is registered under the one name `conftest`, so it cannot be imported)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
-import wave
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
+from support import Process, start_api, start_worker
 
-from shared.config import Settings
-from shared.jobs import JobStore
-from shared.localredis import LocalRedis, free_port, stop_process
-from shared.queue import TRANSCRIBE_TASK, make_celery
-from shared.schemas import JobOptions
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
-JOB_TIMEOUT_SECONDS = 180
-
-
-@dataclass
-class Process:
-    popen: subprocess.Popen[bytes]
-    log: Path
-    metrics_url: str | None = None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def records(self) -> list[dict]:
-        """The process's log lines, each parsed as the JSON object it must be."""
-        records = []
-        for line in self.output().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                pytest.fail(f"a log line of {self.log.name} is not JSON: {line!r}")
-        return records
-
-    def stop(self, timeout: float = 20) -> None:
-        stop_process(self.popen, timeout)
-
-
-def pool_children(parent: int) -> list[int]:
-    """The pids of the processes whose parent is `parent` (a worker's pool processes)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            children.append(int(stat.parent.name))
-    return children
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> Process:
-    with log.open("wb") as out:
-        popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    return Process(popen, log)
-
-
-def wait_until(check: object, what: str, process: Process, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if process.popen.poll() is not None:
-            pytest.fail(f"{what}: process exited\n{process.output()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: timed out\n{process.output()[-3000:]}")
-        time.sleep(0.1)
+from shared.localredis import LocalRedis
 
 
 @pytest.fixture(scope="session")
@@ -96,26 +33,6 @@ def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
     }
 
 
-def start_worker(
-    env: dict[str, str], log: Path, name: str = "test", wait_for_model: bool = True
-) -> Process:
-    """A Celery worker with one pool process, returned once it consumes and (unless told
-    otherwise) once its pool process has loaded the model. Its `/metrics` port is free."""
-    args = [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-        "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h",
-    ]  # fmt: skip
-    port = int(env.get("VERBATIM_WORKER_METRICS_PORT") or free_port())
-    worker = spawn(args, env | {"VERBATIM_WORKER_METRICS_PORT": str(port)}, log)
-    if port:
-        worker.metrics_url = f"http://127.0.0.1:{port}/metrics"
-    wait_until(lambda: " ready." in worker.output(), "celery worker start", worker)
-    if wait_for_model:
-        wait_until(lambda: "model loaded" in worker.output(), "model load", worker)
-    return worker
-
-
 @pytest.fixture(scope="session")
 def worker(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
@@ -123,17 +40,6 @@ def worker(
     process = start_worker(service_env, tmp_path_factory.mktemp("logs") / "worker.log")
     yield process
     process.stop()
-
-
-def start_api(env: dict[str, str], log: Path, *options: str) -> tuple[Process, str]:
-    """uvicorn serving the API (with extra command-line `options`), once it answers."""
-    port = free_port()
-    args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-            "--port", str(port), *options]
-    api = spawn(args, env, log)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _healthy(url), "API start", api)
-    return api, url
 
 
 @pytest.fixture(scope="session")
@@ -151,13 +57,6 @@ def api_url(api_process: tuple[Process, str]) -> str:
     return api_process[1]
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def client(api_url: str, worker: Process) -> Iterator[httpx.Client]:
     """An HTTP client for the running API, with a worker behind it."""
@@ -170,43 +69,3 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-def submit(http: httpx.Client, path: Path, **fields: str) -> dict:
-    with path.open("rb") as f:
-        response = http.post("/v1/jobs", files={"file": (path.name, f)}, data=fields)
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def wait_for_job(http: httpx.Client, job_id: str, seen: list[float] | None = None) -> dict:
-    """Poll until the job ends; `seen` collects the progress values observed."""
-    deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        job = http.get(f"/v1/jobs/{job_id}").json()
-        if seen is not None:
-            seen.append(job["progress"])
-        if job["status"] in ("completed", "failed"):
-            return job
-        time.sleep(0.05)
-    pytest.fail(f"job {job_id} did not finish in {JOB_TIMEOUT_SECONDS} s")
-
-
-def queue_damaged_upload(env: dict[str, str], job_id: str) -> Path:
-    """Queue a job whose upload is damaged on disk (as if after the API's probe accepted it),
-    which the worker fails with `decode_error`; returns the upload's path."""
-    settings = Settings(redis_url=env["VERBATIM_REDIS_URL"], data_dir=env["VERBATIM_DATA_DIR"])
-    upload = settings.upload_dir / f"{job_id}.flac"
-    upload.write_bytes(b"fLaC\x00\x00\x00\x22" + b"damaged" * 100)
-    JobStore.from_url(settings.redis_url).create(job_id, "x.flac", JobOptions(), 11.0, upload)
-    make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id])
-    return upload
-
-
-def write_silence(path: Path, seconds: float, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(b"\0\0" * int(seconds * rate))
-    return path

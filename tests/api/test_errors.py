@@ -13,8 +13,8 @@ import av
 import numpy as np
 import pytest
 import redis
-from conftest import DATA
 from fastapi.testclient import TestClient
+from support import DATA
 
 from api.main import create_app
 from shared.config import Settings

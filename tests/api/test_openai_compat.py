@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import DATA
 from fastapi.testclient import TestClient
+from support import DATA
 
 from api.main import create_app
 from api.openai_compat import AudioRequest, compression_ratio, parse_form, verbose

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from conftest import DATA, Process, pool_children, start_api, start_worker, submit, wait_for_job
+from support import DATA, Process, pool_children, start_api, start_worker, submit, wait_for_job
 
 from shared.heartbeats import WORKERS_KEY, worker_key
 from shared.localredis import LocalRedis, free_port

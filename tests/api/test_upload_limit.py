@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from conftest import Process, start_api
+from support import Process, start_api
 
 from shared.queue import QUEUE
 

@@ -7,29 +7,16 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
-import pluggy
 import pytest
 
 from shared.localredis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-ROOT_CONFTEST = ROOT / "tests" / "conftest.py"
 COMMAND_TIMEOUT_SECONDS = 180
 
 Completed = subprocess.CompletedProcess[str]
 Verbatim = Callable[..., Completed]
-
-
-def pytest_plugin_registered(plugin: object, manager: pluggy.PluginManager) -> None:
-    """Keep `import conftest` meaning tests/conftest.py once this conftest is loaded.
-
-    Test modules elsewhere do `from conftest import DATA, ...`; pytest registers this module
-    under the same name, `conftest`, so their imports would otherwise find this one.
-    """
-    if isinstance(plugin, ModuleType) and getattr(plugin, "__file__", None) == str(ROOT_CONFTEST):
-        sys.modules["conftest"] = plugin
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from subprocess import CompletedProcess
 
 import pytest
 import srt
-from conftest import DATA
+from support import DATA
 
 Verbatim = Callable[..., CompletedProcess[str]]
 SPEECH = {"LJ001-0005.flac": 8.111, "LJ001-0007.flac": 8.39}

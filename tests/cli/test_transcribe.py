@@ -11,7 +11,7 @@ from subprocess import CompletedProcess
 
 import pytest
 import srt
-from conftest import DATA
+from support import DATA
 
 Verbatim = Callable[..., CompletedProcess[str]]
 SHORT = "1089-134686-0001.flac"  # 3.3 s of speech

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import Process, spawn, start_api, wait_until
+from support import Process, spawn, start_api, wait_until
 
 from shared.localredis import free_port
 

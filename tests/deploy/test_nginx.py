@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import DATA, Process, submit, wait_for_job, write_silence
+from support import DATA, Process, submit, wait_for_job, write_silence
 
 from shared.localredis import free_port
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import DATA, submit, wait_for_job
 from faster_whisper import WhisperModel
+from support import DATA, submit, wait_for_job
 
 from worker.offline_model import offline_base_model
 

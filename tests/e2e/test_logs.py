@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import DATA, Process, wait_for_job
+from support import DATA, Process, wait_for_job
 
 JFK = DATA / "jfk.flac"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from conftest import DATA, Process, queue_damaged_upload, start_api, submit, wait_for_job
 from prometheus_client.parser import text_string_to_metric_families
+from support import DATA, Process, queue_damaged_upload, start_api, submit, wait_for_job
 
 JFK = DATA / "jfk.flac"
 

@@ -11,7 +11,7 @@ import jiwer
 import openai
 import pytest
 import srt
-from conftest import DATA, Process, start_api, wait_for_job
+from support import DATA, Process, start_api, wait_for_job
 
 JFK = DATA / "jfk.flac"
 JFK_SECONDS = 11.0

@@ -13,7 +13,7 @@ import jiwer
 import pytest
 import srt
 import webvtt
-from conftest import DATA, Process, submit, wait_for_job, write_silence
+from support import DATA, Process, submit, wait_for_job, write_silence
 
 JFK = DATA / "jfk.flac"
 REFERENCES = {e["file"]: e["reference"] for e in json.loads((DATA / "manifest.json").read_text())}

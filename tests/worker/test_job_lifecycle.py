@@ -14,7 +14,8 @@ import httpx
 import numpy as np
 import pytest
 import redis
-from conftest import (
+from faster_whisper import decode_audio
+from support import (
     DATA,
     JOB_TIMEOUT_SECONDS,
     Process,
@@ -23,7 +24,6 @@ from conftest import (
     submit,
     wait_for_job,
 )
-from faster_whisper import decode_audio
 
 from shared.config import Settings
 from shared.jobs import JobStore

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from conftest import ROOT
+from support import ROOT
 
 from worker import metrics
 
