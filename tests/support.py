@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from shared.schemas import JobOptions
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 JOB_TIMEOUT_SECONDS = 180
+APT_TIMEOUT_SECONDS = 900
 
 
 @dataclass
@@ -152,3 +155,29 @@ def write_silence(path: Path, seconds: float, rate: int = 16000) -> Path:
         out.setframerate(rate)
         out.writeframes(b"\0\0" * int(seconds * rate))
     return path
+
+
+def apt_install(package: str) -> None:
+    """Install a Debian package, or fail the test run saying exactly what is missing."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.fail(f"{package} is not installed and cannot be installed here (needs root and "
+                    f"apt-get): run `apt-get install --no-install-recommends {package}`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (["apt-get", "update"],
+                 ["apt-get", "install", "-y", "--no-install-recommends", package]):
+        result = subprocess.run(args, env=env, capture_output=True, text=True,
+                                timeout=APT_TIMEOUT_SECONDS, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"`{' '.join(args)}` failed ({result.returncode}), so {package} is "
+                        f"missing:\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+def debian_tool(command: str, package: str, path: str) -> str:
+    """The command's path, installing its Debian package first when it is missing."""
+    found = shutil.which(command) or (path if os.access(path, os.X_OK) else None)
+    if found is None:
+        apt_install(package)
+        found = shutil.which(command) or (path if os.access(path, os.X_OK) else None)
+    if found is None:
+        pytest.fail(f"{package} was installed but {command} is still not found")
+    return found

@@ -6,7 +6,6 @@ the queue can be inspected after each request.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -32,21 +31,6 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         max_upload_bytes=2 * 1024 * 1024,
         max_audio_seconds=30,
     )
-
-
-@pytest.fixture
-def queue_db(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def api(settings: Settings, queue_db: redis.Redis) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def post_file(api: TestClient, name: str, content: bytes, **fields: str) -> tuple[int, str]:

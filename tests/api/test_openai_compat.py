@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,26 +33,11 @@ TRANSLATE = "/v1/audio/translations"
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        redis_url=redis_url.rsplit("/", 1)[0] + "/2",
+        redis_url=redis_url.rsplit("/", 1)[0] + "/4",
         data_dir=tmp_path / "data",
         max_upload_bytes=2 * 1024 * 1024,
         openai_wait_seconds=0,
     )
-
-
-@pytest.fixture
-def queue_db(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def api(settings: Settings, queue_db: redis.Redis) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def post(api: TestClient, path: str = TRANSCRIBE, content: bytes | None = None,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +9,7 @@ from pathlib import Path
 import av
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from support import debian_tool
 
 TESTS = Path(__file__).resolve().parent.parent
 JFK = TESTS / "data" / "jfk.flac"
@@ -27,33 +25,10 @@ MIC_RATE = 48000  # Chromium's capture rate; it resamples other rates, but this 
 MIC_LEAD_SECONDS = 0.5  # silence before the speech, so the first word is never cut
 
 
-def apt_install_chromium() -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-    ):
-        try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.fail(f"chromium is missing and `{' '.join(command)}` could not run: {exc}")
-        if done.returncode != 0:
-            pytest.fail(
-                f"chromium is missing and `{' '.join(command)}` failed with exit status "
-                f"{done.returncode}; install Debian's chromium package by hand.\n"
-                f"{(done.stdout + done.stderr)[-3000:]}"
-            )
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium (Playwright's own browser downloads are not available offline)."""
-    if shutil.which("chromium") is None:
-        apt_install_chromium()
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("apt-get installed chromium, yet no `chromium` command is on PATH")
-    return path
+    return debian_tool("chromium", "chromium", "/usr/bin/chromium")
 
 
 def write_speech_wav(source: Path, target: Path) -> Path:

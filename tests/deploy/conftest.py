@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from support import Process, spawn, start_api, wait_until
+from support import Process, debian_tool, spawn, start_api, wait_until
 
 from shared.localredis import free_port
 
@@ -60,32 +60,6 @@ def render_nginx_conf(text: str, rewrites: Mapping[str, Rewrite]) -> str:
     if unused := set(rewrites) - used:
         raise KeyError(f"nginx.conf has no `# test:` line for {sorted(unused)}")
     return "\n".join(out) + "\n"
-
-
-def apt_install(package: str) -> None:
-    """Install a Debian package, or fail the test run saying exactly what is missing."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.fail(f"{package} is not installed and cannot be installed here (needs root and "
-                    f"apt-get): run `apt-get install --no-install-recommends {package}`")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for args in (["apt-get", "update"],
-                 ["apt-get", "install", "-y", "--no-install-recommends", package]):
-        result = subprocess.run(args, env=env, capture_output=True, text=True,
-                                timeout=APT_TIMEOUT_SECONDS, check=False)
-        if result.returncode != 0:
-            pytest.fail(f"`{' '.join(args)}` failed ({result.returncode}), so {package} is "
-                        f"missing:\n{(result.stdout + result.stderr)[-3000:]}")
-
-
-def debian_tool(command: str, package: str, path: str) -> str:
-    """The command's path, installing its Debian package first when it is missing."""
-    found = shutil.which(command) or (path if os.access(path, os.X_OK) else None)
-    if found is None:
-        apt_install(package)
-        found = shutil.which(command) or (path if os.access(path, os.X_OK) else None)
-    if found is None:
-        pytest.fail(f"{package} was installed but {command} is still not found")
-    return found
 
 
 @pytest.fixture(scope="session")
