@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack, suppress
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -45,10 +46,18 @@ def _banner(host: str, port: int, redis_url: str) -> str:
     base = f"http://{shown}:{port}"
     return (
         f"Verbatim is starting on {base} (Redis: {redis_url}); Ctrl-C stops everything.\n"
+        f"  browser:  {base}/\n"
+        f"  command:  {_command()} transcribe talk.mp3 --format srt\n"
         f"  submit:   curl -F file=@tests/data/jfk.flac {base}/v1/jobs\n"
         f"  poll:     curl {base}/v1/jobs/<id>\n"
         f"  download: curl -OJ {base}/v1/jobs/<id>/transcript.srt\n"
     )
+
+
+def _command() -> str:
+    """How this command was called (`.venv/bin/verbatim` under `make run`), for the banner."""
+    called = sys.argv[0]
+    return called if Path(called).name == "verbatim" else "verbatim"
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
