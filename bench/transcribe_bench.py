@@ -48,7 +48,8 @@ POLL_SECONDS = 0.05
 START_TIMEOUT_SECONDS = 30.0
 JOB_TIMEOUT_SECONDS = 600.0
 STOP_TIMEOUT_SECONDS = 10.0
-MODEL_LOADED = re.compile(r"model loaded: .*seconds=([0-9.]+)")
+# The worker's JSON log line for its model load.
+MODEL_LOADED = re.compile(r"\"message\": \"model loaded\".*?\"seconds\": ([0-9.]+)")
 
 
 class BenchError(RuntimeError):
