@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from starlette.exceptions import HTTPException
 
+from api.observability import REQUEST_ID_HEADER
 from shared.errors import VerbatimError
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,11 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error", exc_info=exc)
-    return _respond(request, 500, "internal_error", "An unexpected error occurred.")
+    request_id = getattr(request.state, "request_id", None)
+    log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+    return _respond(request, 500, "internal_error", "An unexpected error occurred.",
+                    headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

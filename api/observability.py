@@ -30,6 +30,8 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _incoming_id(scope) or new_request_id()
+        # For the 500 handler, which runs outside this middleware (Starlette's outermost one).
+        scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # what the client gets when the app raises before answering
         started = time.perf_counter()
 

@@ -193,3 +193,21 @@ def test_broken_multipart_is_refused(
     )
     assert (response.status_code, response.json()["error"]["code"]) == (422, "validation_error")
     assert_nothing_left(settings, queue_db)
+
+
+def test_an_unexpected_error_is_a_500_envelope_that_names_the_request(
+    settings: Settings, queue_db: redis.Redis
+) -> None:
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-ID": "trace-500"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "An unexpected error occurred."}
+    }
+    assert response.headers["X-Request-ID"] == "trace-500"
