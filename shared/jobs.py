@@ -44,10 +44,15 @@ end
 """
 
 # KEYS: job, then the status indexes when the status changes. ARGV: id, field/value pairs.
-_UPDATE_IF_EXISTS = _REINDEX + """
+# The score is the record's expiry (`+inf` while it has none), so that a status written to a
+# record that already expires still leaves the index when the record does.
+_UPDATE_IF_EXISTS = LUA_NOW_MS + _REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-if #KEYS > 1 then reindex(2, ARGV[1], '+inf') end
+if #KEYS > 1 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  reindex(2, ARGV[1], ttl > 0 and now_ms() + ttl or '+inf')
+end
 return 1
 """
 
@@ -57,13 +62,16 @@ return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 """
 
 # KEYS: job, transcript, status indexes. ARGV: ttl, transcript json ('' for none), id, then
-# field/value pairs. The index score is the record's expiry time.
+# field/value pairs. The index score is the record's expiry time. Expired ids leave the index
+# here too, so it stays bounded where nothing scrapes the metrics.
 _FINISH_IF_EXISTS = LUA_NOW_MS + _REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-reindex(3, ARGV[3], now_ms() + tonumber(ARGV[1]) * 1000)
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+reindex(3, ARGV[3], now + tonumber(ARGV[1]) * 1000)
 return 1
 """
 

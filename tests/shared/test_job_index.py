@@ -52,3 +52,34 @@ def test_counts_follow_transitions_deletion_and_expiry(store: JobStore) -> None:
         time.sleep(0.1)
     assert counts(store) == [1, 0, 0, 1]
     assert store.redis.zcard(store.index_key(JobStatus.completed)) == 0  # pruned
+
+
+def wait_for_expiry(store: JobStore, job_id: str) -> None:
+    deadline = time.monotonic() + 5
+    while store.redis.exists(store.job_key(job_id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_finishing_a_job_prunes_expired_ids_without_a_count(store: JobStore) -> None:
+    """Where nothing scrapes the metrics, the index still stays bounded."""
+    first, second = f"{1:032x}", f"{2:032x}"
+    for job_id in (first, second):
+        store.create(job_id, "a.flac", JobOptions(), 1.0, Path("/nowhere"))
+    store.complete(first, EMPTY, ttl=1)
+    wait_for_expiry(store, first)
+    store.complete(second, EMPTY, ttl=3600)
+    completed = store.redis.zrange(store.index_key(JobStatus.completed), 0, -1)
+    assert completed == [second.encode()]
+
+
+def test_a_status_written_to_an_expiring_record_leaves_the_index_with_it(
+    store: JobStore,
+) -> None:
+    job_id = f"{3:032x}"
+    store.create(job_id, "a.flac", JobOptions(), 1.0, Path("/nowhere"))
+    store.complete(job_id, EMPTY, ttl=1)
+    store.update(job_id, status=JobStatus.processing)  # e.g. a late, racing redelivery
+    assert counts(store) == [0, 1, 0, 0]
+    wait_for_expiry(store, job_id)
+    assert counts(store) == [0, 0, 0, 0]
