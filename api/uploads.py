@@ -21,6 +21,9 @@ from shared.errors import EmptyFile, InvalidRequest, PayloadTooLarge
 
 FLUSH_BYTES = 1 << 20
 MAX_FIELDS_BYTES = 64 * 1024
+# What each form part besides `file` counts against MAX_FIELDS_BYTES beyond its value, so
+# that a body of many empty parts cannot grow the field lists without limit.
+PART_OVERHEAD_BYTES = 256
 
 
 @dataclass
@@ -79,6 +82,7 @@ class _Form:
             self.filename = Path(raw.replace("\\", "/")).name[-200:] or "upload"
             self.path = self.path_for(self.filename)
         else:
+            self._count_field_bytes(PART_OVERHEAD_BYTES + len(self.name))
             self.values.setdefault(self.name, []).append("")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -86,10 +90,13 @@ class _Form:
             self.size += end - start
             self.pending += data[start:end]
             return
-        self.field_bytes += end - start
+        self._count_field_bytes(end - start)
+        self.values[self.name][-1] += data[start:end].decode("utf-8", "replace")
+
+    def _count_field_bytes(self, count: int) -> None:
+        self.field_bytes += count
         if self.field_bytes > MAX_FIELDS_BYTES:
             raise InvalidRequest("The form fields besides `file` are too large.")
-        self.values[self.name][-1] += data[start:end].decode("utf-8", "replace")
 
     def on_end(self) -> None:
         self.ended = True

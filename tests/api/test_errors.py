@@ -211,3 +211,18 @@ def test_an_unexpected_error_is_a_500_envelope_that_names_the_request(
         "error": {"code": "internal_error", "message": "An unexpected error occurred."}
     }
     assert response.headers["X-Request-ID"] == "trace-500"
+
+
+def test_a_flood_of_empty_form_parts_is_refused(
+    api: TestClient, settings: Settings, queue_db: redis.Redis
+) -> None:
+    parts = b"".join(
+        b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n\r\n' for _ in range(2000)
+    )
+    body = parts + b"--b--\r\n"
+    response = api.post(
+        "/v1/jobs", content=body, headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "validation_error")
+    assert "too large" in response.json()["error"]["message"]
+    assert_nothing_left(settings, queue_db)
