@@ -29,16 +29,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[2]))
 return now
 """
 
-# KEYS: workers zset. ARGV: timeout ms, hash key prefix. Returns flat field lists.
+# KEYS: workers zset. ARGV: timeout ms. The ids that beat within the timeout, by Redis's clock.
 _LIVE = LUA_NOW_MS + """
-local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
-local found = {}
-for _, id in ipairs(ids) do
-  local fields = redis.call('HGETALL', ARGV[2] .. id)
-  if #fields > 0 then table.insert(found, fields) end
-end
-return found
+return redis.call('ZRANGEBYSCORE', KEYS[1], now_ms() - tonumber(ARGV[1]), '+inf')
 """
 
 _PREFIX = "verbatim:worker:"
@@ -84,11 +77,16 @@ class Heartbeats:
 
     def live(self, timeout_seconds: float) -> list[WorkerBeat]:
         """Workers whose last heartbeat is at most `timeout_seconds` old, by id."""
-        rows = self._live(keys=[WORKERS_KEY], args=[int(timeout_seconds * 1000), _PREFIX])
-        return sorted((_parse(row) for row in rows), key=lambda w: w.id)  # type: ignore[union-attr]
+        ids = self._live(keys=[WORKERS_KEY], args=[int(timeout_seconds * 1000)])
+        with self.redis.pipeline(transaction=False) as pipe:
+            for worker_id in ids:
+                pipe.hgetall(worker_key(worker_id.decode()))
+            rows = pipe.execute()
+        # A hash may have expired since the range read: that worker is gone.
+        return sorted((_parse(row) for row in rows if row), key=lambda w: w.id)
 
 
-def _parse(row: list[bytes]) -> WorkerBeat:
-    fields = {row[i].decode(): row[i + 1].decode() for i in range(0, len(row), 2)}
+def _parse(row: dict[bytes, bytes]) -> WorkerBeat:
+    fields = {name.decode(): value.decode() for name, value in row.items()}
     seen = datetime.fromtimestamp(int(fields.pop("last_seen_ms")) / 1000, UTC)
     return WorkerBeat.model_validate(fields | {"last_seen": seen})
