@@ -24,7 +24,7 @@ from shared.config import Settings
 # is then seen by the request's own log line too, which an inner `ContextVar.set` would not be.
 _bound: ContextVar[dict[str, Any] | None] = ContextVar("verbatim_log_fields", default=None)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` (uvicorn's
 # `color_message` repeats the message with terminal colour codes).
@@ -40,7 +40,7 @@ def new_request_id() -> str:
 
 def valid_request_id(value: str | None) -> str | None:
     """`value` when it is a sane request id (1-128 URL-safe characters), else None."""
-    return value if value and _REQUEST_ID.match(value) else None
+    return value if value and _REQUEST_ID.fullmatch(value) else None
 
 
 @contextmanager
