@@ -8,18 +8,19 @@ from contextlib import contextmanager, suppress
 
 from celery import Celery
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from api import metrics
 from api.deps import run_sync
 from api.media import probe_duration
-from api.uploads import Upload
+from api.uploads import Upload, receive_upload
 from shared.config import Settings
 from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
-from shared.jobs import JobStore
+from shared.jobs import JobStore, new_job_id
 from shared.logs import add_fields, bound_fields
 from shared.queue import enqueue_transcription
 from shared.schemas import Job, JobOptions
-from shared.storage import remove_upload
+from shared.storage import remove_upload, upload_path
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,19 @@ def parse_options(fields: dict[str, str]) -> JobOptions:
     except ValidationError as exc:
         parts = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
         raise InvalidRequest("; ".join(parts)) from None
+
+
+async def receive_job_upload(
+    request: Request, settings: Settings, store: JobStore
+) -> tuple[str, Upload]:
+    """A new job id and the request's upload, streamed to that job's file."""
+    await run_sync(store.ping)  # refuse before a long upload, not after it, when Redis is down
+    job_id = new_job_id()
+    upload = await receive_upload(
+        request, lambda name: upload_path(settings.upload_dir, job_id, name),
+        settings.max_upload_bytes,
+    )
+    return job_id, upload
 
 
 @contextmanager

@@ -24,17 +24,16 @@ from api.openai_compat import (
     Transcription,
     VerboseTranscription,
 )
-from api.submission import discarded_on_error, submit
-from api.uploads import receive_upload
+from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
-from shared.jobs import JobStore, new_job_id
+from shared.jobs import JobStore
 from shared.schemas import Job, JobStatus
-from shared.storage import upload_path
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 
-POLL_SECONDS = 0.2
+FIRST_POLL_SECONDS = 0.2
+MAX_POLL_SECONDS = 1.0
 JOB_HEADER = "X-Verbatim-Job-Id"
 
 
@@ -105,12 +104,7 @@ async def _submit(
     request: Request, task: Task, settings: Settings, store: JobStore, celery: Celery
 ) -> tuple[Job, openai_compat.AudioRequest]:
     """Stream the upload to disk, read the form, and queue the job (as `POST /v1/jobs`)."""
-    await run_sync(store.ping)  # refuse before a long upload, not after it, when Redis is down
-    job_id = new_job_id()
-    upload = await receive_upload(
-        request, lambda name: upload_path(settings.upload_dir, job_id, name),
-        settings.max_upload_bytes,
-    )
+    job_id, upload = await receive_job_upload(request, settings, store)
     with discarded_on_error(upload):
         form = openai_compat.parse_form(upload.values, task)
     return await submit(job_id, upload, settings, store, celery, form.options), form
@@ -137,6 +131,7 @@ async def _wait(request: Request, store: JobStore, job_id: str, seconds: float) 
     """Poll the store (off the event loop) until the job ends, `seconds` pass or the client
     goes away; the job as last seen."""
     deadline = time.monotonic() + seconds
+    delay = FIRST_POLL_SECONDS
     while True:
         job = await run_sync(store.get, job_id)
         if job is None:
@@ -144,4 +139,6 @@ async def _wait(request: Request, store: JobStore, job_id: str, seconds: float) 
         left = deadline - time.monotonic()
         if job.status.terminal or left <= 0 or await request.is_disconnected():
             return job
-        await anyio.sleep(min(POLL_SECONDS, left))
+        await anyio.sleep(min(delay, left))
+        # Short jobs answer quickly; many long waits do not poll Redis at 5 Hz each.
+        delay = min(delay * 1.5, MAX_POLL_SECONDS)

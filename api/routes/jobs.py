@@ -9,8 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from api.deps import ExistingJob, JobStoreDep, QueueDep, SettingsDep, run_sync
 from api.errors import error_responses
-from api.submission import submit
-from api.uploads import receive_upload
+from api.submission import receive_job_upload, submit
 from shared.errors import (
     DurationExceeded,
     EmptyFile,
@@ -23,9 +22,8 @@ from shared.errors import (
     UnsupportedMedia,
 )
 from shared.formatters import FORMATS
-from shared.jobs import new_job_id
 from shared.schemas import Job, JobOptions, JobStatus
-from shared.storage import remove_upload, upload_path
+from shared.storage import remove_upload
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -65,12 +63,7 @@ async def create_job(
     celery: QueueDep,
 ) -> Job:
     """Upload audio or video and queue it for transcription; poll the returned job."""
-    await run_sync(store.ping)  # refuse before a long upload, not after it, when Redis is down
-    job_id = new_job_id()
-    upload = await receive_upload(
-        request, lambda name: upload_path(settings.upload_dir, job_id, name),
-        settings.max_upload_bytes,
-    )
+    job_id, upload = await receive_job_upload(request, settings, store)
     job = await submit(job_id, upload, settings, store, celery)
     response.headers["Location"] = str(request.url_for("get_job", job_id=job_id).path)
     return job

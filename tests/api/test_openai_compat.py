@@ -33,7 +33,7 @@ TRANSLATE = "/v1/audio/translations"
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        redis_url=redis_url.rsplit("/", 1)[0] + "/4",
+        redis_url=redis_url.rsplit("/", 1)[0] + "/5",
         data_dir=tmp_path / "data",
         max_upload_bytes=2 * 1024 * 1024,
         openai_wait_seconds=0,
