@@ -19,7 +19,11 @@ from typing import NoReturn
 from shared.config import get_settings
 from shared.localredis import LocalRedis
 
-STOP_TIMEOUT_SECONDS = 15.0
+# How long `serve` waits for its children beyond the worker's shutdown grace.
+STOP_MARGIN_SECONDS = 10.0
+# A worker's SIGTERM becomes Celery's soft shutdown (see shared/queue.py), so that stopping it
+# during a job puts the job back on the queue instead of stranding it.
+WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT"}
 
 
 def api_command(host: str, port: int) -> list[str]:
@@ -35,10 +39,10 @@ def worker_command(concurrency: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _exec(command: list[str]) -> NoReturn:
+def _exec(command: list[str], env: dict[str, str] | None = None) -> NoReturn:
     """Replace this process with `command`, so that signals reach it directly."""
     sys.stdout.flush()
-    os.execv(command[0], command)
+    os.execve(command[0], command, {**os.environ, **(env or {})})
 
 
 def _banner(host: str, port: int, redis_url: str) -> str:
@@ -69,7 +73,8 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
     for child in children.values():
         if child.poll() is None:
             child.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    grace = get_settings().worker_shutdown_grace_seconds
+    deadline = time.monotonic() + grace + STOP_MARGIN_SECONDS
     # A second Ctrl-C skips the wait.
     with suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
         for child in children.values():
@@ -107,7 +112,7 @@ def run_api(host: str, port: int) -> NoReturn:
 
 def run_worker(concurrency: int) -> NoReturn:
     """Become a worker process (`verbatim worker`)."""
-    _exec(worker_command(concurrency))
+    _exec(worker_command(concurrency), WORKER_ENV)
 
 
 def serve(host: str, port: int, concurrency: int) -> int:
@@ -123,7 +128,8 @@ def serve(host: str, port: int, concurrency: int) -> int:
                 api_command(host, port), start_new_session=True
             )
             children["worker"] = subprocess.Popen(
-                worker_command(concurrency), start_new_session=True
+                worker_command(concurrency), env={**os.environ, **WORKER_ENV},
+                start_new_session=True,
             )
             print(_banner(host, port, redis_url), flush=True)
             return _supervise(children)

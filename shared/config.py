@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Least severity logged by the API and the workers (it rules over celery's `--loglevel`)."""
 
+    worker_shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    """On SIGTERM a worker lets its running job finish for this long, then stops it and puts it
+    back on the queue (Celery's soft shutdown; needs `REMAP_SIGTERM=SIGQUIT`, which
+    `verbatim worker`, `verbatim serve` and the worker image set)."""
+
     openai_wait_seconds: float = Field(default=300, ge=0)
     """How long `/v1/audio/*` waits for its job; after that it answers 202 with the job id."""
 

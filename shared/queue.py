@@ -31,6 +31,10 @@ def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
         # this timeout, which must outlast the longest job or it would run twice.
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
         broker_connection_retry_on_startup=True,
+        # Stopping (SIGTERM remapped to SIGQUIT) lets a running job finish for this long, then
+        # cancels it; the Redis transport puts its unacknowledged message back on the queue at
+        # once, where a killed worker's message would wait out the visibility timeout.
+        worker_soft_shutdown_timeout=settings.worker_shutdown_grace_seconds,
         # Fail fast when Redis is down so the API can answer 503 instead of hanging.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
     )

@@ -6,12 +6,16 @@ Helpers shared by test modules live in `support.py`, imported as `from support i
 from __future__ import annotations
 
 import os
+import wave
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import redis
-from support import Process, start_api, start_worker
+from faster_whisper import decode_audio
+from support import DATA, Process, start_api, start_worker
 
 from shared.localredis import LocalRedis
 
@@ -69,3 +73,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def long_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 36 s of continuous read speech: long enough to act on a job mid-run."""
+    parts = [decode_audio(str(DATA / f"LJ001-000{i}.flac")) for i in (1, 3, 5, 7)]
+    path = tmp_path_factory.mktemp("audio") / "lj-passage.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes())
+    return path

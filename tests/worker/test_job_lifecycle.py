@@ -7,14 +7,11 @@ import os
 import shutil
 import signal
 import time
-import wave
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import redis
-from faster_whisper import decode_audio
 from support import (
     DATA,
     JOB_TIMEOUT_SECONDS,
@@ -29,21 +26,6 @@ from shared.config import Settings
 from shared.jobs import JobStore
 from shared.queue import TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
-
-LJ_FILES = [DATA / f"LJ001-000{i}.flac" for i in (1, 3, 5, 7)]
-
-
-@pytest.fixture(scope="module")
-def long_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 36 s of continuous read speech: long enough to act on a job mid-run."""
-    audio = np.concatenate([decode_audio(str(path)) for path in LJ_FILES])
-    path = tmp_path_factory.mktemp("audio") / "lj-passage.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 def wait_until_processing(client: httpx.Client, job_id: str) -> dict:

@@ -1,0 +1,72 @@
+"""`verbatim serve` stopped during a job: the job goes back on the queue and is not stranded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support import JOB_TIMEOUT_SECONDS, Process, spawn, submit, wait_for_job, wait_until
+
+from shared.localredis import free_port
+
+GRACE_SECONDS = 1
+
+
+def start_serve(data_dir: Path, log: Path) -> tuple[Process, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERBATIM_")} | {
+        "VERBATIM_DATA_DIR": str(data_dir),  # its private Redis keeps its data there
+        "VERBATIM_WORKER_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
+        "VERBATIM_WORKER_METRICS_PORT": str(free_port()),
+        "VERBATIM_PROGRESS_INTERVAL_SECONDS": "0",
+    }
+    process = spawn([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], env, log)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _ready(url), "verbatim serve readiness", process, timeout=90)
+    return process, url
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def test_a_job_interrupted_by_stopping_serve_runs_again_on_the_next_start(
+    tmp_path: Path, long_recording: Path, processes: list[Process]
+) -> None:
+    first, url = start_serve(tmp_path / "data", tmp_path / "serve-1.log")
+    processes.append(first)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        job_id = submit(http, long_recording)["id"]
+        deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+        while http.get(f"/v1/jobs/{job_id}").json()["progress"] == 0:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+
+    first.popen.send_signal(signal.SIGTERM)
+    assert first.popen.wait(timeout=GRACE_SECONDS + 30) == 0, first.output()[-3000:]
+    assert "did not stop in time" not in first.output()
+
+    second, url = start_serve(tmp_path / "data", tmp_path / "serve-2.log")
+    processes.append(second)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        job = wait_for_job(http, job_id)
+        assert (job["status"], job["attempts"]) == ("completed", 2), job
+        text = http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
+    assert "printing" in text
