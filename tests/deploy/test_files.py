@@ -133,6 +133,15 @@ def test_worker_runs_int8_on_cuda() -> None:
         assert values["VERBATIM_WORKER_METRICS_PORT"] == "9101"
 
 
+def test_stopping_a_worker_requeues_its_job_before_docker_kills_it() -> None:
+    values = environment("worker")
+    assert values["REMAP_SIGTERM"] == "SIGQUIT"  # SIGTERM starts Celery's soft shutdown
+    grace = float(values["VERBATIM_WORKER_SHUTDOWN_GRACE_SECONDS"])
+    stop = service("worker")["stop_grace_period"]
+    assert re.fullmatch(r"\d+m", stop), stop
+    assert grace + 30 <= int(stop[:-1]) * 60  # time left to requeue and exit
+
+
 def test_compose_validates_with_docker_compose_v1(docker_compose_v1: str) -> None:
     """Compose 1.29's `config` checks the file against the Compose Specification schema it
     ships (compose/config/compose_spec.json) without needing a Docker engine."""
