@@ -35,6 +35,15 @@ class Plan:
     """(label, reason) of inputs failed before any upload."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, after the jobs it had in flight were deleted on the server."""
+
+    def __init__(self, cancelled: int, not_cancelled: int) -> None:
+        super().__init__()
+        self.cancelled = cancelled
+        self.not_cancelled = not_cancelled
+
+
 @dataclass
 class Summary:
     ok: int = 0
@@ -69,34 +78,56 @@ def find_media(root: Path, recursive: bool) -> list[Path]:
 
 
 def plan(files: list[Path], root: Path, formats: list[str], out_dir: Path | None) -> Plan:
-    """What to transcribe; two inputs that would write the same files (`a.mp3`, `a.wav`)
-    are refused after the first, rather than overwrite each other."""
-    result, owners = Plan(), dict[Path, str]()
-    for source in files:
-        label = str(source.relative_to(root))
-        outputs = output_paths(source, formats, out_dir, root)
-        owner = owners.setdefault(next(iter(outputs.values())).with_suffix(""), label)
-        if owner != label:
-            result.refused.append((label, f"its transcripts would overwrite those of {owner}"))
-        elif all(path.exists() for path in outputs.values()):
+    """What to transcribe: inputs whose every output exists are skipped, and those that
+    would overwrite another's (`a.mp3`, `a.wav`) are refused (see `refuse_clashes`)."""
+    every = [
+        Request(source, str(source.relative_to(root)), output_paths(source, formats, out_dir, root))
+        for source in files
+    ]
+    requests, refused = refuse_clashes(every)
+    result = Plan(refused=refused)
+    for request in requests:
+        if all(path.exists() for path in request.outputs.values()):
             result.skipped += 1
         else:
-            result.requests.append(Request(source, label, outputs))
+            result.requests.append(request)
     return result
+
+
+def refuse_clashes(requests: list[Request]) -> tuple[list[Request], list[tuple[str, str]]]:
+    """The requests whose transcripts no earlier one would write, and (label, reason) of the
+    others, refused rather than let two inputs overwrite each other's transcripts."""
+    kept: list[Request] = []
+    refused: list[tuple[str, str]] = []
+    owners: dict[Path, Request] = {}
+    for request in requests:
+        # Every format's file is `folder/stem.extension`: one folder and stem, one owner.
+        stem = next(iter(request.outputs.values())).with_suffix("")
+        owner = owners.setdefault(stem, request)
+        if owner is request:
+            kept.append(request)
+        else:
+            reason = f"its transcripts would overwrite those of {owner.label}"
+            refused.append((request.label, reason))
+    return kept, refused
 
 
 def execute(
     server: str, plan: Plan, fields: dict[str, str], concurrency: int, batch_bar: bool
 ) -> Summary:
-    """Carry out `plan` on `server`; raises `ServerUnreachable` when it does not answer."""
+    """Carry out `plan` on `server`; raises `ServerUnreachable` when it does not answer, and
+    `Interrupted` on Ctrl-C, once the jobs in flight are cancelled on the server."""
     with Client(server) as client:
         if plan.requests:
             client.check()
         total = len(plan.requests) + len(plan.refused)
-        with Display(total if batch_bar else None) as display:
-            for label, reason in plan.refused:
-                display.failed(None, label, reason)
-            summary = run(client, plan.requests, fields, concurrency, display)
+        try:
+            with Display(total if batch_bar else None) as display:
+                for label, reason in plan.refused:
+                    display.failed(None, label, reason)
+                summary = run(client, plan.requests, fields, concurrency, display)
+        except KeyboardInterrupt:
+            raise Interrupted(*client.cancel_unsettled()) from None
     summary.failed[:0] = plan.refused
     summary.skipped = plan.skipped
     return summary
@@ -142,7 +173,8 @@ def _in_threads(items: list[T], work: Callable[[T], R], concurrency: int) -> Ite
     """`work(item)` for every item on `concurrency` threads, yielded as each finishes.
 
     Daemon threads rather than a ThreadPoolExecutor: on Ctrl-C the process exits at once
-    instead of waiting for jobs in flight; outputs are written atomically, so none is torn.
+    (cancelling its jobs on the server) instead of waiting for the jobs in flight; outputs
+    are written atomically, so none is torn.
     """
     pending: SimpleQueue[T] = SimpleQueue()
     done: SimpleQueue[R] = SimpleQueue()

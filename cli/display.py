@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from threading import Lock
 from types import TracebackType
 
 from rich.console import Console
@@ -42,6 +43,7 @@ class Display:
         )
         self._batch: TaskID | None = None
         self._total, self._done = total or 0, 0
+        self._lock = Lock()  # worker threads finish files at the same time
         if total:
             self._batch = self._progress.add_task("[bold]batch", total=total, phase=self._count())
 
@@ -58,8 +60,9 @@ class Display:
         if bar is not None:
             self._progress.remove_task(bar.task)
         if self._batch is not None:
-            self._done += 1
-            self._progress.update(self._batch, completed=self._done, phase=self._count())
+            with self._lock:
+                self._done += 1
+                self._progress.update(self._batch, completed=self._done, phase=self._count())
         self.console.print(line, highlight=False, soft_wrap=True)
 
     def _count(self) -> str:

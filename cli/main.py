@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -33,7 +34,11 @@ Task = Annotated[
 Out = Annotated[
     Path | None, typer.Option(file_okay=False, help="Write here instead of beside each input.")
 ]
-Format = Literal["txt", "srt", "vtt", "json", "tsv"]  # the server's `shared.formatters.FORMATS`
+# Built from the server's registry, so that a new format needs no change here; mypy cannot
+# see members made at run time, hence the ignore.
+Format = StrEnum("Format", [(name, name) for name in FORMATS])  # type: ignore[misc]
+TXT = Format("txt")
+OneFormat = Annotated[Format, typer.Option("--format", "-f", help="Transcript format.")]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Look in subfolders.")]
 Jobs = Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Jobs in flight at once.")]
 Formats = Annotated[str, typer.Option(help=f"Comma-separated, of {','.join(FORMATS)}.")]
@@ -63,15 +68,20 @@ def worker(concurrency: Concurrency = 1) -> None:
 @app.command(rich_help_panel="Use a server")
 def transcribe(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
-    format: Annotated[Format, typer.Option("--format", "-f", help="Transcript format.")] = "txt",
+    format: OneFormat = TXT,
     language: Language = None, task: Task = "transcribe", out: Out = None,
     server: Server = DEFAULT_URL,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
-    requests = [Request(f, str(f), output_paths(f, [format], out)) for f in files]
+    unique = dict.fromkeys(files)  # a file named twice is transcribed once
+    requests = [Request(f, str(f), output_paths(f, [format.value], out)) for f in unique]
     for request in requests:
         if request.source in request.outputs.values():
             raise typer.BadParameter(f"{request.source} would be overwritten by its transcript")
+    _, refused = batches.refuse_clashes(requests)
+    if refused:  # unlike a batch, which goes on without them: these were named one by one
+        label, reason = refused[0]
+        raise typer.BadParameter(f"{label}: {reason}", param_hint="'FILES...'")
     summary = _execute(server, batches.Plan(requests), _fields(language, task), 1, False)
     raise typer.Exit(1 if summary.failed else 0)
 
@@ -106,9 +116,27 @@ def _execute(
     except ServerUnreachable as exc:
         typer.echo(f"verbatim: {exc.message}", err=True)
         raise typer.Exit(1) from None
+    except batches.Interrupted as exc:
+        typer.echo(f"verbatim: interrupted; {_cancelled(exc)}; the transcripts already written "
+                   "are kept", err=True)  # fmt: skip
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
         typer.echo("verbatim: interrupted; the transcripts already written are kept", err=True)
         raise typer.Exit(130) from None
+
+
+def _cancelled(interrupted: batches.Interrupted) -> str:
+    """What became of the jobs that were in flight."""
+    if not interrupted.cancelled + interrupted.not_cancelled:
+        return "no job was in flight"
+    said = f"{_jobs(interrupted.cancelled)} in flight cancelled on the server"
+    if interrupted.not_cancelled:
+        said += f", {_jobs(interrupted.not_cancelled)} could not be (they may still run)"
+    return said
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job{'' if count == 1 else 's'}"
 
 
 def _fields(language: str | None, task: str) -> dict[str, str]:

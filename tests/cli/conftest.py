@@ -1,14 +1,16 @@
-"""Fixtures for the `verbatim` command: a running service and a way to run the command."""
+"""Fixtures for the `verbatim` command: a running service, a way to run the command, and a
+proxy that stands between them as a gateway would."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from gateway import Proxy, serving
 
 from shared.localredis import free_port
 
@@ -44,3 +46,10 @@ def verbatim() -> Verbatim:
         )
 
     return run
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    """A `Proxy`, forwarding to nothing until the test sets its `target`."""
+    with serving(Proxy()) as state:
+        yield state

@@ -11,7 +11,10 @@ from subprocess import CompletedProcess
 
 import pytest
 import srt
+from gateway import Proxy
 from support import DATA
+
+from shared.formatters import FORMATS
 
 Verbatim = Callable[..., CompletedProcess[str]]
 SHORT = "1089-134686-0001.flac"  # 3.3 s of speech
@@ -23,6 +26,11 @@ def copy(name: str, folder: Path) -> Path:
 
 def words(text: str) -> str:
     return " ".join(text.lower().translate(str.maketrans("", "", string.punctuation)).split())
+
+
+def said(stderr: str) -> str:
+    """A usage error's text, out of its box and unwrapped."""
+    return " ".join(stderr.replace("│", " ").split())
 
 
 def test_writes_srt_beside_the_input(server: str, verbatim: Verbatim, tmp_path: Path) -> None:
@@ -96,3 +104,32 @@ def test_usage_errors_exit_2(verbatim: Verbatim, tmp_path: Path) -> None:
     assert "unknown language code 'xx'" in bad_language.stderr
     assert verbatim("transcribe", tmp_path / "missing.mp3").returncode == 2
     assert verbatim("batch", tmp_path, "--formats", "srt,doc").returncode == 2
+    bad_format = verbatim("transcribe", audio, "--format", "doc")
+    assert bad_format.returncode == 2
+    assert "'doc' is not one of" in said(bad_format.stderr)
+    assert all(f"'{name}'" in said(bad_format.stderr) for name in FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("names", "options", "clash"),
+    [
+        (["talk.mp3", "talk.wav"], [], "talk.wav: its transcripts would overwrite those of"),
+        (["a/talk.mp3", "b/talk.mp3"], ["--out", "out"], "b/talk.mp3: its transcripts would"),
+    ],
+)
+def test_inputs_that_would_write_the_same_transcript_are_refused_before_any_upload(
+    proxy: Proxy, verbatim: Verbatim, tmp_path: Path, names: list[str], options: list[str],
+    clash: str,
+) -> None:
+    files = [tmp_path / name for name in names]
+    for file in files:
+        file.parent.mkdir(exist_ok=True)
+        shutil.copy(DATA / SHORT, file)
+    options = [o if o != "out" else str(tmp_path / "out") for o in options]
+    result = verbatim("transcribe", *files, *options, "--server", proxy.url)
+    assert result.returncode == 2
+    assert clash in said(result.stderr)
+    assert proxy.seen == []
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()) == sorted(
+        map(Path, names)
+    )
