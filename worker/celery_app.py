@@ -54,6 +54,6 @@ def _warm_up(**_: Any) -> None:
 
 
 @signals.worker_process_shutdown.connect
-def _withdraw(pid: int, **_: Any) -> None:
-    heartbeat.stop(get_settings())
-    metrics.process_exited(pid)
+def _withdraw(**_: Any) -> None:
+    # The process's live gauges go at the next scrape (`worker/metrics.py` `_LiveProcesses`).
+    heartbeat.stop()

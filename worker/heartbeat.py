@@ -2,9 +2,12 @@
 
 `start()` runs from `worker_process_init`, which must return within 4 seconds, so the load
 happens in a background thread; a job that arrives meanwhile waits in `get_model` for that
-same load. Once the model is loaded the thread beats every `heartbeat_interval_seconds`
-(`shared/heartbeats.py`), which is what `/readyz` counts; `stop()` withdraws the beat on a
-clean exit, and a killed process's beat expires after `heartbeat_timeout_seconds`.
+same load. A load that fails is tried again every `heartbeat_interval_seconds` until it
+succeeds (a job's own load may succeed first: the model is cached, so the next try finds it).
+Once the model is loaded the thread beats every `heartbeat_interval_seconds`
+(`shared/heartbeats.py`), which is what `/readyz` counts. On a clean exit `stop()` ends the
+thread, which withdraws the beat itself, after its last one; a killed process's beat expires
+after `heartbeat_timeout_seconds`.
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ import logging
 import os
 import socket
 import threading
-import time
 
 import redis
 
 from shared.config import Settings
 from shared.errors import ModelUnavailable
 from shared.heartbeats import Heartbeats
-from worker import metrics
 from worker.model import get_model, resolve_device
 
 log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 2
+SOCKET_TIMEOUT_SECONDS = 5
+# How long `stop()` gives the thread to finish a beat under way and withdraw: longer than one
+# Redis command can block.
+STOP_TIMEOUT_SECONDS = CONNECT_TIMEOUT_SECONDS + SOCKET_TIMEOUT_SECONDS + 1
 
 _stop = threading.Event()
 _jobs_done = 0
@@ -51,35 +58,55 @@ def job_done() -> None:
     _jobs_done += 1
 
 
-def stop(settings: Settings) -> None:
+def stop() -> None:
     """Stop beating and withdraw this process's beat, so `/readyz` stops counting it now."""
     _stop.set()
     if _thread is not None:
-        _thread.join(timeout=2)
-    try:
-        _heartbeats(settings).withdraw(worker_id())
-    except redis.RedisError as exc:
-        log.warning("heartbeat not withdrawn: %s", exc)
+        _thread.join(timeout=STOP_TIMEOUT_SECONDS)
+        if _thread.is_alive():
+            log.warning("heartbeat thread still busy at exit; its last beat will expire")
 
 
-def _heartbeats(settings: Settings) -> Heartbeats:
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-    return Heartbeats(client)
+def _running(parent: int) -> bool:
+    # A pool process orphaned by a killed main process takes no jobs: it must not beat.
+    return not _stop.is_set() and os.getppid() == parent
 
 
 def _run(settings: Settings, parent: int) -> None:
-    started = time.perf_counter()
-    try:
-        get_model(settings)
-    except ModelUnavailable as exc:
-        log.error("model not loaded; this process will not report ready: %s", exc.message)
+    if not _load_model(settings, parent):
         return
-    metrics.model_loaded(time.perf_counter() - started)
+    beats = Heartbeats(redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+    ))
+    try:
+        _beat(beats, settings, parent)
+        if _stop.is_set():  # a clean exit; an orphan's beat just expires
+            _withdraw(beats)
+    finally:
+        beats.redis.close()
+
+
+def _load_model(settings: Settings, parent: int) -> bool:
+    """Try to load the model every interval until it loads (True) or the process stops."""
+    while _running(parent):
+        try:
+            get_model(settings)
+            return True
+        except ModelUnavailable as exc:
+            log.error("model not loaded; this process does not report ready and tries again "
+                      "in %g s: %s", settings.heartbeat_interval_seconds, exc.message)
+        except Exception:
+            log.exception("model not loaded; this process does not report ready and tries "
+                          "again in %g s", settings.heartbeat_interval_seconds)
+        _stop.wait(settings.heartbeat_interval_seconds)
+    return False
+
+
+def _beat(beats: Heartbeats, settings: Settings, parent: int) -> None:
     device, compute_type = resolve_device(settings)
-    beats = _heartbeats(settings)
     failing = False
-    # A pool process orphaned by a killed main process takes no jobs: it must not beat.
-    while not _stop.is_set() and os.getppid() == parent:
+    while _running(parent):
         try:
             beats.beat(
                 worker_id(), settings.heartbeat_timeout_seconds, hostname=socket.gethostname(),
@@ -92,4 +119,10 @@ def _run(settings: Settings, parent: int) -> None:
                 log.warning("heartbeat failed: %s", exc)
             failing = True
         _stop.wait(settings.heartbeat_interval_seconds)
-    beats.redis.close()
+
+
+def _withdraw(beats: Heartbeats) -> None:
+    try:
+        beats.withdraw(worker_id())
+    except redis.RedisError as exc:
+        log.warning("heartbeat not withdrawn (it expires on its own): %s", exc)

@@ -3,10 +3,12 @@
 Celery forks its pool processes from the main process, so their values go through
 prometheus-client's multiprocess mode: one file per process in `PROMETHEUS_MULTIPROC_DIR`,
 added up by the `/metrics` server that `start_server()` runs in the main process on
-`worker_metrics_port`. prometheus-client chooses where values live when it is first imported,
-so this module imports it only after `start_server()` has set the directory (Celery imports
-the task modules, and so this one, before any worker signal fires), and the metrics are
-built on first use, in the pool process.
+`worker_metrics_port`. Unless `PROMETHEUS_MULTIPROC_DIR` is already set, that directory is a
+private temporary one (`verbatim-worker-metrics-*` under the system's temporary directory),
+created empty at start and removed at shutdown. prometheus-client chooses where values live
+when it is first imported, so this module imports it only after `start_server()` has set the
+directory (Celery imports the task modules, and so this one, before any worker signal fires),
+and the metrics are built on first use, in the pool process.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import logging
 import os
 import re
 import shutil
-import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,14 +134,6 @@ def model_loaded(seconds: float) -> None:
     _metrics().model_load.set(seconds)
 
 
-def process_exited(pid: int) -> None:
-    """Drop a finished pool process's live gauges (`worker_process_shutdown`)."""
-    if os.environ.get(ENV) and "prometheus_client" in sys.modules:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)
-
-
 def start_server(settings: Settings) -> None:
     """Serve `/metrics` from the main process (`worker_init`, before the pool forks)."""
     global _server, _private_dir
@@ -149,7 +143,9 @@ def start_server(settings: Settings) -> None:
         if "prometheus_client" in sys.modules:
             log.warning("prometheus_client was imported before %s was set: the pool "
                         "processes' metrics will be missing", ENV)
-        _private_dir = _fresh_dir(settings.data_dir / "metrics")
+        # Private to this run, so nothing old is added to the new values, and off the shared
+        # data volume: what a killed worker leaves goes with its container's filesystem.
+        _private_dir = Path(tempfile.mkdtemp(prefix="verbatim-worker-metrics-"))
         os.environ[ENV] = str(_private_dir)  # inherited by the pool processes
     from prometheus_client import start_http_server
 
@@ -185,19 +181,6 @@ def stop_server() -> None:
         shutil.rmtree(_private_dir, ignore_errors=True)
 
 
-def _fresh_dir(parent: Path) -> Path:
-    """An empty directory private to this worker: leftovers would add old values to new.
-    Those of this host's killed workers (which could not remove theirs) go too."""
-    prefix = f"worker-{socket.gethostname()}-"
-    for old in parent.glob(f"{prefix}*"):
-        pid = old.name.removeprefix(prefix)
-        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
-            shutil.rmtree(old, ignore_errors=True)
-    path = parent / f"{prefix}{os.getpid()}"
-    path.mkdir(parents=True)
-    return path
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -209,8 +192,8 @@ def _alive(pid: int) -> bool:
 
 
 class _LiveProcesses:
-    """The multiprocess collector, after dropping the live gauges of pool processes that died
-    without `worker_process_shutdown` (SIGKILL, OOM), so a killed job is not in flight forever."""
+    """The multiprocess collector, after dropping the live gauges of pool processes that have
+    exited, cleanly or not (SIGKILL, OOM), so a killed job is not in flight forever."""
 
     def __init__(self, path: Path) -> None:
         from prometheus_client import multiprocess

@@ -11,7 +11,8 @@ import ctranslate2
 from faster_whisper import WhisperModel
 
 from shared.config import Settings
-from shared.errors import ModelUnavailable
+from shared.errors import ModelUnavailable, short_reason
+from worker import metrics
 from worker.offline_model import offline_base_model
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ def get_model(settings: Settings) -> WhisperModel:
 
 def _load(settings: Settings, device: str, compute_type: str) -> WhisperModel:
     started = time.perf_counter()
-    path = resolve_model_path(settings)
+    try:
+        path = resolve_model_path(settings)
+    except OSError as exc:  # the bundled model is assembled on first use: mkdir, copy, rename
+        raise ModelUnavailable(_unwritable_message(settings, exc)) from exc
     try:
         model = WhisperModel(
             path,
@@ -63,11 +67,21 @@ def _load(settings: Settings, device: str, compute_type: str) -> WhisperModel:
         )
     except Exception as exc:  # faster-whisper raises hub, OS and runtime errors alike
         raise ModelUnavailable(_unavailable_message(settings, exc)) from exc
+    seconds = time.perf_counter() - started
+    metrics.model_loaded(seconds)
     log.info("model loaded", extra={
         "model": settings.model, "device": device, "compute_type": compute_type,
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(seconds, 2),
     })
     return model
+
+
+def _unwritable_message(settings: Settings, exc: OSError) -> str:
+    return (
+        f"Could not prepare the bundled Whisper model {BUNDLED_MODEL!r} in {settings.model_dir} "
+        f"({type(exc).__name__}: {short_reason(exc)}). The worker assembles it there on first "
+        "use: that path must be a directory the worker can write to, with about 150 MB free."
+    )
 
 
 def _unavailable_message(settings: Settings, exc: Exception) -> str:
