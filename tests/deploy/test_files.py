@@ -135,7 +135,8 @@ def test_worker_runs_int8_on_cuda() -> None:
 
 def test_stopping_a_worker_requeues_its_job_before_docker_kills_it() -> None:
     values = environment("worker")
-    assert values["REMAP_SIGTERM"] == "SIGQUIT"  # SIGTERM starts Celery's soft shutdown
+    for remap in (values, env(final_stage(dockerfile(WORKER)))):
+        assert remap["REMAP_SIGTERM"] == "SIGQUIT"  # SIGTERM starts Celery's soft shutdown
     grace = float(values["VERBATIM_WORKER_SHUTDOWN_GRACE_SECONDS"])
     stop = service("worker")["stop_grace_period"]
     assert re.fullmatch(r"\d+m", stop), stop
