@@ -106,13 +106,14 @@ def start_api(env: dict[str, str], log: Path, *options: str) -> tuple[Process, s
             "--port", str(port), *options]
     api = spawn(args, env, log)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _healthy(url), "API start", api)
+    wait_until(lambda: answers_ok(f"{url}/healthz"), "API start", api)
     return api, url
 
 
-def _healthy(url: str) -> bool:
+def answers_ok(url: str) -> bool:
+    """Whether a GET of `url` answers 200 (False when nothing answers)."""
     try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

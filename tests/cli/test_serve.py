@@ -11,7 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import JOB_TIMEOUT_SECONDS, Process, spawn, submit, wait_for_job, wait_until
+from support import (
+    JOB_TIMEOUT_SECONDS,
+    Process,
+    answers_ok,
+    spawn,
+    submit,
+    wait_for_job,
+    wait_until,
+)
 
 from shared.localredis import free_port
 
@@ -28,15 +36,8 @@ def start_serve(data_dir: Path, log: Path) -> tuple[Process, str]:
     }
     process = spawn([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], env, log)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _ready(url), "verbatim serve readiness", process, timeout=90)
+    wait_until(lambda: answers_ok(f"{url}/readyz"), "verbatim serve readiness", process, 90)
     return process, url
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture
