@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Least severity logged by the API and the workers (it rules over celery's `--loglevel`)."""
 
+    redis_retry_seconds: float = Field(default=60.0, ge=0)
+    """How long a worker keeps retrying an unreachable Redis (a restart, a failover) before it
+    gives its job back to the queue."""
+
     worker_shutdown_grace_seconds: float = Field(default=25.0, ge=0)
     """On SIGTERM a worker lets its running job finish for this long, then stops it and puts it
     back on the queue (Celery's soft shutdown; needs `REMAP_SIGTERM=SIGQUIT`, which

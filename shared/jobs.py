@@ -12,6 +12,7 @@ status; counting jobs by status is then a few ZCARDs, with no SCAN of the keyspa
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from shared.errors import JobNotFound, VerbatimError
 from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
@@ -128,9 +131,16 @@ class JobStore:
         self._count = client.register_script(_COUNT_BY_STATUS)
 
     @classmethod
-    def from_url(cls, url: str) -> JobStore:
+    def from_url(cls, url: str, retry_seconds: float | None = None) -> JobStore:
+        """A store on `url`; with `retry_seconds`, a command that finds Redis unreachable is
+        tried again for about that long (backing off to 1 s) before it raises."""
+        options: dict[str, Any] = {}
+        if retry_seconds is not None:
+            backoff = ExponentialBackoff(cap=1.0, base=0.05)
+            options["retry"] = Retry(backoff, retries=max(1, math.ceil(retry_seconds)))
         client = redis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30,
+            **options,
         )
         return cls(client)
 

@@ -7,7 +7,9 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+import redis
 from celery import Task
+from celery.exceptions import Reject
 
 from shared.config import Settings, get_settings
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
@@ -23,6 +25,8 @@ from worker.transcriber import transcribe as run_whisper
 
 log = logging.getLogger(__name__)
 
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
 
 class JobDeleted(Exception):
     """The job was deleted while it ran; its result is dropped."""
@@ -30,7 +34,8 @@ class JobDeleted(Exception):
 
 @lru_cache
 def job_store() -> JobStore:
-    return JobStore.from_url(get_settings().redis_url)
+    settings = get_settings()
+    return JobStore.from_url(settings.redis_url, retry_seconds=settings.redis_retry_seconds)
 
 
 @app.task(
@@ -44,7 +49,14 @@ def transcribe(self: Task, job_id: str) -> None:
     """Transcribe one job, its log lines naming it and the request that submitted it."""
     request_id = getattr(self.request, REQUEST_ID_TASK_HEADER, None)
     with bind(job_id=job_id, request_id=request_id), metrics.in_flight():
-        _deliver(job_id)
+        try:
+            _deliver(job_id)
+        except REDIS_DOWN as exc:
+            # Redis stayed away past `redis_retry_seconds`: the job cannot be recorded either
+            # way, so its message goes back on the queue rather than being acknowledged.
+            log.error("Redis unreachable; the job goes back on the queue",
+                      extra={"event": "requeued"})
+            raise Reject(exc, requeue=True) from exc
 
 
 def _deliver(job_id: str) -> None:
@@ -69,6 +81,8 @@ def _deliver(job_id: str) -> None:
         _log_deleted()
     except VerbatimError as exc:
         _failed(job_id, exc, store, settings)
+    except REDIS_DOWN:
+        raise  # not the job's fault: it is kept, with its upload, for another delivery
     except Exception:
         log.exception("unexpected error in the worker")
         _failed(job_id, TranscriptionError("Transcription failed inside the worker."), store,

@@ -1,0 +1,56 @@
+"""Redis restarting while a job runs: the job is not lost, it completes once Redis is back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support import JOB_TIMEOUT_SECONDS, Process, start_api, start_worker, submit
+
+from shared.localredis import LocalRedis
+
+OUTAGE_SECONDS = 5
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[LocalRedis]:
+    server = LocalRedis(tmp_path / "redis-data").start()
+    yield server
+    server.stop()
+
+
+def job_when(http: httpx.Client, job_id: str, done: tuple[str, ...]) -> dict:
+    """Poll through the outage (the API answers 503 meanwhile) until the status is in `done`."""
+    deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        response = http.get(f"/v1/jobs/{job_id}")
+        if response.status_code == 200 and (job := response.json())["status"] in done:
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} never reached {done}")
+
+
+def test_a_job_survives_redis_restarting_under_it(
+    redis_server: LocalRedis, service_env: dict[str, str], tmp_path: Path,
+    long_recording: Path,
+) -> None:
+    env = service_env | {"VERBATIM_REDIS_URL": redis_server.url}
+    api, url = start_api(env, tmp_path / "api.log")
+    worker: Process = start_worker(env, tmp_path / "worker.log", name="outage")
+    try:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            job_id = submit(http, long_recording)["id"]
+            job_when(http, job_id, ("processing",))
+            redis_server.stop()
+            time.sleep(OUTAGE_SECONDS)
+            redis_server.start()  # same port and data: the append-only file brings jobs back
+            job = job_when(http, job_id, ("completed", "failed"))
+            assert job["status"] == "completed", job
+            text = http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
+        assert "printing" in text
+    finally:
+        worker.stop()
+        api.stop()
