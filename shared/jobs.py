@@ -78,6 +78,18 @@ reindex(3, ARGV[3], now + tonumber(ARGV[1]) * 1000)
 return 1
 """
 
+# KEYS: job, then the status indexes (queued first). ARGV: id, the worker (JSON) the job must
+# still be marked as running on, then field/value pairs. Compare-and-set: of several workers
+# that find the same orphan, one puts it back.
+_REQUEUE_IF_RUN_BY = _REINDEX + """
+if redis.call('HGET', KEYS[1], 'status') ~= '"processing"' then return 0 end
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HDEL', KEYS[1], 'worker')
+reindex(2, ARGV[1], '+inf')
+return 1
+"""
+
 # KEYS: the status indexes. Drops the ids of expired records, then counts what is left.
 _COUNT_BY_STATUS = LUA_NOW_MS + """
 local now = now_ms()
@@ -129,6 +141,7 @@ class JobStore:
         self._incr = client.register_script(_INCR_IF_EXISTS)
         self._finish = client.register_script(_FINISH_IF_EXISTS)
         self._count = client.register_script(_COUNT_BY_STATUS)
+        self._requeue = client.register_script(_REQUEUE_IF_RUN_BY)
 
     @classmethod
     def from_url(cls, url: str, retry_seconds: float | None = None) -> JobStore:
@@ -254,6 +267,28 @@ class JobStore:
                 pipe.zrem(self.index_key(status), job_id)
             removed = pipe.execute()[0]
         return bool(removed)
+
+    def running(self) -> list[tuple[str, str, datetime]]:
+        """(job id, worker, started at) of every job marked processing by a worker."""
+        members: list[bytes] = self.redis.zrange(  # type: ignore[assignment]
+            self.index_key(JobStatus.processing), 0, -1
+        )
+        ids = [member.decode() for member in members]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(self.job_key(job_id), ["worker", "started_at"])
+            rows = pipe.execute()
+        return [
+            (job_id, json.loads(worker), datetime.fromisoformat(json.loads(started)))
+            for job_id, (worker, started) in zip(ids, rows, strict=True)
+            if worker is not None and started is not None
+        ]
+
+    def requeue_if_run_by(self, job_id: str, worker: str) -> bool:
+        """Put a job back to queued if it is still marked processing on `worker`."""
+        keys = [self.job_key(job_id), *self._index_keys(JobStatus.queued)]
+        fields = {"status": JobStatus.queued, "progress": 0.0}
+        return bool(self._requeue(keys=keys, args=[job_id, json.dumps(worker), *_flat(fields)]))
 
     def count_by_status(self) -> dict[JobStatus, int]:
         """How many job records exist in each status."""

@@ -50,7 +50,7 @@ def _stop_metrics(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _warm_up(**_: Any) -> None:
-    heartbeat.start(get_settings())
+    heartbeat.start(get_settings(), app)
 
 
 @signals.worker_process_shutdown.connect

@@ -18,11 +18,14 @@ import socket
 import threading
 
 import redis
+from celery import Celery
 
 from shared.config import Settings
 from shared.errors import ModelUnavailable
 from shared.heartbeats import Heartbeats
+from shared.jobs import JobStore
 from worker.model import get_model, resolve_device
+from worker.reaper import requeue_orphans
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +44,14 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def start(settings: Settings) -> None:
-    """Load the model and start beating, in a thread of this pool process."""
+def start(settings: Settings, celery: Celery) -> None:
+    """Load the model and start beating, in a thread of this pool process; after each beat,
+    requeue the jobs of workers that are gone (`worker/reaper.py`) through `celery`."""
     global _thread
     _stop.clear()
     _thread = threading.Thread(
-        target=_run, args=(settings, os.getppid()), name="verbatim-heartbeat", daemon=True
+        target=_run, args=(settings, celery, os.getppid()), name="verbatim-heartbeat",
+        daemon=True,
     )
     _thread.start()
 
@@ -72,7 +77,7 @@ def _running(parent: int) -> bool:
     return not _stop.is_set() and os.getppid() == parent
 
 
-def _run(settings: Settings, parent: int) -> None:
+def _run(settings: Settings, celery: Celery, parent: int) -> None:
     if not _load_model(settings, parent):
         return
     beats = Heartbeats(redis.Redis.from_url(
@@ -80,7 +85,7 @@ def _run(settings: Settings, parent: int) -> None:
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
     ))
     try:
-        _beat(beats, settings, parent)
+        _beat(beats, settings, celery, parent)
         if _stop.is_set():  # a clean exit; an orphan's beat just expires
             _withdraw(beats)
     finally:
@@ -103,16 +108,20 @@ def _load_model(settings: Settings, parent: int) -> bool:
     return False
 
 
-def _beat(beats: Heartbeats, settings: Settings, parent: int) -> None:
+def _beat(beats: Heartbeats, settings: Settings, celery: Celery, parent: int) -> None:
     device, compute_type = resolve_device(settings)
+    store = JobStore(beats.redis)
+    timeout = settings.heartbeat_timeout_seconds
     failing = False
     while _running(parent):
         try:
             beats.beat(
-                worker_id(), settings.heartbeat_timeout_seconds, hostname=socket.gethostname(),
-                pid=os.getpid(), model=settings.model, device=device,
-                compute_type=compute_type, jobs_done=_jobs_done,
+                worker_id(), timeout, hostname=socket.gethostname(), pid=os.getpid(),
+                model=settings.model, device=device, compute_type=compute_type,
+                jobs_done=_jobs_done,
             )
+            live = {beat.id for beat in beats.live(timeout)}
+            requeue_orphans(store, live, celery, timeout)
             failing = False
         except redis.RedisError as exc:
             if not failing:  # once per outage, not once per beat

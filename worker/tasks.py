@@ -105,7 +105,9 @@ def _log_deleted() -> None:
 
 
 def _run(job: Job, upload: Path, store: JobStore, settings: Settings) -> None:
-    if not store.update(job.id, status=JobStatus.processing, started_at=utcnow(), progress=0.0):
+    processing = {"status": JobStatus.processing, "started_at": utcnow(), "progress": 0.0}
+    # `worker` names this process, so that its job is requeued if the whole worker dies.
+    if not store.update(job.id, **processing, worker=heartbeat.worker_id()):
         raise JobDeleted
     log.info("job processing", extra={"event": "processing"})
     model = get_model(settings)

@@ -14,6 +14,7 @@ import redis
 from shared.config import Settings
 from shared.heartbeats import WORKERS_KEY, Heartbeats, worker_key
 from shared.localredis import LocalRedis
+from shared.queue import make_celery
 from worker import heartbeat
 
 # Longer than `stop()` once waited, shorter than it waits now.
@@ -37,7 +38,7 @@ def test_a_beat_under_way_at_stop_lands_before_the_withdrawal(
     with LocalRedis(tmp_path) as server, redis.Redis.from_url(server.url) as client:
         settings = Settings(redis_url=server.url, device="cpu", heartbeat_interval_seconds=0.1)
         connections = len(client.client_list())
-        heartbeat.start(settings)
+        heartbeat.start(settings, make_celery(settings))  # no orphans: it sends nothing
         assert beating.wait(10), "the thread never beat"
         heartbeat.stop()
         assert heartbeat._thread is not None
