@@ -7,12 +7,13 @@ from pathlib import Path
 import av
 
 from shared.errors import UnsupportedMedia, short_reason
+from shared.media import open_media
 
 
 def probe_duration(path: Path) -> float:
     """Seconds of audio in the file; raises `UnsupportedMedia` when none can be decoded."""
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with open_media(path) as container:
             if not container.streams.audio:
                 raise UnsupportedMedia("The file has no audio stream.")
             stream = container.streams.audio[0]
@@ -38,7 +39,7 @@ def _declared_duration(
 def _demuxed_duration(path: Path) -> float:
     """Duration from packet timestamps, for containers that do not declare one (WebM)."""
     end = 0.0
-    with av.open(str(path)) as container:
+    with open_media(path) as container:
         stream = container.streams.audio[0]
         for packet in container.demux(stream):
             if packet.pts is not None and packet.time_base is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import redis
 from celery import Celery
-from kombu.transport.redis import PRIORITY_STEPS, Channel
+from kombu.transport.redis import Channel
 
 from shared.config import Settings
 
@@ -17,6 +17,15 @@ QUEUE = "verbatim"
 # The task message header carrying the id of the HTTP request that submitted the job (for the
 # worker's log lines); Celery hands custom headers to the task as `self.request.<name>`.
 REQUEST_ID_TASK_HEADER = "verbatim_request_id"
+
+# Kombu's Redis transport keeps one list per priority and pops them in order, 0 first. Every
+# step is its own list here, so each of the ten priorities counts.
+PRIORITY_STEPS = list(range(10))
+# A job that already ran once (its worker died) goes before every job that never ran.
+REQUEUED_PRIORITY = 0
+# New jobs take priorities from here (most urgent) to LOWEST_PRIORITY.
+NEW_JOB_PRIORITY = 1
+LOWEST_PRIORITY = PRIORITY_STEPS[-1]
 
 
 def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
@@ -29,7 +38,10 @@ def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
         worker_prefetch_multiplier=1,
         # A crashed worker leaves its message unacknowledged; Redis hands it out again after
         # this timeout, which must outlast the longest job or it would run twice.
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "priority_steps": PRIORITY_STEPS,
+        },
         broker_connection_retry_on_startup=True,
         # Stopping (SIGTERM remapped to SIGQUIT) lets a running job finish for this long, then
         # cancels it; the Redis transport puts its unacknowledged message back on the queue at
@@ -41,9 +53,16 @@ def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
     return app
 
 
-def enqueue_transcription(app: Celery, job_id: str, request_id: str | None = None) -> None:
+def enqueue_transcription(
+    app: Celery, job_id: str, request_id: str | None = None, priority: int = NEW_JOB_PRIORITY
+) -> None:
+    """Send the job's id to the workers; a lower `priority` number is taken sooner."""
+    if not REQUEUED_PRIORITY <= priority <= LOWEST_PRIORITY:
+        raise ValueError(f"priority {priority} is outside {PRIORITY_STEPS}")
     headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
-    app.send_task(TRANSCRIBE_TASK, args=[job_id], queue=QUEUE, headers=headers)
+    app.send_task(
+        TRANSCRIBE_TASK, args=[job_id], queue=QUEUE, headers=headers, priority=priority
+    )
 
 
 def queue_depth(client: redis.Redis) -> int:

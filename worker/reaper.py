@@ -17,7 +17,7 @@ from datetime import timedelta
 from celery import Celery
 
 from shared.jobs import JobStore, utcnow
-from shared.queue import enqueue_transcription
+from shared.queue import REQUEUED_PRIORITY, enqueue_transcription
 from shared.schemas import JobStatus
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def requeue_orphans(
         if worker in live or started > cutoff or not store.requeue_if_run_by(job_id, worker):
             continue
         try:
-            enqueue_transcription(celery, job_id)
+            enqueue_transcription(celery, job_id, priority=REQUEUED_PRIORITY)
         except Exception:
             # Marked queued with no message would strand it: mark it as before, so that the
             # next check tries again.

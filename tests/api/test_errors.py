@@ -18,7 +18,7 @@ from support import DATA
 from api.main import create_app
 from shared.config import Settings
 from shared.localredis import free_port
-from shared.queue import QUEUE
+from shared.queue import queue_depth
 
 JFK = DATA / "jfk.flac"
 
@@ -39,7 +39,7 @@ def post_file(api: TestClient, name: str, content: bytes, **fields: str) -> tupl
 
 
 def assert_nothing_left(settings: Settings, queue_db: redis.Redis) -> None:
-    assert queue_db.llen(QUEUE) == 0
+    assert queue_depth(queue_db) == 0
     assert list(queue_db.scan_iter("verbatim:*")) == []
     uploads = settings.upload_dir
     assert not uploads.exists() or list(uploads.iterdir()) == []
@@ -61,7 +61,7 @@ def video_without_audio(path: Path) -> bytes:
 def test_a_valid_upload_is_queued(api: TestClient, queue_db: redis.Redis) -> None:
     response = api.post("/v1/jobs", files={"file": ("jfk.flac", JFK.read_bytes())})
     assert response.status_code == 202
-    assert queue_db.llen(QUEUE) == 1
+    assert queue_depth(queue_db) == 1
     job_id = response.json()["id"]
     pending = api.get(f"/v1/jobs/{job_id}/transcript.srt")
     assert (pending.status_code, pending.json()["error"]["code"]) == (409, "job_not_ready")

@@ -22,7 +22,7 @@ from shared.config import Settings
 from shared.errors import DecodeError, InvalidRequest
 from shared.jobs import JobStore
 from shared.localredis import free_port
-from shared.queue import QUEUE
+from shared.queue import queue_depth
 from shared.schemas import JobOptions, Segment, Transcript, Word
 
 JFK = DATA / "jfk.flac"
@@ -48,7 +48,7 @@ def post(api: TestClient, path: str = TRANSCRIBE, content: bytes | None = None,
 
 
 def assert_nothing_left(settings: Settings, queue_db: redis.Redis) -> None:
-    assert queue_db.llen(QUEUE) == 0
+    assert queue_depth(queue_db) == 0
     assert list(queue_db.scan_iter("verbatim:*")) == []
     assert not settings.upload_dir.exists() or list(settings.upload_dir.iterdir()) == []
 
@@ -144,7 +144,7 @@ def test_past_the_wait_a_queued_job_is_202_with_location(
     assert job["status"] == "queued"
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
     assert response.headers["x-verbatim-job-id"] == job["id"]
-    assert queue_db.llen(QUEUE) == 1
+    assert queue_depth(queue_db) == 1
     options = api.get(response.headers["location"]).json()["options"]
     assert options | {"language": None} == JobOptions(
         task="transcribe", word_timestamps=True, initial_prompt="Kennedy", temperature=0.4

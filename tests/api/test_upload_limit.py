@@ -13,7 +13,7 @@ import pytest
 import redis
 from support import Process, start_api
 
-from shared.queue import QUEUE
+from shared.queue import queue_depth
 
 LIMIT = 2 * 1024 * 1024
 CHUNK = 1 << 20
@@ -83,7 +83,7 @@ def test_oversized_upload_is_refused_mid_stream(
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b'"code":"payload_too_large"' in reply
     assert sent < OFFERED_CHUNKS, "the server read the whole body before refusing it"
-    assert queue_db.llen(QUEUE) == 0
+    assert queue_depth(queue_db) == 0
     assert list(uploads.iterdir()) == [], "the partial upload was left on disk"
 
 
@@ -107,4 +107,4 @@ def test_an_abandoned_upload_leaves_no_file(
     while list(uploads.glob("*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert list(uploads.glob("*")) == [], "the partial upload was left on disk"
-    assert queue_db.llen(QUEUE) == 0
+    assert queue_depth(queue_db) == 0
