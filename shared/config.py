@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     """Redis broker visibility timeout: an unacknowledged job is redelivered after this.
     Must exceed the time the longest allowed recording takes to transcribe."""
 
+    window_seconds: float = Field(default=600.0, ge=30)
+    """Longest stretch of a recording decoded at once. Longer recordings are cut into windows
+    at pauses, so a worker's memory does not grow with the recording's length."""
+
+    window_search_seconds: float = Field(default=60.0, gt=0)
+    """How far back from a window's longest possible end a pause to cut at is looked for."""
+
     delete_upload_when_done: bool = True
     """Remove the uploaded file once its job completes or fails."""
 
@@ -111,6 +118,8 @@ class Settings(BaseSettings):
                 "visibility_timeout_seconds must exceed max_audio_seconds, or long jobs "
                 "would be delivered twice"
             )
+        if self.window_search_seconds * 2 > self.window_seconds:
+            raise ValueError("window_search_seconds must be at most half of window_seconds")
         if self.heartbeat_timeout_seconds <= self.heartbeat_interval_seconds:
             raise ValueError(
                 "heartbeat_timeout_seconds must exceed heartbeat_interval_seconds, or live "

@@ -12,7 +12,9 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 import pytest
 
 from shared.config import Settings
@@ -182,3 +184,30 @@ def debian_tool(command: str, package: str, path: str) -> str:
     if found is None:
         pytest.fail(f"{package} was installed but {command} is still not found")
     return found
+
+
+def write_audio(path: Path, samples: np.ndarray, codec: str = "flac", rate: int = 16000) -> Path:
+    """int16 mono `samples` encoded with `codec` into the container `path`'s suffix names."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        for start in range(0, samples.size, rate):
+            frame = av.AudioFrame.from_ndarray(
+                samples[start:start + rate].reshape(1, -1), format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident memory since it started or since `reset_peak_rss`."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start the process's peak-memory count again from its current use (Linux clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")

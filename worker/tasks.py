@@ -117,7 +117,7 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings) -> None:
         if not store.update(job.id, progress=round(fraction, 4)):
             raise JobDeleted
 
-    transcript = run_whisper(model, upload, job.options, settings, on_progress)
+    transcript = run_whisper(model, upload, job.options, settings, on_progress, job.audio_duration)
     seconds = time.perf_counter() - started
     if not store.complete(job.id, transcript, settings.result_ttl_seconds):
         raise JobDeleted

@@ -7,13 +7,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import av
+import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FWSegment
+from faster_whisper.transcribe import TranscriptionInfo
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from shared.config import Settings
-from shared.errors import DecodeError, short_reason
 from shared.schemas import JobOptions, Segment, Transcript, Word
+from worker.audio import pcm_blocks, to_float
+from worker.windows import Window, windows
+
+# Segments of text before a window that prompt its decoding.
+PROMPT_SEGMENTS = 8
+# The loudest int16 sample a window may hold and still be silence (-80 dBFS).
+SILENCE_PEAK = 3
+_CUT_VAD = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
 
 ProgressCallback = Callable[[float], None]
 
@@ -40,40 +49,96 @@ def transcribe(
     options: JobOptions,
     settings: Settings,
     on_progress: ProgressCallback,
+    expected_seconds: float | None = None,
 ) -> Transcript:
-    """Run the model over the whole file, reporting progress as segments arrive."""
-    try:
-        segments, info = model.transcribe(str(audio), **whisper_kwargs(options, settings))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise DecodeError(f"The audio could not be decoded ({short_reason(exc)}).") from exc
-    report = _throttled(on_progress, settings.progress_interval_seconds)
+    """Run the model over the recording window by window (`worker/windows.py`), reporting
+    progress as segments arrive against `expected_seconds` (the probed duration).
+
+    The first window's language (detected unless the job names one) is the whole recording's,
+    and each window after the first is prompted with the text before it, as faster-whisper's
+    own `condition_on_previous_text` would; a recording no longer than one window is decoded
+    exactly as faster-whisper decodes the file."""
+    kwargs = whisper_kwargs(options, settings)
+    blocks = pcm_blocks(audio, settings.max_audio_seconds)
+    report = _monotonic(_throttled(on_progress, settings.progress_interval_seconds))
     collected: list[Segment] = []
-    for segment in segments:
-        collected.append(_segment(segment))
-        report(min(segment.end / info.duration, 1.0) if info.duration else 1.0)
+    first: TranscriptionInfo | None = None
+    end = 0.0
+    cut = settings.window_seconds, settings.window_search_seconds
+    for window in windows(blocks, *cut, find_speech=speech_regions):
+        end = window.end_seconds
+        total = max(expected_seconds or 0.0, end)
+        if _silent(window.samples):
+            continue  # nothing to hear, and Whisper would make words up
+        segments, info = model.transcribe(to_float(window.samples), **kwargs)
+        if first is None:
+            first = info
+            kwargs["language"] = info.language
+        for segment in segments:
+            collected.append(_segment(segment, len(collected), window))
+            report(min(collected[-1].end / total, 1.0) if total else 1.0)
+        if options.initial_prompt is None and collected:
+            kwargs["initial_prompt"] = _previous_text(collected)
     return Transcript(
-        language=info.language,
-        language_probability=info.language_probability,
-        duration=info.duration,
+        language=first.language if first else options.language,
+        language_probability=first.language_probability if first else None,
+        duration=end,
         text="".join(s.text for s in collected).strip(),
         segments=collected,
     )
 
 
-def _segment(segment: FWSegment) -> Segment:
+def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) sample offsets of the speech in int16 `samples`, by Silero VAD with pauses
+    of 300 ms or more between regions (shorter ones can fall inside a word)."""
+    found = get_speech_timestamps(to_float(samples), _CUT_VAD)
+    return [(region["start"], region["end"]) for region in found]
+
+
+def _silent(samples: np.ndarray) -> bool:
+    """Digital silence: no sample above -80 dBFS (dither at most)."""
+    return not samples.size or int(np.abs(samples).max()) <= SILENCE_PEAK
+
+
+def _previous_text(segments: list[Segment]) -> str:
+    """The end of the text so far: faster-whisper keeps only the last 223 prompt tokens."""
+    return "".join(s.text for s in segments[-PROMPT_SEGMENTS:]).strip()
+
+
+def _segment(segment: FWSegment, number: int, window: Window) -> Segment:
+    """The segment on the recording's clock (it came from `window`), numbered from 0."""
+    offset, limit = window.start_seconds, window.end_seconds
+
+    def at(seconds: float) -> float:
+        return round(min(offset + seconds, limit), 3) if offset else min(seconds, limit)
+
     words = None
     if segment.words is not None:
-        words = [Word(start=w.start, end=w.end, word=w.word, probability=w.probability)
+        words = [Word(start=at(w.start), end=at(w.end), word=w.word, probability=w.probability)
                  for w in segment.words]
     return Segment(
-        id=segment.id,
-        start=segment.start,
-        end=segment.end,
+        id=number,
+        start=at(segment.start),
+        end=at(segment.end),
         text=segment.text,
         avg_logprob=segment.avg_logprob,
         no_speech_prob=segment.no_speech_prob,
         words=words,
     )
+
+
+def _monotonic(callback: ProgressCallback) -> ProgressCallback:
+    """Never report less than before (a later window may start before an earlier one's end
+    was estimated)."""
+    best = 0.0
+
+    def report(fraction: float) -> None:
+        nonlocal best
+        if fraction >= best:
+            best = fraction
+            callback(fraction)
+
+    return report
 
 
 def _throttled(callback: ProgressCallback, interval: float) -> ProgressCallback:
