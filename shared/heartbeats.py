@@ -48,6 +48,8 @@ class WorkerBeat(BaseModel):
     compute_type: str
     jobs_done: int
     last_seen: datetime
+    node: str | None = None
+    """The Celery worker (hostname and main process id) the process belongs to."""
 
 
 def worker_key(worker_id: str) -> str:

@@ -27,6 +27,8 @@ from shared.errors import JobNotFound, VerbatimError
 from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
+# Jobs whose message a worker holds but has not started (`shared/deliveries.py`).
+RECEIVED_KEY = "verbatim:received"
 
 # Redis's clock in milliseconds (so that hosts need not agree on theirs); index scores are
 # expiry times on it.
@@ -59,11 +61,6 @@ end
 return 1
 """
 
-_INCR_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-"""
-
 # KEYS: job, transcript, status indexes. ARGV: ttl, transcript json ('' for none), id, then
 # field/value pairs. The index score is the record's expiry time. Expired ids leave the index
 # here too, so it stays bounded where nothing scrapes the metrics.
@@ -75,18 +72,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 reindex(3, ARGV[3], now + tonumber(ARGV[1]) * 1000)
-return 1
-"""
-
-# KEYS: job, then the status indexes (queued first). ARGV: id, the worker (JSON) the job must
-# still be marked as running on, then field/value pairs. Compare-and-set: of several workers
-# that find the same orphan, one puts it back.
-_REQUEUE_IF_RUN_BY = _REINDEX + """
-if redis.call('HGET', KEYS[1], 'status') ~= '"processing"' then return 0 end
-if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('HDEL', KEYS[1], 'worker')
-reindex(2, ARGV[1], '+inf')
 return 1
 """
 
@@ -138,10 +123,8 @@ class JobStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._update = client.register_script(_UPDATE_IF_EXISTS)
-        self._incr = client.register_script(_INCR_IF_EXISTS)
         self._finish = client.register_script(_FINISH_IF_EXISTS)
         self._count = client.register_script(_COUNT_BY_STATUS)
-        self._requeue = client.register_script(_REQUEUE_IF_RUN_BY)
 
     @classmethod
     def from_url(cls, url: str, retry_seconds: float | None = None) -> JobStore:
@@ -230,11 +213,6 @@ class JobStore:
             keys += self._index_keys(JobStatus(fields["status"]))
         return bool(self._update(keys=keys, args=[job_id, *_flat(fields)]))
 
-    def begin_attempt(self, job_id: str) -> int | None:
-        """Count one more delivery of the job; None when the job no longer exists."""
-        count = int(self._incr(keys=[self.job_key(job_id)], args=["attempts"]))
-        return None if count < 0 else count
-
     def complete(self, job_id: str, transcript: Transcript, ttl: int) -> bool:
         fields = {
             "status": JobStatus.completed,
@@ -263,32 +241,11 @@ class JobStore:
         """Remove the record and transcript; False when there was no such job."""
         with self.redis.pipeline() as pipe:
             pipe.delete(self.job_key(job_id), self.transcript_key(job_id))
+            pipe.hdel(RECEIVED_KEY, job_id)
             for status in JobStatus:
                 pipe.zrem(self.index_key(status), job_id)
             removed = pipe.execute()[0]
         return bool(removed)
-
-    def running(self) -> list[tuple[str, str, datetime]]:
-        """(job id, worker, started at) of every job marked processing by a worker."""
-        members: list[bytes] = self.redis.zrange(  # type: ignore[assignment]
-            self.index_key(JobStatus.processing), 0, -1
-        )
-        ids = [member.decode() for member in members]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hmget(self.job_key(job_id), ["worker", "started_at"])
-            rows = pipe.execute()
-        return [
-            (job_id, json.loads(worker), datetime.fromisoformat(json.loads(started)))
-            for job_id, (worker, started) in zip(ids, rows, strict=True)
-            if worker is not None and started is not None
-        ]
-
-    def requeue_if_run_by(self, job_id: str, worker: str) -> bool:
-        """Put a job back to queued if it is still marked processing on `worker`."""
-        keys = [self.job_key(job_id), *self._index_keys(JobStatus.queued)]
-        fields = {"status": JobStatus.queued, "progress": 0.0}
-        return bool(self._requeue(keys=keys, args=[job_id, json.dumps(worker), *_flat(fields)]))
 
     def count_by_status(self) -> dict[JobStatus, int]:
         """How many job records exist in each status."""

@@ -17,6 +17,9 @@ QUEUE = "verbatim"
 # The task message header carrying the id of the HTTP request that submitted the job (for the
 # worker's log lines); Celery hands custom headers to the task as `self.request.<name>`.
 REQUEST_ID_TASK_HEADER = "verbatim_request_id"
+# The job's generation the message was sent for: raised by every requeue, so that the older
+# message of a requeued job is known to be stale (`shared/deliveries.py`).
+GENERATION_TASK_HEADER = "verbatim_generation"
 
 # Kombu's Redis transport keeps one list per priority and pops them in order, 0 first. Every
 # step is its own list here, so each of the ten priorities counts.
@@ -54,12 +57,15 @@ def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
 
 
 def enqueue_transcription(
-    app: Celery, job_id: str, request_id: str | None = None, priority: int = NEW_JOB_PRIORITY
+    app: Celery, job_id: str, request_id: str | None = None, priority: int = NEW_JOB_PRIORITY,
+    generation: int = 0,
 ) -> None:
     """Send the job's id to the workers; a lower `priority` number is taken sooner."""
     if not REQUEUED_PRIORITY <= priority <= LOWEST_PRIORITY:
         raise ValueError(f"priority {priority} is outside {PRIORITY_STEPS}")
-    headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
+    headers: dict[str, object] = {GENERATION_TASK_HEADER: generation}
+    if request_id:
+        headers[REQUEST_ID_TASK_HEADER] = request_id
     app.send_task(
         TRANSCRIBE_TASK, args=[job_id], queue=QUEUE, headers=headers, priority=priority
     )

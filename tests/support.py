@@ -82,14 +82,16 @@ def wait_until(check: object, what: str, process: Process, timeout: float = 60) 
 
 
 def start_worker(
-    env: dict[str, str], log: Path, name: str = "test", wait_for_model: bool = True
+    env: dict[str, str], log: Path, name: str = "test", wait_for_model: bool = True,
+    options: tuple[str, ...] = (),
 ) -> Process:
-    """A Celery worker with one pool process, returned once it consumes and (unless told
-    otherwise) once its pool process has loaded the model. Its `/metrics` port is free."""
+    """A Celery worker with one pool process (and extra command-line `options`), returned once
+    it consumes and (unless told otherwise) once its pool process has loaded the model. Its
+    `/metrics` port is free."""
     args = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
         "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h",
+        "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h", *options,
     ]  # fmt: skip
     port = int(env.get("VERBATIM_WORKER_METRICS_PORT") or free_port())
     worker = spawn(args, env | {"VERBATIM_WORKER_METRICS_PORT": str(port)}, log)

@@ -21,6 +21,7 @@ import redis
 from celery import Celery
 
 from shared.config import Settings
+from shared.deliveries import Deliveries
 from shared.errors import ModelUnavailable
 from shared.heartbeats import Heartbeats
 from shared.jobs import JobStore
@@ -41,7 +42,13 @@ _thread: threading.Thread | None = None
 
 
 def worker_id() -> str:
+    """This process, as heartbeats and running jobs name it."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def node_id(pid: int | None = None) -> str:
+    """The Celery worker a process belongs to (its main process, which receives messages)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
 def start(settings: Settings, celery: Celery) -> None:
@@ -110,7 +117,7 @@ def _load_model(settings: Settings, parent: int) -> bool:
 
 def _beat(beats: Heartbeats, settings: Settings, celery: Celery, parent: int) -> None:
     device, compute_type = resolve_device(settings)
-    store = JobStore(beats.redis)
+    deliveries = Deliveries(JobStore(beats.redis))
     timeout = settings.heartbeat_timeout_seconds
     failing = False
     while _running(parent):
@@ -118,10 +125,11 @@ def _beat(beats: Heartbeats, settings: Settings, celery: Celery, parent: int) ->
             beats.beat(
                 worker_id(), timeout, hostname=socket.gethostname(), pid=os.getpid(),
                 model=settings.model, device=device, compute_type=compute_type,
-                jobs_done=_jobs_done,
+                jobs_done=_jobs_done, node=node_id(parent),
             )
-            live = {beat.id for beat in beats.live(timeout)}
-            requeue_orphans(store, live, celery, timeout)
+            live = beats.live(timeout)
+            nodes = {beat.node for beat in live if beat.node}
+            requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
             failing = False
         except redis.RedisError as exc:
             if not failing:  # once per outage, not once per beat

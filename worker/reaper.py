@@ -1,22 +1,27 @@
 """Jobs whose worker is gone go back on the queue, long before the broker would redeliver them.
 
 When a pool process dies alone, Celery requeues its job at once (`reject_on_worker_lost`).
-When the whole worker dies (killed, out of memory, its host lost), its message stays
-unacknowledged in Redis until the visibility timeout, hours later. So every live worker
-process, after each heartbeat, looks at the jobs marked processing: one whose worker has not
-beaten within `heartbeat_timeout_seconds`, and that started longer ago than that (a job begun
-just before its worker's first beat is left alone), is put back to queued and sent again. The
-stale message, when Redis finally hands it out, finds the job finished and is skipped.
+When the whole worker dies (killed, out of memory, its host lost), the messages it held stay
+unacknowledged in Redis until the visibility timeout, hours later: the job it was running, and
+any it had received but not started. So every live worker process, after each heartbeat, looks
+at both (`shared/deliveries.py`): a job processing on a process that has not beaten within
+`heartbeat_timeout_seconds`, and that started longer ago than that (a job begun just before its
+worker's first beat is left alone), and a job received by a worker none of whose processes beat
+any more, received longer ago than that. Each is put back on the queue ahead of every job that
+never ran, under a new generation, so the old message is skipped when Redis hands it out.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from celery import Celery
 
-from shared.jobs import JobStore, utcnow
+from shared.deliveries import Deliveries
+from shared.jobs import RECEIVED_KEY, utcnow
 from shared.queue import REQUEUED_PRIORITY, enqueue_transcription
 from shared.schemas import JobStatus
 
@@ -24,22 +29,40 @@ log = logging.getLogger(__name__)
 
 
 def requeue_orphans(
-    store: JobStore, live: set[str], celery: Celery, timeout_seconds: float
+    deliveries: Deliveries, live: set[str], live_nodes: set[str], celery: Celery,
+    timeout_seconds: float,
 ) -> list[str]:
-    """Requeue the jobs running on workers not in `live`; returns their ids."""
+    """Requeue the jobs held by processes not in `live` and nodes not in `live_nodes`;
+    returns their ids."""
     cutoff = utcnow() - timedelta(seconds=timeout_seconds)
     requeued = []
-    for job_id, worker, started in store.running():
-        if worker in live or started > cutoff or not store.requeue_if_run_by(job_id, worker):
+    for job_id, worker, started in deliveries.running():
+        if worker in live or started > cutoff:
             continue
-        try:
-            enqueue_transcription(celery, job_id, priority=REQUEUED_PRIORITY)
-        except Exception:
-            # Marked queued with no message would strand it: mark it as before, so that the
-            # next check tries again.
-            store.update(job_id, status=JobStatus.processing, worker=worker)
-            raise
-        log.warning("job requeued: the worker running it is gone",
-                    extra={"event": "requeued", "job_id": job_id, "gone_worker": worker})
-        requeued.append(job_id)
+        if generation := deliveries.requeue_if_run_by(job_id, worker):
+            # Marked queued with no message would strand it: on failure it is marked as before,
+            # so that the next check tries again.
+            undo: Callable[[], object] = partial(
+                deliveries.store.update, job_id, status=JobStatus.processing, worker=worker
+            )
+            _send(celery, job_id, generation, undo, worker)
+            requeued.append(job_id)
+    for job_id, node, received, mark in deliveries.received():
+        if node in live_nodes or received > cutoff:
+            continue
+        if generation := deliveries.requeue_if_received_by(job_id, mark):
+            undo = partial(deliveries.redis.hset, RECEIVED_KEY, job_id, mark)
+            _send(celery, job_id, generation, undo, f"{node} (received, not started)")
+            requeued.append(job_id)
     return requeued
+
+
+def _send(celery: Celery, job_id: str, generation: int, undo: Callable[[], object],
+          gone: str) -> None:
+    try:
+        enqueue_transcription(celery, job_id, priority=REQUEUED_PRIORITY, generation=generation)
+    except Exception:
+        undo()
+        raise
+    log.warning("job requeued: the worker holding it is gone",
+                extra={"event": "requeued", "job_id": job_id, "gone_worker": gone})

@@ -8,14 +8,16 @@ from functools import lru_cache
 from pathlib import Path
 
 import redis
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import Reject
+from celery.worker.request import Request
 
 from shared.config import Settings, get_settings
+from shared.deliveries import STALE, Deliveries
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
 from shared.jobs import JobStore, utcnow
 from shared.logs import bind
-from shared.queue import REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
+from shared.queue import GENERATION_TASK_HEADER, REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
 from shared.schemas import Job, JobStatus
 from shared.storage import remove_upload
 from worker import heartbeat, metrics
@@ -38,6 +40,11 @@ def job_store() -> JobStore:
     return JobStore.from_url(settings.redis_url, retry_seconds=settings.redis_retry_seconds)
 
 
+@lru_cache
+def deliveries() -> Deliveries:
+    return Deliveries(job_store())
+
+
 @app.task(
     name=TRANSCRIBE_TASK,
     bind=True,
@@ -48,9 +55,10 @@ def job_store() -> JobStore:
 def transcribe(self: Task, job_id: str) -> None:
     """Transcribe one job, its log lines naming it and the request that submitted it."""
     request_id = getattr(self.request, REQUEST_ID_TASK_HEADER, None)
+    generation = int(getattr(self.request, GENERATION_TASK_HEADER, None) or 0)
     with bind(job_id=job_id, request_id=request_id), metrics.in_flight():
         try:
-            _deliver(job_id)
+            _deliver(job_id, generation)
         except REDIS_DOWN as exc:
             # Redis stayed away past `redis_retry_seconds`: the job cannot be recorded either
             # way, so its message goes back on the queue rather than being acknowledged.
@@ -59,8 +67,21 @@ def transcribe(self: Task, job_id: str) -> None:
             raise Reject(exc, requeue=True) from exc
 
 
-def _deliver(job_id: str) -> None:
-    """Load → skip if finished → count the attempt → run → store."""
+@signals.task_received.connect
+def _mark_received(request: Request, **_: object) -> None:
+    """In the worker's main process, as soon as it holds a job's message: note that it does,
+    so the job is requeued should this worker die before starting it (`worker/reaper.py`)."""
+    if request.name != TRANSCRIBE_TASK or not request.args:
+        return
+    job_id = str(request.args[0])
+    try:
+        deliveries().mark_received(job_id, heartbeat.node_id())
+    except REDIS_DOWN as exc:  # the job still runs; only its requeue on a crash is lost
+        log.warning("job not marked as received: %s", exc, extra={"job_id": job_id})
+
+
+def _deliver(job_id: str, generation: int) -> None:
+    """Load → skip if finished or stale → count the attempt → run → store."""
     settings, store = get_settings(), job_store()
     found = store.get_with_upload(job_id)
     if found is None or found[0].status.terminal:
@@ -68,8 +89,11 @@ def _deliver(job_id: str) -> None:
         log.info("job skipped: %s", reason, extra={"event": "skipped"})
         return
     job, upload = found
-    attempts = store.begin_attempt(job_id)
+    attempts = deliveries().begin_attempt(job_id, generation)
     if attempts is None:
+        return
+    if attempts == STALE:
+        log.info("job skipped: a newer message was sent for it", extra={"event": "skipped"})
         return
     if attempts > 1:
         log.warning("job redelivered", extra={"event": "redelivered", "attempt": attempts})

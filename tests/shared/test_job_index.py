@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.deliveries import Deliveries
 from shared.errors import DecodeError
 from shared.jobs import JobStore, utcnow
 from shared.schemas import JobOptions, JobStatus, Transcript
@@ -88,15 +89,16 @@ def test_a_status_written_to_an_expiring_record_leaves_the_index_with_it(
 def test_a_job_is_requeued_only_while_still_run_by_the_gone_worker(store: JobStore) -> None:
     job_id = f"{4:032x}"
     store.create(job_id, "a.flac", JobOptions(), 1.0, Path("/nowhere"))
-    assert not store.requeue_if_run_by(job_id, "host:1")  # queued: nothing to do
+    deliveries = Deliveries(store)
+    assert not deliveries.requeue_if_run_by(job_id, "host:1")  # queued: nothing to do
     store.update(job_id, status=JobStatus.processing, started_at=utcnow(), worker="host:1")
-    [(running_id, worker, _)] = store.running()
+    [(running_id, worker, _)] = deliveries.running()
     assert (running_id, worker) == (job_id, "host:1")
-    assert not store.requeue_if_run_by(job_id, "host:2")  # another worker's job
-    assert store.requeue_if_run_by(job_id, "host:1")
-    assert not store.requeue_if_run_by(job_id, "host:1")  # a second finder loses
+    assert not deliveries.requeue_if_run_by(job_id, "host:2")  # another worker's job
+    assert deliveries.requeue_if_run_by(job_id, "host:1") == 1  # the job's next generation
+    assert not deliveries.requeue_if_run_by(job_id, "host:1")  # a second finder loses
     job = store.get(job_id)
     assert job is not None
     assert (job.status, job.progress) == (JobStatus.queued, 0.0)
     assert counts(store) == [1, 0, 0, 0]
-    assert store.running() == []
+    assert deliveries.running() == []

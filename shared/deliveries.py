@@ -1,0 +1,137 @@
+"""Who holds a job's message, so that no crash strands it: received marks and generations.
+
+A worker holds a job's message from the moment its main process receives it, not only while a
+pool process runs it (a worker can hold more than its pool can start: after a Redis restart
+Celery keeps its prefetch count, and `--prefetch-multiplier` can be raised). If the whole worker
+dies, kombu's Redis transport gives those messages back only after the visibility timeout, hours
+later. So:
+
+- When a worker receives a message, it marks the job as received by its node (its hostname and
+  main process id) in the hash `verbatim:received` (`mark_received`); when a pool process starts
+  the job, the mark goes (`begin_attempt`). Pool processes name their node in their heartbeats.
+- A live worker's reaper (`worker/reaper.py`) puts back on the queue, at the highest priority,
+  each job received by a node none of whose processes beat any more, and each job processing on
+  a process that stopped beating.
+- Every such requeue raises the job's `generation` and sends it in the new message's header. A
+  message of an older generation, when Redis finally hands it out again, is stale: the task
+  acknowledges it and does nothing, so a requeued job runs once more, not twice.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import redis
+
+from shared.jobs import LUA_NOW_MS, RECEIVED_KEY, JobStore, _flat
+from shared.schemas import JobStatus
+
+STALE = -2  # `begin_attempt`: the message is of an older generation than the job
+
+# KEYS: job, received hash. ARGV: id, node. Marks only a job still waiting to run.
+_MARK_RECEIVED = LUA_NOW_MS + """
+if redis.call('HGET', KEYS[1], 'status') ~= '"queued"' then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '|' .. string.format('%d', now_ms()))
+return 1
+"""
+
+# KEYS: job, received hash. ARGV: id, the message's generation. -1: no such job; STALE; else
+# the attempt's number.
+_BEGIN_ATTEMPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local generation = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if generation > tonumber(ARGV[2]) then return -2 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# KEYS: job, then the status indexes (queued first). ARGV: id, the worker (JSON) the job must
+# still be marked as running on, then field/value pairs. Compare-and-set: of several workers
+# that find the same orphan, one puts it back. Returns the new generation, or 0.
+_REQUEUE_IF_RUN_BY = """
+if redis.call('HGET', KEYS[1], 'status') ~= '"processing"' then return 0 end
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HDEL', KEYS[1], 'worker')
+redis.call('ZADD', KEYS[2], '+inf', ARGV[1])
+for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return redis.call('HINCRBY', KEYS[1], 'generation', 1)
+"""
+
+# KEYS: job, received hash. ARGV: id, the mark it must still carry. Drops the mark; returns the
+# new generation when the job still waits to run, else 0.
+_REQUEUE_IF_RECEIVED_BY = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'status') ~= '"queued"' then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'generation', 1)
+"""
+
+
+class Deliveries:
+    """Received marks, attempts and requeues of jobs (synchronous, thread-safe)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        client = store.redis
+        self._mark = client.register_script(_MARK_RECEIVED)
+        self._begin = client.register_script(_BEGIN_ATTEMPT)
+        self._requeue_running = client.register_script(_REQUEUE_IF_RUN_BY)
+        self._requeue_received = client.register_script(_REQUEUE_IF_RECEIVED_BY)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.store.redis
+
+    def mark_received(self, job_id: str, node: str) -> bool:
+        """Note that `node` holds the job's message; False when the job is not waiting."""
+        return bool(self._mark(keys=[self.store.job_key(job_id), RECEIVED_KEY],
+                               args=[job_id, node]))
+
+    def begin_attempt(self, job_id: str, generation: int) -> int | None:
+        """Count one more delivery of the job; None when it no longer exists, `STALE` when
+        the message belongs to an older generation."""
+        count = int(self._begin(keys=[self.store.job_key(job_id), RECEIVED_KEY],
+                                args=[job_id, generation]))
+        return None if count == -1 else count
+
+    def received(self) -> list[tuple[str, str, datetime, str]]:
+        """(job id, node, received at, mark) of every job held but not started."""
+        marks: dict[bytes, bytes] = self.redis.hgetall(RECEIVED_KEY)  # type: ignore[assignment]
+        found = []
+        for job_id, mark in marks.items():
+            node, _, at_ms = mark.decode().rpartition("|")
+            at = datetime.fromtimestamp(int(at_ms) / 1000, UTC)
+            found.append((job_id.decode(), node, at, mark.decode()))
+        return found
+
+    def running(self) -> list[tuple[str, str, datetime]]:
+        """(job id, worker, started at) of every job marked processing by a worker."""
+        members: list[bytes] = self.redis.zrange(  # type: ignore[assignment]
+            self.store.index_key(JobStatus.processing), 0, -1
+        )
+        ids = [member.decode() for member in members]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(self.store.job_key(job_id), ["worker", "started_at"])
+            rows = pipe.execute()
+        return [
+            (job_id, json.loads(worker), datetime.fromisoformat(json.loads(started)))
+            for job_id, (worker, started) in zip(ids, rows, strict=True)
+            if worker is not None and started is not None
+        ]
+
+    def requeue_if_run_by(self, job_id: str, worker: str) -> int:
+        """Put a job back to queued if it is still marked processing on `worker`; the new
+        generation, or 0 when it was not."""
+        keys = [self.store.job_key(job_id), *self.store._index_keys(JobStatus.queued)]
+        fields = {"status": JobStatus.queued, "progress": 0.0}
+        args = [job_id, json.dumps(worker), *_flat(fields)]
+        return int(self._requeue_running(keys=keys, args=args))
+
+    def requeue_if_received_by(self, job_id: str, mark: str) -> int:
+        """Take back the message of a job still waiting, held under `mark`; the new
+        generation, or 0 when the job no longer waits (the mark is dropped either way)."""
+        keys = [self.store.job_key(job_id), RECEIVED_KEY]
+        return int(self._requeue_received(keys=keys, args=[job_id, mark]))

@@ -1,0 +1,74 @@
+"""Received marks, generations and requeues (`shared/deliveries.py`) on a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.deliveries import STALE, Deliveries
+from shared.jobs import JobStore
+from shared.schemas import JobOptions, JobStatus
+
+
+@pytest.fixture
+def deliveries(redis_url: str) -> Iterator[Deliveries]:
+    store = JobStore.from_url(redis_url.rsplit("/", 1)[0] + "/5")  # a database of its own
+    store.redis.flushdb()
+    yield Deliveries(store)
+    store.redis.flushdb()
+    store.redis.close()
+
+
+def create(deliveries: Deliveries, number: int) -> str:
+    job_id = f"{number:032x}"
+    deliveries.store.create(job_id, "a.flac", JobOptions(), 1.0, Path("/nowhere"))
+    return job_id
+
+
+def test_a_received_job_is_marked_until_it_starts(deliveries: Deliveries) -> None:
+    job_id = create(deliveries, 1)
+    assert deliveries.mark_received(job_id, "host:10")
+    [(found, node, _, _)] = deliveries.received()
+    assert (found, node) == (job_id, "host:10")
+    assert deliveries.begin_attempt(job_id, 0) == 1
+    assert deliveries.received() == []
+
+
+def test_only_a_waiting_job_is_marked(deliveries: Deliveries) -> None:
+    job_id = create(deliveries, 2)
+    deliveries.store.update(job_id, status=JobStatus.processing)
+    assert not deliveries.mark_received(job_id, "host:10")
+    assert not deliveries.mark_received(f"{99:032x}", "host:10")  # no such job
+    assert deliveries.received() == []
+
+
+def test_a_received_job_is_requeued_once_under_a_new_generation(deliveries: Deliveries) -> None:
+    job_id = create(deliveries, 3)
+    deliveries.mark_received(job_id, "host:10")
+    [(_, _, _, mark)] = deliveries.received()
+    assert deliveries.requeue_if_received_by(job_id, mark) == 1
+    assert deliveries.requeue_if_received_by(job_id, mark) == 0  # a second finder loses
+    assert deliveries.received() == []
+    # The old message is stale; the new one runs.
+    assert deliveries.begin_attempt(job_id, 0) == STALE
+    assert deliveries.begin_attempt(job_id, 1) == 1
+    assert deliveries.store.get(job_id).attempts == 1  # type: ignore[union-attr]
+
+
+def test_a_mark_of_a_job_that_started_meanwhile_is_dropped(deliveries: Deliveries) -> None:
+    job_id = create(deliveries, 4)
+    deliveries.mark_received(job_id, "host:10")
+    [(_, _, _, mark)] = deliveries.received()
+    deliveries.store.update(job_id, status=JobStatus.processing)
+    assert deliveries.requeue_if_received_by(job_id, mark) == 0
+    assert deliveries.received() == []
+
+
+def test_deleting_a_job_drops_its_mark(deliveries: Deliveries) -> None:
+    job_id = create(deliveries, 5)
+    deliveries.mark_received(job_id, "host:10")
+    deliveries.store.delete(job_id)
+    assert deliveries.received() == []
+    assert deliveries.begin_attempt(job_id, 0) is None
