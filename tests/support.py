@@ -20,7 +20,7 @@ import pytest
 from shared.config import Settings
 from shared.jobs import JobStore
 from shared.localredis import free_port, stop_process
-from shared.queue import TRANSCRIBE_TASK, make_celery
+from shared.queue import NEW_JOB_PRIORITY, TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,14 +142,18 @@ def wait_for_job(http: httpx.Client, job_id: str, seen: list[float] | None = Non
     pytest.fail(f"job {job_id} did not finish in {JOB_TIMEOUT_SECONDS} s")
 
 
-def queue_damaged_upload(env: dict[str, str], job_id: str) -> Path:
-    """Queue a job whose upload is damaged on disk (as if after the API's probe accepted it),
-    which the worker fails with `decode_error`; returns the upload's path."""
+def queue_damaged_upload(
+    env: dict[str, str], job_id: str, content: bytes = b"fLaC\x00\x00\x00\x22" + b"damaged" * 100,
+    suffix: str = ".flac",
+) -> Path:
+    """Queue a job whose upload on disk holds `content` (damaged, or such as the API's probe
+    would refuse), going past the API, straight to the worker; returns the upload's path."""
     settings = Settings(redis_url=env["VERBATIM_REDIS_URL"], data_dir=env["VERBATIM_DATA_DIR"])
-    upload = settings.upload_dir / f"{job_id}.flac"
-    upload.write_bytes(b"fLaC\x00\x00\x00\x22" + b"damaged" * 100)
-    JobStore.from_url(settings.redis_url).create(job_id, "x.flac", JobOptions(), 11.0, upload)
-    make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id])
+    upload = settings.upload_dir / f"{job_id}{suffix}"
+    upload.write_bytes(content)
+    store = JobStore.from_url(settings.redis_url)
+    store.create(job_id, f"x{suffix}", JobOptions(), 11.0, upload)
+    make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id], priority=NEW_JOB_PRIORITY)
     return upload
 
 

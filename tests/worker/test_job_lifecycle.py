@@ -138,6 +138,22 @@ def test_an_undecodable_upload_fails_with_decode_error(
     assert not upload.exists()
 
 
+@pytest.mark.parametrize("reference", ["file://{path}", "{path}"])
+def test_the_worker_opens_no_playlist(
+    client: httpx.Client, service_env: dict, reference: str
+) -> None:
+    """Should a playlist reach a worker, it is refused: its segments are never read."""
+    job_id = ("1" if reference.startswith("file") else "2") * 32
+    playlist = "\n".join([
+        "#EXTM3U", "#EXT-X-TARGETDURATION:12", "#EXTINF:11.0,",
+        reference.format(path=(DATA / "jfk.flac").resolve()), "#EXT-X-ENDLIST", "",
+    ])
+    queue_damaged_upload(service_env, job_id, playlist.encode(), suffix=".m3u8")
+    job = wait_for_job(client, job_id)
+    assert (job["status"], job["error"]["code"]) == ("failed", "decode_error"), job
+    assert client.get(f"/v1/jobs/{job_id}/transcript.txt").status_code == 409
+
+
 def test_a_finished_job_expires_and_its_upload_is_removed(
     client: httpx.Client, redis_client: redis.Redis, service_env: dict
 ) -> None:
