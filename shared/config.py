@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     vad_filter: bool = True
     """Skip non-speech with Silero VAD unless a job turns it off."""
 
+    batch_size: int | None = Field(default=None, ge=1, le=64)
+    """Default `batch_size` of jobs that leave it unset and keep VAD on; unset means 1 on CPU
+    (faster-whisper's own sequential decoding, temperature fallback included) and 8 on CUDA."""
+
     max_upload_bytes: int = Field(default=GiB, gt=0)
     """Largest accepted upload; larger ones are refused with 413 while streaming."""
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.languages import WHISPER_LANGUAGES
 
@@ -51,6 +51,21 @@ class JobOptions(BaseModel):
         description="Decode at this one sampling temperature; unset starts at 0 and raises it "
         "in steps of 0.2 up to 1 when a window's decoding looks like a failure.",
     )
+    batch_size: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Decode this many 30-second stretches of speech at once (faster-whisper's "
+        "batched pipeline); 1 decodes them one after another. Batched decoding needs "
+        "voice-activity detection, decodes at one temperature (the job's, else 0) and does not "
+        "condition each stretch on the text before it. Unset: the server's default, which "
+        "applies only where VAD is on.",
+    )
+
+    @model_validator(mode="after")
+    def _batching_needs_vad(self) -> JobOptions:
+        if (self.batch_size or 1) > 1 and self.vad_filter is False:
+            raise ValueError("batch_size above 1 needs vad_filter: batched decoding decodes "
+                             "the stretches of speech that voice-activity detection finds")
+        return self
 
     @field_validator("language")
     @classmethod

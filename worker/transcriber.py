@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from faster_whisper import WhisperModel
+from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as FWSegment
 from faster_whisper.transcribe import TranscriptionInfo
 from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -16,8 +17,14 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from shared.config import Settings
 from shared.schemas import JobOptions, Segment, Transcript, Word
 from worker.audio import pcm_blocks, to_float
+from worker.model import resolve_device
 from worker.windows import Window, windows
 
+# `batch_size` where neither the job nor the settings choose one. On CPU, sequential decoding
+# keeps faster-whisper's exact output and its temperature fallback (batching 4 measured 1.3 to
+# 1.5x faster on 2 loaded cores: README); a GPU decodes eight 30-second stretches at once for
+# little more than the cost of one.
+DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 8}
 # Segments of text before a window that prompt its decoding.
 PROMPT_SEGMENTS = 8
 # The loudest int16 sample a window may hold and still be silence (-80 dBFS).
@@ -43,6 +50,18 @@ def whisper_kwargs(options: JobOptions, settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def batch_size(options: JobOptions, settings: Settings) -> int:
+    """How many stretches of speech to decode at once: the job's choice, else the server's
+    default for this device wherever VAD is on (batched decoding needs it), else 1."""
+    if options.batch_size is not None:
+        return options.batch_size
+    vad = settings.vad_filter if options.vad_filter is None else options.vad_filter
+    if not vad:
+        return 1
+    device, _ = resolve_device(settings)
+    return settings.batch_size or DEFAULT_BATCH_SIZE[device]
+
+
 def transcribe(
     model: WhisperModel,
     audio: Path,
@@ -59,6 +78,9 @@ def transcribe(
     own `condition_on_previous_text` would; a recording no longer than one window is decoded
     exactly as faster-whisper decodes the file."""
     kwargs = whisper_kwargs(options, settings)
+    decode = model.transcribe
+    if (size := batch_size(options, settings)) > 1:
+        decode = partial(BatchedInferencePipeline(model).transcribe, batch_size=size)
     blocks = pcm_blocks(audio, settings.max_audio_seconds)
     report = _monotonic(_throttled(on_progress, settings.progress_interval_seconds))
     collected: list[Segment] = []
@@ -70,14 +92,14 @@ def transcribe(
         total = max(expected_seconds or 0.0, end)
         if _silent(window.samples):
             continue  # nothing to hear, and Whisper would make words up
-        segments, info = model.transcribe(to_float(window.samples), **kwargs)
+        segments, info = decode(to_float(window.samples), **kwargs)
         if first is None:
             first = info
             kwargs["language"] = info.language
         for segment in segments:
             collected.append(_segment(segment, len(collected), window))
             report(min(collected[-1].end / total, 1.0) if total else 1.0)
-        if options.initial_prompt is None and collected:
+        if options.initial_prompt is None and collected and size == 1:
             kwargs["initial_prompt"] = _previous_text(collected)
     return Transcript(
         language=first.language if first else options.language,

@@ -116,6 +116,11 @@ def test_oversized_upload_is_refused_by_declared_length(
         ({"word_timestamps": "perhaps"}, "word_timestamps"),
         ({"colour": "blue"}, "colour"),
         ({"language": "klingon"}, "language"),
+        ({"batch_size": "0"}, "batch_size"),
+        ({"batch_size": "65"}, "batch_size"),
+        ({"batch_size": "eight"}, "batch_size"),
+        ({"batch_size": "2.5"}, "batch_size"),
+        ({"batch_size": "8", "vad_filter": "false"}, "needs vad_filter"),
     ],
 )
 def test_bad_options_are_refused(

@@ -123,6 +123,17 @@ def test_silence_gives_an_empty_transcript(client: httpx.Client, tmp_path: Path)
     assert download(client, job["id"], "srt").text == ""
 
 
+@pytest.mark.parametrize("batch_size", ["1", "4"])
+def test_sequential_and_batched_decoding_hear_the_words(
+    client: httpx.Client, batch_size: str
+) -> None:
+    files = [DATA / f"LJ001-000{i}.flac" for i in (1, 3)]
+    texts = [download(client, wait_for_job(client, submit(client, path, batch_size=batch_size)
+                                           ["id"])["id"], "json").json()["text"]
+             for path in files]
+    assert wer(" ".join(REFERENCES[path.name] for path in files), " ".join(texts)) <= 0.1
+
+
 def test_model_loaded_once_per_worker_process(client: httpx.Client, worker: Process) -> None:
     files = [DATA / "1089-134686-0000.flac", DATA / "1089-134686-0001.flac", JFK]
     jobs = [submit(client, path) for path in files]
