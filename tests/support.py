@@ -63,9 +63,25 @@ def pool_children(parent: int) -> list[int]:
     return children
 
 
+# Runs the command given after it with SIGINT and SIGTERM at their default dispositions, in the
+# same process (exec). A test that signals a child must not depend on what the test run itself
+# ignores: a script that starts `make test &` leaves SIGINT ignored, and children inherit that.
+_DEFAULT_SIGNALS = (
+    "import os, signal, sys\n"
+    "for number in (signal.SIGINT, signal.SIGTERM): signal.signal(number, signal.SIG_DFL)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def with_default_signals(args: list[str]) -> list[str]:
+    """`args` (an absolute executable first) to run with default signal dispositions."""
+    return [sys.executable, "-c", _DEFAULT_SIGNALS, *args]
+
+
 def spawn(args: list[str], env: dict[str, str], log: Path) -> Process:
     with log.open("wb") as out:
-        popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(with_default_signals(args), env=env, cwd=ROOT, stdout=out,
+                                 stderr=subprocess.STDOUT)
     return Process(popen, log)
 
 
