@@ -18,6 +18,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from shared.errors import EmptyFile, InvalidRequest, PayloadTooLarge
+from shared.storage import clean_filename
 
 FLUSH_BYTES = 1 << 20
 MAX_FIELDS_BYTES = 64 * 1024
@@ -78,8 +79,7 @@ class _Form:
         if self.in_file:
             if self.path is not None:
                 raise InvalidRequest("Send exactly one `file` field.", param="file")
-            raw = params.get(b"filename", b"").decode("utf-8", "replace")
-            self.filename = Path(raw.replace("\\", "/")).name[-200:] or "upload"
+            self.filename = clean_filename(params.get(b"filename", b"").decode("utf-8", "replace"))
             self.path = self.path_for(self.filename)
         else:
             self._count_field_bytes(PART_OVERHEAD_BYTES + len(self.name))

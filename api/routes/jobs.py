@@ -23,7 +23,7 @@ from shared.errors import (
 )
 from shared.formatters import FORMATS
 from shared.schemas import Job, JobOptions, JobStatus
-from shared.storage import remove_upload
+from shared.storage import clean_filename, remove_upload
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -109,6 +109,9 @@ async def delete_job(job: ExistingJob, store: JobStoreDep) -> Response:
 
 
 def _attachment(filename: str, extension: str) -> str:
+    # Cleaned again: a job stored before names were cleaned may hold control characters,
+    # which no header may carry (uvicorn would drop the connection instead of answering).
+    filename = clean_filename(filename)
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename
     name = f"{stem or 'transcript'}.{extension}"
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
