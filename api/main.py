@@ -11,6 +11,7 @@ from api import metrics
 from api.errors import install_error_handlers
 from api.observability import ObservabilityMiddleware
 from api.routes import audio, health, jobs, page
+from api.sweeper import sweeping
 from shared.config import Settings, get_settings
 from shared.jobs import JobStore
 from shared.logs import configure_logging
@@ -26,7 +27,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.upload_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = JobStore.from_url(settings.redis_url)
         app.state.celery = make_celery(settings, main="verbatim-api")
-        yield
+        async with sweeping(settings, app.state.store):
+            yield
         app.state.celery.close()
         app.state.store.redis.close()
 

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     openai_wait_seconds: float = Field(default=300, ge=0)
     """How long `/v1/audio/*` waits for its job; after that it answers 202 with the job id."""
 
+    upload_sweep_interval_seconds: float = Field(default=900.0, gt=0)
+    """How often each API process removes upload files that no job owns (also once at
+    start-up): files left by an API killed mid-upload, or kept past their job's expiry."""
+
+    upload_sweep_grace_seconds: float = Field(default=3600.0, ge=0)
+    """The sweep leaves alone every upload file modified less than this long ago, and never
+    touches an unfinished upload that a live process still holds locked."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

@@ -1,10 +1,12 @@
-"""Upload names: what a client's filename becomes."""
+"""Upload names: what a client's filename becomes, and which files the sweep recognises."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.storage import clean_filename
+from shared.storage import clean_filename, parse_upload_name
+
+JOB = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.mark.parametrize(
@@ -28,3 +30,23 @@ from shared.storage import clean_filename
 )
 def test_filenames_are_stored_without_control_characters(raw: str, stored: str) -> None:
     assert clean_filename(raw) == stored
+
+
+@pytest.mark.parametrize(
+    ("name", "parsed"),
+    [
+        (f"{JOB}.flac", (JOB, False)),
+        (JOB, (JOB, False)),
+        (f"partial-{JOB}.m4a", (JOB, True)),
+        (f"partial-{JOB}", (JOB, True)),
+        (f"{JOB}.tar.gz", None),
+        (f"{JOB[:-1]}.mp3", None),
+        (f"{JOB.upper()}.mp3", None),
+        (".DS_Store", None),
+        (f"notes-{JOB}.txt", None),
+    ],
+)
+def test_only_names_given_to_uploads_are_recognised(
+    name: str, parsed: tuple[str, bool] | None
+) -> None:
+    assert parse_upload_name(name) == parsed
