@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     openai_wait_seconds: float = Field(default=300, ge=0)
     """How long `/v1/audio/*` waits for its job; after that it answers 202 with the job id."""
 
+    request_head_timeout_seconds: float = Field(default=20.0, gt=0)
+    """Longest time a client may take to send a request's line and headers (from the
+    connection's first byte, or from the end of the previous response); a connection still
+    short of a complete head is then closed. Needs uvicorn started with `--http
+    api.protocol:HeadTimeoutProtocol`, as `verbatim api`, `verbatim serve` and the API image do."""
+
     upload_sweep_interval_seconds: float = Field(default=900.0, gt=0)
     """How often each API process removes upload files that no job owns (also once at
     start-up): files left by an API killed mid-upload, or kept past their job's expiry."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.serve import api_command
 from shared.config import Settings
 from shared.jobs import JobStore
 from shared.localredis import free_port, stop_process
@@ -118,8 +119,7 @@ def start_worker(
 def start_api(env: dict[str, str], log: Path, *options: str) -> tuple[Process, str]:
     """uvicorn serving the API (with extra command-line `options`), once it answers."""
     port = free_port()
-    args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-            "--port", str(port), *options]
+    args = [*api_command("127.0.0.1", port), *options]
     api = spawn(args, env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: answers_ok(f"{url}/healthz"), "API start", api)

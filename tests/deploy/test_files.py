@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cli.serve import HTTP_PROTOCOL
 from shared.config import Settings
 
 from .conftest import uvicorn_keep_alive
@@ -188,6 +189,7 @@ def test_api_image() -> None:
     [cmd] = [exec_form(i.args) for i in final if i.name == "CMD"]
     assert cmd[:2] == ["uvicorn", "api.main:app"]
     assert option(cmd, "--port") == "8000"
+    assert option(cmd, "--http") == HTTP_PROTOCOL  # request heads have a deadline
     assert "--proxy-headers" in cmd
     assert ["8000"] in [i.args.split() for i in final if i.name == "EXPOSE"]
     assert nginx_values(NGINX, "server", "upstream") == [["api:8000", "resolve"]]
