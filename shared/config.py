@@ -113,6 +113,20 @@ class Settings(BaseSettings):
     """The sweep leaves alone every upload file modified less than this long ago, and never
     touches an unfinished upload that a live process still holds locked."""
 
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Port of a listener of its own for the API's `/metrics`, which the API port then answers
+    with 404; 0 serves `/metrics` on the API port."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address the `/metrics` listener binds when `metrics_port` is set (`0.0.0.0` for a
+    Prometheus on another host or container)."""
+
+    docs_enabled: bool = True
+    """Serve the interactive API documentation at `/docs` and `/redoc`."""
+
+    openapi_enabled: bool = True
+    """Serve the OpenAPI document at `/openapi.json` (the documentation pages need it)."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

@@ -301,7 +301,10 @@ def test_prometheus_scrapes_each_replica_and_worker(promtool: str) -> None:
     jobs = {job["job_name"]: job["dns_sd_configs"] for job in config["scrape_configs"]
             if "dns_sd_configs" in job}
     [api] = jobs["verbatim-api"]
-    assert (api["names"], api["type"], api["port"]) == (["api"], "A", 8000)
+    metrics_port = environment("api")["VERBATIM_METRICS_PORT"]  # /metrics off the API port
+    assert (api["names"], api["type"], str(api["port"])) == (["api"], "A", metrics_port)
+    assert metrics_port in service("api")["expose"]
+    assert environment("api")["VERBATIM_METRICS_HOST"] == "0.0.0.0"
     [worker] = jobs["verbatim-worker"]
     aliases = service("worker")["networks"]["default"]["aliases"]
     assert set(worker["names"]) <= {"worker", *aliases}
