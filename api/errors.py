@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 
 from api.observability import REQUEST_ID_HEADER
 from shared.errors import VerbatimError
@@ -24,6 +25,7 @@ from shared.errors import VerbatimError
 log = logging.getLogger(__name__)
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 OPENAI_PREFIX = "/v1/audio/"
 
@@ -63,8 +65,12 @@ def _respond(
 
 
 def error_responses(*errors: type[VerbatimError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the errors a route may answer with."""
-    return {e.status_code: {"description": f"`{e.code}`"} for e in errors}
+    """OpenAPI `responses=` entries for the errors a route may answer with (codes that share a
+    status share its entry)."""
+    codes: dict[int | str, list[str]] = {}
+    for error in errors:
+        codes.setdefault(error.status_code, []).append(f"`{error.code}`")
+    return {status: {"description": " or ".join(names)} for status, names in codes.items()}
 
 
 async def _verbatim(request: Request, exc: Exception) -> JSONResponse:
@@ -83,8 +89,23 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
-    # exc.headers carries e.g. 405's Allow.
-    return _respond(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers or {})  # e.g. 405's Allow
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers["Allow"] = allowed
+    return _respond(request, exc.status_code, code, str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method that some route serves at the request's path. (Starlette's 405 names only
+    the first route whose path matches, so `/v1/jobs/{id}` would not list DELETE.) Mounted
+    apps (`/static`) say their own `Allow`."""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    allowed = [
+        method for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in routes)
+    ]
+    return ", ".join(allowed)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

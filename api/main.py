@@ -11,6 +11,8 @@ from api import metrics
 from api.errors import install_error_handlers
 from api.observability import ObservabilityMiddleware
 from api.routes import audio, health, jobs, page
+from api.security import SecurityHeadersMiddleware
+from api.sweeper import sweeping
 from shared.config import Settings, get_settings
 from shared.jobs import JobStore
 from shared.logs import configure_logging
@@ -26,7 +28,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.upload_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = JobStore.from_url(settings.redis_url)
         app.state.celery = make_celery(settings, main="verbatim-api")
-        yield
+        with metrics.listener(settings, app.state.store):
+            async with sweeping(settings, app.state.store):
+                yield
         app.state.celery.close()
         app.state.store.redis.close()
 
@@ -35,14 +39,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Asynchronous speech transcription with faster-whisper.",
         version="0.1.0",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if settings.openapi_enabled else None,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
     )
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware)
     app.include_router(jobs.router)
     app.include_router(audio.router)
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    if not settings.metrics_port:  # else served by `metrics.listener` on a port of its own
+        app.include_router(metrics.router)
     page.install(app)
     return app
 

@@ -5,6 +5,9 @@ Counters and histograms are kept by each process. With `PROMETHEUS_MULTIPROC_DIR
 answers a scrape adds up every process's files. The gauges read from Redis (queue depth, jobs
 by status) are computed at scrape time by the answering process alone and never written to
 those files, so N processes do not report N times the queue.
+
+With `metrics_port` set, `/metrics` leaves the API port and is served by prometheus-client's own
+HTTP server on that port, in a thread of the API process (`listener`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 from fastapi import APIRouter, Response
@@ -24,11 +28,13 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from api.deps import JobStoreDep, run_sync
+from shared.config import Settings
 from shared.jobs import JobStore
 from shared.queue import queue_depth
 
@@ -93,16 +99,55 @@ class RedisGauges(Collector):
         yield jobs
 
 
+class Scraped(Collector):
+    """What a scrape shows: this process's (or all processes') metrics, then Redis's."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.redis_gauges = RedisGauges(store)
+
+    def collect(self) -> Iterator[Metric]:
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            yield from multiprocess.MultiProcessCollector(None).collect()
+        else:
+            yield from REGISTRY.collect()
+        yield from self.redis_gauges.collect()
+
+
+def scrape_registry(store: JobStore) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(Scraped(store))
+    return registry
+
+
 def render(store: JobStore) -> bytes:
-    """The text exposition: this process's (or all processes') metrics, then Redis's."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        processes = CollectorRegistry()
-        multiprocess.MultiProcessCollector(processes)
-    else:
-        processes = REGISTRY
-    scraped = CollectorRegistry()
-    scraped.register(RedisGauges(store))
-    return generate_latest(processes) + generate_latest(scraped)
+    """The text exposition of a scrape."""
+    return generate_latest(scrape_registry(store))
+
+
+@contextmanager
+def listener(settings: Settings, store: JobStore) -> Iterator[None]:
+    """Serve `/metrics` on `metrics_port` while the block runs (nothing when it is 0).
+
+    Under `uvicorn --workers N` each process tries the port and the first one gets it; in
+    multiprocess mode its scrape adds up every process's files, so one listener is enough."""
+    if not settings.metrics_port:
+        yield
+        return
+    try:
+        server, _ = start_http_server(settings.metrics_port, settings.metrics_host,
+                                      registry=scrape_registry(store))
+    except OSError as exc:  # the API still works; only this process's listener is missing
+        level = logging.INFO if "PROMETHEUS_MULTIPROC_DIR" in os.environ else logging.ERROR
+        log.log(level, "metrics: cannot listen on %s:%d: %s", settings.metrics_host,
+                settings.metrics_port, exc)
+        yield
+        return
+    log.info("metrics on %s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @router.get("/metrics")

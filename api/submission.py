@@ -20,7 +20,7 @@ from shared.jobs import JobStore, new_job_id
 from shared.logs import add_fields, bound_fields
 from shared.queue import enqueue_transcription
 from shared.schemas import Job, JobOptions
-from shared.storage import remove_upload, upload_path
+from shared.storage import upload_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def discarded_on_error(upload: Upload) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        remove_upload(upload.path)
+        upload.file.discard()
         raise
 
 
@@ -72,7 +72,10 @@ async def submit(
                 f"The recording lasts {duration:.0f} s; the limit is "
                 f"{settings.max_audio_seconds:.0f} s."
             )
-        job = await run_sync(store.create, job_id, upload.filename, options, duration, upload.path)
+        job = await run_sync(
+            store.create, job_id, upload.filename, options, duration, upload.file.final
+        )
+        await run_sync(upload.file.commit)  # now the file has its job, and its job's name
         await _enqueue(job_id, store, celery)
     metrics.job_submitted(upload.size)
     add_fields(job_id=job_id)  # the request's own log line names the job it created

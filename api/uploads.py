@@ -2,6 +2,8 @@
 
 FastAPI's `UploadFile` would spool the whole body before the route runs; parsing the request
 stream ourselves lets an oversized upload be refused after `max_bytes`, not after a gigabyte.
+The file is written under its partial name and stays locked until the job is created
+(`shared/storage.py`), so a sweep never takes it for an orphan.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import anyio
 from python_multipart import MultipartParser
@@ -18,6 +19,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from shared.errors import EmptyFile, InvalidRequest, PayloadTooLarge
+from shared.storage import PartialUpload, clean_filename
 
 FLUSH_BYTES = 1 << 20
 MAX_FIELDS_BYTES = 64 * 1024
@@ -28,11 +30,16 @@ PART_OVERHEAD_BYTES = 256
 
 @dataclass
 class Upload:
-    path: Path
+    file: PartialUpload
     filename: str
     size: int
     values: dict[str, list[str]]
     """Every value of every field besides `file`, in order (`a[]=1&a[]=2` arrives twice)."""
+
+    @property
+    def path(self) -> Path:
+        """Where the upload is now: its partial name until committed, then its final one."""
+        return self.file.path
 
     @property
     def fields(self) -> dict[str, str]:
@@ -50,7 +57,7 @@ class _Form:
     header_value: bytes = b""
     name: str = ""
     in_file: bool = False
-    path: Path | None = None
+    file: PartialUpload | None = None
     filename: str = ""
     size: int = 0
     pending: bytearray = field(default_factory=bytearray)
@@ -76,11 +83,10 @@ class _Form:
         self.name = params.get(b"name", b"").decode("utf-8", "replace")
         self.in_file = self.name == "file"
         if self.in_file:
-            if self.path is not None:
+            if self.file is not None:
                 raise InvalidRequest("Send exactly one `file` field.", param="file")
-            raw = params.get(b"filename", b"").decode("utf-8", "replace")
-            self.filename = Path(raw.replace("\\", "/")).name[-200:] or "upload"
-            self.path = self.path_for(self.filename)
+            self.filename = clean_filename(params.get(b"filename", b"").decode("utf-8", "replace"))
+            self.file = PartialUpload(self.path_for(self.filename))
         else:
             self._count_field_bytes(PART_OVERHEAD_BYTES + len(self.name))
             self.values.setdefault(self.name, []).append("")
@@ -105,27 +111,27 @@ class _Form:
 async def receive_upload(
     request: Request, path_for: Callable[[str], Path], max_bytes: int
 ) -> Upload:
-    """Write the `file` part to `path_for(filename)`; on any error leave no file behind."""
+    """Write the `file` part towards `path_for(filename)` (its final name, which the caller
+    commits once the job exists); on any error leave no file behind."""
     boundary = _boundary(request)
     declared = int(request.headers.get("content-length") or 0)
     if declared > max_bytes + MAX_FIELDS_BYTES:
         raise PayloadTooLarge(_too_large(max_bytes))
     form = _Form(path_for)
     parser = MultipartParser(boundary, callbacks=_callbacks(form))  # type: ignore[arg-type]
-    out: IO[bytes] | None = None
     try:
         async for chunk in request.stream():
             _parse(parser, chunk)
             if form.size > max_bytes:
                 raise PayloadTooLarge(_too_large(max_bytes))
-            out = await _flush(form, out, FLUSH_BYTES)
+            await _flush(form, FLUSH_BYTES)
         parser.finalize()
-        out = await _flush(form, out, 0)
+        await _flush(form, 0)
+        if form.file is not None:
+            await anyio.to_thread.run_sync(form.file.finish)
     except BaseException:
-        await _close(out)
         _discard(form)
         raise
-    await _close(out)
     return _finished(form)
 
 
@@ -140,36 +146,27 @@ def _finished(form: _Form) -> Upload:
     if not form.ended:
         _discard(form)
         raise InvalidRequest("The multipart body ended before its closing boundary.")
-    if form.path is None:
+    if form.file is None:
         raise InvalidRequest(
             "The form has no `file` field: send the audio as `file`.", param="file"
         )
     if form.size == 0:
         _discard(form)
         raise EmptyFile("The uploaded file is empty.")
-    return Upload(form.path, form.filename, form.size, form.values)
+    return Upload(form.file, form.filename, form.size, form.values)
 
 
 def _discard(form: _Form) -> None:
-    if form.path is not None:
-        form.path.unlink(missing_ok=True)
+    if form.file is not None:
+        form.file.discard()
 
 
-async def _flush(form: _Form, out: IO[bytes] | None, threshold: int) -> IO[bytes] | None:
+async def _flush(form: _Form, threshold: int) -> None:
     """Write buffered file bytes off the event loop once `threshold` bytes are waiting."""
-    if form.path is None or (threshold and len(form.pending) < threshold):
-        return out
-    if out is None:
-        form.path.parent.mkdir(parents=True, exist_ok=True)
-        out = await anyio.to_thread.run_sync(form.path.open, "wb")
+    if form.file is None or (threshold and len(form.pending) < threshold):
+        return
     data, form.pending = bytes(form.pending), bytearray()
-    await anyio.to_thread.run_sync(out.write, data)
-    return out
-
-
-async def _close(out: IO[bytes] | None) -> None:
-    if out is not None:
-        await anyio.to_thread.run_sync(out.close)
+    await anyio.to_thread.run_sync(form.file.write, data)
 
 
 def _boundary(request: Request) -> bytes:

@@ -26,9 +26,14 @@ STOP_MARGIN_SECONDS = 10.0
 WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT"}
 
 
+# uvicorn's HTTP protocol with a deadline on request heads (see api/protocol.py).
+HTTP_PROTOCOL = "api.protocol:HeadTimeoutProtocol"
+
+
 def api_command(host: str, port: int) -> list[str]:
     """The uvicorn command line serving the API."""
-    return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port)]
+    return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port),
+            "--http", HTTP_PROTOCOL]
 
 
 def worker_command(concurrency: int) -> list[str]:

@@ -110,6 +110,34 @@ class Settings(BaseSettings):
     openai_wait_seconds: float = Field(default=300, ge=0)
     """How long `/v1/audio/*` waits for its job; after that it answers 202 with the job id."""
 
+    request_head_timeout_seconds: float = Field(default=20.0, gt=0)
+    """Longest time a client may take to send a request's line and headers (from the
+    connection's first byte, or from the end of the previous response); a connection still
+    short of a complete head is then closed. Needs uvicorn started with `--http
+    api.protocol:HeadTimeoutProtocol`, as `verbatim api`, `verbatim serve` and the API image do."""
+
+    upload_sweep_interval_seconds: float = Field(default=900.0, gt=0)
+    """How often each API process removes upload files that no job owns (also once at
+    start-up): files left by an API killed mid-upload, or kept past their job's expiry."""
+
+    upload_sweep_grace_seconds: float = Field(default=3600.0, ge=0)
+    """The sweep leaves alone every upload file modified less than this long ago, and never
+    touches an unfinished upload that a live process still holds locked."""
+
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Port of a listener of its own for the API's `/metrics`, which the API port then answers
+    with 404; 0 serves `/metrics` on the API port."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address the `/metrics` listener binds when `metrics_port` is set (`0.0.0.0` for a
+    Prometheus on another host or container)."""
+
+    docs_enabled: bool = True
+    """Serve the interactive API documentation at `/docs` and `/redoc`."""
+
+    openapi_enabled: bool = True
+    """Serve the OpenAPI document at `/openapi.json` (the documentation pages need it)."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

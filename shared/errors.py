@@ -46,6 +46,13 @@ class InvalidRequest(VerbatimError):
     code = "validation_error"
 
 
+class RequestTimeout(VerbatimError):
+    """The request head did not arrive in time (answered by `api/protocol.py` itself)."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(VerbatimError):
     status_code = 413
     code = "payload_too_large"

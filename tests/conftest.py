@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import redis
 from faster_whisper import decode_audio
+from media_samples import KINDS, make_sample
 from support import DATA, Process, start_api, start_worker
 
 from shared.localredis import LocalRedis
@@ -86,3 +87,11 @@ def long_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out.setframerate(16000)
         out.writeframes((np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes())
     return path
+
+
+@pytest.fixture(scope="session")
+def media_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Extension -> a real recording of that kind (`tests/media_samples.py`)."""
+    folder = tmp_path_factory.mktemp("media")
+    return {kind.extension: make_sample(folder / f"speech.{kind.extension}", kind)
+            for kind in KINDS}

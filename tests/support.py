@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from cli.serve import api_command
 from shared.config import Settings
 from shared.jobs import JobStore
 from shared.localredis import free_port, stop_process
@@ -65,9 +66,25 @@ def pool_children(parent: int) -> list[int]:
     return children
 
 
+# Runs the command given after it with SIGINT and SIGTERM at their default dispositions, in the
+# same process (exec). A test that signals a child must not depend on what the test run itself
+# ignores: a script that starts `make test &` leaves SIGINT ignored, and children inherit that.
+_DEFAULT_SIGNALS = (
+    "import os, signal, sys\n"
+    "for number in (signal.SIGINT, signal.SIGTERM): signal.signal(number, signal.SIG_DFL)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def with_default_signals(args: list[str]) -> list[str]:
+    """`args` (an absolute executable first) to run with default signal dispositions."""
+    return [sys.executable, "-c", _DEFAULT_SIGNALS, *args]
+
+
 def spawn(args: list[str], env: dict[str, str], log: Path) -> Process:
     with log.open("wb") as out:
-        popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(with_default_signals(args), env=env, cwd=ROOT, stdout=out,
+                                 stderr=subprocess.STDOUT)
     return Process(popen, log)
 
 
@@ -106,8 +123,7 @@ def start_worker(
 def start_api(env: dict[str, str], log: Path, *options: str) -> tuple[Process, str]:
     """uvicorn serving the API (with extra command-line `options`), once it answers."""
     port = free_port()
-    args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-            "--port", str(port), *options]
+    args = [*api_command("127.0.0.1", port), *options]
     api = spawn(args, env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: answers_ok(f"{url}/healthz"), "API start", api)

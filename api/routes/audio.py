@@ -28,6 +28,7 @@ from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
 from shared.jobs import JobStore
+from shared.languages import WHISPER_LANGUAGES
 from shared.schemas import Job, JobStatus
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
@@ -40,7 +41,8 @@ JOB_HEADER = "X-Verbatim-Job-Id"
 def _form(task: Task) -> dict[str, Any]:
     """The multipart form in OpenAPI (the route streams the body itself)."""
     language = {"language": {
-        "type": "string", "description": "ISO 639-1 code of the speech; unset detects it."}}
+        "type": "string", "enum": sorted(WHISPER_LANGUAGES),
+        "description": "ISO 639-1 code of the speech; unset detects it."}}
     properties = {
         "file": {"type": "string", "format": "binary", "description": "Audio or video."},
         "model": {"type": "string", "examples": ["whisper-1"], "description":

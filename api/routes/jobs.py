@@ -22,12 +22,30 @@ from shared.errors import (
     UnsupportedMedia,
 )
 from shared.formatters import FORMATS
-from shared.schemas import Job, JobOptions, JobStatus
-from shared.storage import remove_upload
+from shared.languages import WHISPER_LANGUAGES
+from shared.schemas import Job, JobOptions, JobStatus, Transcript
+from shared.storage import clean_filename, remove_upload
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 FormatName = Literal["json", "txt", "srt", "vtt", "tsv"]
+
+
+def _form_field(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A `JobOptions` property as the form takes it. A form field is text, never JSON null (an
+    empty one counts as unset), so the `null` alternative of an optional field is dropped;
+    `language` takes the codes the form accepts."""
+    field = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+    variants = [v for v in schema.get("anyOf", []) if v.get("type") != "null"]
+    if len(variants) == 1:
+        field |= variants[0]
+    if schema.get("default") is not None:
+        field["default"] = schema["default"]
+    if name == "language":
+        field |= {"enum": ["auto", *sorted(WHISPER_LANGUAGES)]}
+        field.pop("maxLength", None)
+    return field
+
 
 _UPLOAD_FORM: dict[str, Any] = {
     "requestBody": {
@@ -40,7 +58,8 @@ _UPLOAD_FORM: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        **JobOptions.model_json_schema()["properties"],
+                        **{name: _form_field(name, schema) for name, schema
+                           in JobOptions.model_json_schema()["properties"].items()},
                     },
                 }
             }
@@ -75,9 +94,18 @@ async def get_job(job: ExistingJob) -> Job:
     return job
 
 
+def _transcript_responses(formats: list[str]) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer in each format's own media type (json's is a `Transcript`)."""
+    text = {FORMATS[fmt].media_type.split(";")[0]: {"schema": {"type": "string"}}
+            for fmt in formats if fmt != "json"}
+    ok = {"description": "The transcript, as an attachment named after the upload.",
+          "model": Transcript, "content": text}
+    return {200: ok, **error_responses(JobNotFound, JobNotReady, JobFailed)}
+
+
 @router.get(
     "/jobs/{job_id}/transcript.{fmt}",
-    responses=error_responses(JobNotFound, JobNotReady, JobFailed),
+    responses=_transcript_responses(list(FORMATS)),
 )
 async def get_transcript(job: ExistingJob, fmt: FormatName, store: JobStoreDep) -> Response:
     """Download the transcript as json, txt, srt, vtt or tsv."""
@@ -93,7 +121,10 @@ async def get_transcript(job: ExistingJob, fmt: FormatName, store: JobStoreDep) 
     )
 
 
-@router.get("/jobs/{job_id}/transcript", responses=error_responses(JobNotFound, JobNotReady))
+@router.get(
+    "/jobs/{job_id}/transcript",
+    responses=_transcript_responses(["json"]),
+)
 async def get_transcript_json(job: ExistingJob, store: JobStoreDep) -> Response:
     """The transcript as JSON (same as `transcript.json`)."""
     return await get_transcript(job, "json", store)
@@ -109,6 +140,9 @@ async def delete_job(job: ExistingJob, store: JobStoreDep) -> Response:
 
 
 def _attachment(filename: str, extension: str) -> str:
+    # Cleaned again: a job stored before names were cleaned may hold control characters,
+    # which no header may carry (uvicorn would drop the connection instead of answering).
+    filename = clean_filename(filename)
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename
     name = f"{stem or 'transcript'}.{extension}"
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")

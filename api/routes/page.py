@@ -13,10 +13,12 @@ from starlette.staticfiles import StaticFiles
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # The page only talks to its own origin (no CDN, no inline script); blob: plays back a recording.
-_HEADERS = {
-    "Cache-Control": "no-cache",
-    "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:",
-}
+# No other site may frame it (clickjacking), and it submits no forms or <base> elsewhere.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY}
 
 router = APIRouter(include_in_schema=False)
 
@@ -26,7 +28,7 @@ class _Revalidated(StaticFiles):
 
     def file_response(self, *args: Any, **kwargs: Any) -> Response:
         response = super().file_response(*args, **kwargs)
-        response.headers["Cache-Control"] = "no-cache"
+        response.headers.update(_HEADERS)
         return response
 
 

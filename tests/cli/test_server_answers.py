@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gateway import Proxy
-from support import DATA
+from support import DATA, with_default_signals
 
 Verbatim = Callable[..., subprocess.CompletedProcess[str]]
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,8 +90,9 @@ def test_ctrl_c_cancels_the_jobs_in_flight(
     proxy.answer("GET", JOB, 503, hold=True)  # each job polled stays in flight
     files = [copy(SHORT, tmp_path), copy("jfk.flac", tmp_path)]
     args = [*files, "--format", "srt"] if command == "transcribe" else [tmp_path, "-n", "2"]
-    running = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", command, *map(str, args), "--server", proxy.url],
+    running = subprocess.Popen(  # a Ctrl-C must reach it even where this run ignores SIGINT
+        with_default_signals([sys.executable, "-m", "cli.main", command, *map(str, args),
+                              "--server", proxy.url]),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     in_flight = 1 if command == "transcribe" else 2

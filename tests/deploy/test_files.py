@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cli.serve import HTTP_PROTOCOL
 from shared.config import Settings
 
 from .conftest import uvicorn_keep_alive
@@ -188,6 +189,7 @@ def test_api_image() -> None:
     [cmd] = [exec_form(i.args) for i in final if i.name == "CMD"]
     assert cmd[:2] == ["uvicorn", "api.main:app"]
     assert option(cmd, "--port") == "8000"
+    assert option(cmd, "--http") == HTTP_PROTOCOL  # request heads have a deadline
     assert "--proxy-headers" in cmd
     assert ["8000"] in [i.args.split() for i in final if i.name == "EXPOSE"]
     assert nginx_values(NGINX, "server", "upstream") == [["api:8000", "resolve"]]
@@ -299,7 +301,10 @@ def test_prometheus_scrapes_each_replica_and_worker(promtool: str) -> None:
     jobs = {job["job_name"]: job["dns_sd_configs"] for job in config["scrape_configs"]
             if "dns_sd_configs" in job}
     [api] = jobs["verbatim-api"]
-    assert (api["names"], api["type"], api["port"]) == (["api"], "A", 8000)
+    metrics_port = environment("api")["VERBATIM_METRICS_PORT"]  # /metrics off the API port
+    assert (api["names"], api["type"], str(api["port"])) == (["api"], "A", metrics_port)
+    assert metrics_port in service("api")["expose"]
+    assert environment("api")["VERBATIM_METRICS_HOST"] == "0.0.0.0"
     [worker] = jobs["verbatim-worker"]
     aliases = service("worker")["networks"]["default"]["aliases"]
     assert set(worker["names"]) <= {"worker", *aliases}

@@ -1,0 +1,43 @@
+"""The settings of request heads, the upload sweep, the metrics listener and the documentation:
+bad values are refused when the settings are read, before anything starts."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.config import Settings
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("request_head_timeout_seconds", 0), ("request_head_timeout_seconds", -1),
+        ("request_head_timeout_seconds", "soon"),
+        ("upload_sweep_interval_seconds", 0), ("upload_sweep_interval_seconds", -5),
+        ("upload_sweep_grace_seconds", -1), ("upload_sweep_grace_seconds", "never"),
+        ("metrics_port", -1), ("metrics_port", 65536), ("metrics_port", "metrics"),
+        ("docs_enabled", "perhaps"), ("openapi_enabled", "sometimes"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings.model_validate({field: value})
+
+
+def test_the_defaults_expose_metrics_and_docs_on_the_api_port() -> None:
+    settings = Settings.model_validate({})
+    assert (settings.metrics_port, settings.docs_enabled, settings.openapi_enabled) == (
+        0, True, True)
+    assert settings.request_head_timeout_seconds == 20
+    assert (settings.upload_sweep_interval_seconds, settings.upload_sweep_grace_seconds) == (
+        900, 3600)
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VERBATIM_METRICS_PORT", "9100")
+    monkeypatch.setenv("VERBATIM_DOCS_ENABLED", "false")
+    monkeypatch.setenv("VERBATIM_REQUEST_HEAD_TIMEOUT_SECONDS", "5")
+    settings = Settings()
+    assert (settings.metrics_port, settings.docs_enabled) == (9100, False)
+    assert settings.request_head_timeout_seconds == 5

@@ -1,0 +1,52 @@
+"""Upload names: what a client's filename becomes, and which files the sweep recognises."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.storage import clean_filename, parse_upload_name
+
+JOB = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("talk.mp3", "talk.mp3"),
+        ("a\x00b\x07c.flac", "abc.flac"),
+        ("line\r\nbreak.wav", "linebreak.wav"),
+        ("tab\there.ogg", "tabhere.ogg"),
+        ("del\x7f.m4a", "del.m4a"),
+        ("c1\x85\x9b.webm", "c1.webm"),
+        ("sep\u2028ara\u2029tor.mp4", "separator.mp4"),
+        ("Gespräch über Ölpreise.m4a", "Gespräch über Ölpreise.m4a"),
+        ("C:\\Users\\me\\talk.mp3", "talk.mp3"),
+        ("../../etc/passwd", "passwd"),
+        ("\x00\x07\x1b", "upload"),
+        ("", "upload"),
+        ("  padded.mp3 ", "padded.mp3"),
+        ("x" * 300 + ".mp3", ("x" * 300 + ".mp3")[-200:]),
+    ],
+)
+def test_filenames_are_stored_without_control_characters(raw: str, stored: str) -> None:
+    assert clean_filename(raw) == stored
+
+
+@pytest.mark.parametrize(
+    ("name", "parsed"),
+    [
+        (f"{JOB}.flac", (JOB, False)),
+        (JOB, (JOB, False)),
+        (f"partial-{JOB}.m4a", (JOB, True)),
+        (f"partial-{JOB}", (JOB, True)),
+        (f"{JOB}.tar.gz", None),
+        (f"{JOB[:-1]}.mp3", None),
+        (f"{JOB.upper()}.mp3", None),
+        (".DS_Store", None),
+        (f"notes-{JOB}.txt", None),
+    ],
+)
+def test_only_names_given_to_uploads_are_recognised(
+    name: str, parsed: tuple[str, bool] | None
+) -> None:
+    assert parse_upload_name(name) == parsed
