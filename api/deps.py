@@ -1,4 +1,4 @@
-"""Request dependencies: settings, the job store, the queue, and an existing job."""
+"""Request dependencies: settings, the job store, the queue, and an existing job of the caller."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import anyio
 from celery import Celery
 from fastapi import Depends, Request
 
+from api.auth import Identity, QueryTokenIdentity
 from shared.config import Settings, get_settings
+from shared.errors import JobNotFound
 from shared.jobs import JobStore
+from shared.keys import ApiKey
 from shared.schemas import Job
 
 P = ParamSpec("P")
@@ -37,9 +40,26 @@ JobStoreDep = Annotated[JobStore, Depends(job_store)]
 QueueDep = Annotated[Celery, Depends(queue)]
 
 
-async def existing_job(job_id: str, store: JobStoreDep) -> Job:
-    """The job named in the path; 404 `job_not_found` when there is none."""
-    return await run_sync(store.require, job_id)
+def _caller_job(store: JobStore, job_id: str, key: ApiKey | None) -> Job:
+    """The job, when the caller may see it. Another key's job is refused exactly as one that
+    does not exist (no 403 that would confirm it exists); with auth off every job is visible."""
+    found = store.get_owned(job_id)
+    if found is None or (key is not None and found[1] != key.id):
+        raise JobNotFound(f"No job with id {job_id!r}.")
+    return found[0]
+
+
+async def existing_job(job_id: str, store: JobStoreDep, key: Identity) -> Job:
+    """The caller's job named in the path; 404 `job_not_found` when there is none."""
+    return await run_sync(_caller_job, store, job_id, key)
+
+
+async def existing_job_query_token(
+    job_id: str, store: JobStoreDep, key: QueryTokenIdentity
+) -> Job:
+    """As `existing_job`, for routes that also take the key as `access_token` (`api/auth.py`)."""
+    return await run_sync(_caller_job, store, job_id, key)
 
 
 ExistingJob = Annotated[Job, Depends(existing_job)]
+QueryTokenJob = Annotated[Job, Depends(existing_job_query_token)]

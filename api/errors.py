@@ -48,6 +48,8 @@ def openai_error(
     """OpenAI's error body; a malformed request is 400 there, as OpenAI answers it."""
     status = 400 if status == 422 else status
     kind = "invalid_request_error" if status < 500 else "server_error"
+    if status == 429:  # OpenAI's SDKs retry these, after `Retry-After`
+        kind = "rate_limit_error"
     if param is None and code in _FILE_CODES:
         param = "file"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -75,7 +77,7 @@ def error_responses(*errors: type[VerbatimError]) -> dict[int | str, dict[str, A
 
 async def _verbatim(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VerbatimError)
-    return _respond(request, exc.status_code, exc.code, exc.message, exc.param)
+    return _respond(request, exc.status_code, exc.code, exc.message, exc.param, exc.headers)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

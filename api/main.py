@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,13 +11,17 @@ from fastapi import FastAPI
 from api import metrics
 from api.errors import install_error_handlers
 from api.observability import ObservabilityMiddleware
+from api.quotas import Quotas
 from api.routes import audio, health, jobs, page
 from api.security import SecurityHeadersMiddleware
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
 from shared.jobs import JobStore
+from shared.keys import KeyStore
 from shared.logs import configure_logging
 from shared.queue import make_celery
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,10 +33,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.upload_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = JobStore.from_url(settings.redis_url)
         app.state.celery = make_celery(settings, main="verbatim-api")
+        app.state.keys = KeyStore(app.state.store.redis)
+        app.state.quotas = Quotas(settings.redis_url, app.state.store)
+        if settings.auth == "off":
+            log.warning("VERBATIM_AUTH=off: anyone who can reach this API can use it")
         with metrics.listener(settings, app.state.store):
             async with sweeping(settings, app.state.store):
                 yield
         app.state.celery.close()
+        app.state.quotas.close()
         app.state.store.redis.close()
 
     app = FastAPI(

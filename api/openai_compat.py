@@ -191,7 +191,7 @@ def compression_ratio(text: str) -> float:
 
 class OpenAIErrorDetail(BaseModel):
     message: str
-    type: Literal["invalid_request_error", "server_error"]
+    type: Literal["invalid_request_error", "rate_limit_error", "server_error"]
     param: str | None
     code: str
 

@@ -13,10 +13,13 @@ from starlette.requests import Request
 from api import metrics
 from api.deps import run_sync
 from api.media import probe_duration
+from api.quotas import Quotas
 from api.uploads import Upload, receive_upload
 from shared.config import Settings
 from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
 from shared.jobs import JobStore, new_job_id
+from shared.keys import ApiKey
+from shared.listing import prune_list
 from shared.logs import add_fields, bound_fields
 from shared.queue import enqueue_transcription
 from shared.schemas import Job, JobOptions
@@ -34,10 +37,13 @@ def parse_options(fields: dict[str, str]) -> JobOptions:
 
 
 async def receive_job_upload(
-    request: Request, settings: Settings, store: JobStore
+    request: Request, settings: Settings, store: JobStore, key: ApiKey | None
 ) -> tuple[str, Upload]:
-    """A new job id and the request's upload, streamed to that job's file."""
+    """A new job id and the request's upload, streamed to that job's file, once the caller's
+    key is within its rate and active-job limits."""
     await run_sync(store.ping)  # refuse before a long upload, not after it, when Redis is down
+    quotas: Quotas = request.app.state.quotas
+    await run_sync(quotas.admit, key)
     job_id = new_job_id()
     upload = await receive_upload(
         request, lambda name: upload_path(settings.upload_dir, job_id, name),
@@ -58,9 +64,10 @@ def discarded_on_error(upload: Upload) -> Iterator[None]:
 
 async def submit(
     job_id: str, upload: Upload, settings: Settings, store: JobStore, celery: Celery,
-    options: JobOptions | None = None,
+    key: ApiKey | None, options: JobOptions | None = None,
 ) -> Job:
-    """Create and enqueue the job; on any refusal the upload is removed and nothing queued.
+    """Create and enqueue the job as the caller `key`'s (None: auth is off); on any refusal
+    the upload is removed and nothing queued.
 
     `options` default to the upload's form fields read as `JobOptions`."""
     with discarded_on_error(upload):
@@ -72,22 +79,25 @@ async def submit(
                 f"The recording lasts {duration:.0f} s; the limit is "
                 f"{settings.max_audio_seconds:.0f} s."
             )
-        job = await run_sync(
-            store.create, job_id, upload.filename, options, duration, upload.file.final
+        owner = key.id if key else None
+        job, priority = await run_sync(
+            store.create, job_id, upload.filename, options, duration, upload.file.final,
+            owner, key.limits if key else None,
         )
         await run_sync(upload.file.commit)  # now the file has its job, and its job's name
-        await _enqueue(job_id, store, celery)
+        await _enqueue(job_id, store, celery, priority)
+    await run_sync(prune_list, store, owner)
     metrics.job_submitted(upload.size)
     add_fields(job_id=job_id)  # the request's own log line names the job it created
     log.info("job queued", extra={"event": "queued", "audio_seconds": round(duration, 3),
-                                  "upload_bytes": upload.size})
+                                  "upload_bytes": upload.size, "priority": priority})
     return job
 
 
-async def _enqueue(job_id: str, store: JobStore, celery: Celery) -> None:
+async def _enqueue(job_id: str, store: JobStore, celery: Celery, priority: int) -> None:
     try:
         request_id = bound_fields().get("request_id")  # for the worker's lines on this job
-        await run_sync(enqueue_transcription, celery, job_id, request_id)
+        await run_sync(enqueue_transcription, celery, job_id, request_id, priority)
     except Exception as exc:
         with suppress(Exception):
             await run_sync(store.delete, job_id)

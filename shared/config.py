@@ -23,6 +23,10 @@ class Settings(BaseSettings):
         use_attribute_docstrings=True,
     )
 
+    auth: Literal["required", "off"] = "required"
+    """`required`: every `/v1/*` request needs `Authorization: Bearer <API key>` (keys are
+    made with `verbatim keys create`); `off`: anyone who reaches the port may use the API."""
+
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis holding the job records, transcripts and the Celery queue."""
 

@@ -20,6 +20,11 @@ class VerbatimError(Exception):
         self.message = message
         self.param = param
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries (`WWW-Authenticate`, `Retry-After`)."""
+        return {}
+
 
 class JobNotFound(VerbatimError):
     status_code = 404
@@ -95,3 +100,41 @@ class ModelUnavailable(VerbatimError):
 
 class TooManyAttempts(VerbatimError):
     code = "too_many_attempts"
+
+
+class Unauthorized(VerbatimError):
+    """No API key, or one that is unknown or revoked (`VERBATIM_AUTH=required`)."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class TooManyRequests(VerbatimError):
+    """A per-key limit refused the request; `retry_after` is when trying again may pass."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
+
+
+class TooManyActiveJobs(TooManyRequests):
+    code = "too_many_active_jobs"
+
+
+class QuotaExceeded(TooManyRequests):
+    code = "quota_exceeded"

@@ -7,6 +7,12 @@ while the record exists, so a job deleted mid-run is never brought back by a lat
 Each status has an index, the sorted set `verbatim:jobs:{status}` of job ids scored by when the
 record expires (in ms; `+inf` until the job ends), kept in step by the same scripts that change the
 status; counting jobs by status is then a few ZCARDs, with no SCAN of the keyspace.
+
+Each owner (an API key's id; `-` for the jobs made while auth is off) has two more (issue 9):
+`verbatim:owner:{owner}:jobs`, its jobs newest first for `GET /v1/jobs` (see `shared/listing.py`),
+and `verbatim:owner:{owner}:active`, the set of its queued or processing job ids, which the
+scripts that create, finish and delete a job keep in step; its size is the active-job count that
+quotas check, so a count never drifts from the jobs that exist.
 """
 
 from __future__ import annotations
@@ -23,12 +29,17 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from shared.errors import JobNotFound, VerbatimError
+from shared.errors import JobNotFound, QuotaExceeded, TooManyActiveJobs, VerbatimError
+from shared.keys import KeyLimits
+from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
 from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 # Jobs whose message a worker holds but has not started (`shared/deliveries.py`).
 RECEIVED_KEY = "verbatim:received"
+
+OWNER_PREFIX = "verbatim:owner:"
+UNOWNED = "-"  # the owner tag of jobs made while auth is off (key ids are hex)
 
 # Redis's clock in milliseconds (so that hosts need not agree on theirs); index scores are
 # expiry times on it.
@@ -66,6 +77,10 @@ return 1
 # here too, so it stays bounded where nothing scrapes the metrics.
 _FINISH_IF_EXISTS = LUA_NOW_MS + _REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local owner = redis.call('HGET', KEYS[1], 'owner')
+owner = owner and cjson.decode(owner) or '""" + UNOWNED + """'
+-- The owner's key is named here rather than passed: the caller knows only the job's id.
+redis.call('SREM', '""" + OWNER_PREFIX + """' .. owner .. ':active', ARGV[3])
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
@@ -73,6 +88,46 @@ local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 reindex(3, ARGV[3], now + tonumber(ARGV[1]) * 1000)
 return 1
+"""
+
+# KEYS: job, queued index, the owner's job list, the owner's active set, the owner's audio
+# seconds of the day. ARGV: id, list member, job key prefix, max active jobs (0: no limit), max
+# audio seconds a day (0: no limit), this job's audio seconds, ttl of the day's count, fair
+# (1: take the priority from the owner's queue), then field/value pairs. Returns the job's
+# priority, or -1 (too many active jobs), -2 (over the day's audio).
+_CREATE = """
+local fair, max_active = ARGV[8] == '1', tonumber(ARGV[4])
+local queued, top = 0, 0
+if fair or max_active > 0 then
+  for _, other in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+    local state = redis.call('HMGET', ARGV[3] .. other, 'status', 'priority')
+    if not state[1] then
+      redis.call('SREM', KEYS[4], other)  -- its record is gone: no longer active
+    elseif state[1] == '"queued"' then
+      queued = queued + 1
+      top = math.max(top, tonumber(state[2] or '0'))
+    end
+  end
+end
+if max_active > 0 and redis.call('SCARD', KEYS[4]) >= max_active then return -1 end
+local max_audio = tonumber(ARGV[5])
+if max_audio > 0 then
+  if tonumber(redis.call('GET', KEYS[5]) or '0') + tonumber(ARGV[6]) > max_audio then
+    return -2
+  end
+  redis.call('INCRBYFLOAT', KEYS[5], ARGV[6])
+  redis.call('EXPIRE', KEYS[5], ARGV[7])
+end
+local priority = """ + str(NEW_JOB_PRIORITY) + """
+if fair then
+  -- Deeper queue, later turn; never ahead of the owner's own queued jobs (FIFO per owner).
+  priority = math.max(top, math.min(""" + str(LOWEST_PRIORITY) + """, priority + queued))
+end
+redis.call('HSET', KEYS[1], 'priority', priority, unpack(ARGV, 9))
+redis.call('ZADD', KEYS[2], '+inf', ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[1])
+return priority
 """
 
 # KEYS: the status indexes. Drops the ids of expired records, then counts what is left.
@@ -85,6 +140,18 @@ for i, key in ipairs(KEYS) do
 end
 return counts
 """
+
+
+# A day's audio count outlives its day, so a client just past midnight is still counted right.
+AUDIO_DAY_TTL_SECONDS = 2 * 24 * 3600
+# When a key at its active-job limit is told to try again: a short job's typical run.
+ACTIVE_RETRY_SECONDS = 10
+
+
+def seconds_to_midnight(now: datetime) -> int:
+    """Seconds until the next UTC day begins."""
+    now = now.astimezone(UTC)
+    return 24 * 3600 - (now.hour * 3600 + now.minute * 60 + now.second)
 
 
 def new_job_id() -> str:
@@ -125,6 +192,7 @@ class JobStore:
         self._update = client.register_script(_UPDATE_IF_EXISTS)
         self._finish = client.register_script(_FINISH_IF_EXISTS)
         self._count = client.register_script(_COUNT_BY_STATUS)
+        self._create = client.register_script(_CREATE)
 
     @classmethod
     def from_url(cls, url: str, retry_seconds: float | None = None) -> JobStore:
@@ -152,6 +220,16 @@ class JobStore:
     def index_key(status: JobStatus) -> str:
         return f"verbatim:jobs:{status}"
 
+    @staticmethod
+    def owner_key(owner: str | None, what: str) -> str:
+        """One of an owner's keys: `jobs` (its list), `active`, `audio:{day}`."""
+        return f"{OWNER_PREFIX}{owner or UNOWNED}:{what}"
+
+    @staticmethod
+    def list_member(job_id: str, created_at: datetime) -> str:
+        """The job's entry in its owner's list: ordered by creation time, then id, as text."""
+        return f"{int(created_at.timestamp() * 1000):013d}.{job_id}"
+
     @classmethod
     def _index_keys(cls, status: JobStatus) -> list[str]:
         """The new status's index first, then the others (see `_REINDEX`)."""
@@ -161,8 +239,12 @@ class JobStore:
         return bool(self.redis.ping())
 
     def create(
-        self, job_id: str, filename: str, options: JobOptions, duration: float, upload: Path
-    ) -> Job:
+        self, job_id: str, filename: str, options: JobOptions, duration: float, upload: Path,
+        owner: str | None = None, limits: KeyLimits | None = None,
+    ) -> tuple[Job, int]:
+        """Record a queued job of `owner` (None: auth is off) and its index entries, in one
+        step with the owner's limits on active jobs and daily audio; the job and the priority
+        to enqueue it at. Raises `TooManyActiveJobs` or `QuotaExceeded`."""
         job = Job(
             id=job_id,
             status=JobStatus.queued,
@@ -173,11 +255,31 @@ class JobStore:
             audio_duration=duration,
         )
         record = job.model_dump(mode="json", exclude_none=True) | {"upload_path": str(upload)}
-        with self.redis.pipeline() as pipe:  # MULTI: the record and its index entry together
-            pipe.hset(self.job_key(job_id), mapping=_encode(record))  # type: ignore[arg-type]
-            pipe.zadd(self.index_key(JobStatus.queued), {job_id: "+inf"})
-            pipe.execute()
-        return job
+        if owner:
+            record["owner"] = owner
+        limits = limits or KeyLimits()
+        day = job.created_at.strftime("%Y-%m-%d")
+        keys = [self.job_key(job_id), self.index_key(JobStatus.queued),
+                self.owner_key(owner, "jobs"), self.owner_key(owner, "active"),
+                self.owner_key(owner, f"audio:{day}")]
+        args = [job_id, self.list_member(job_id, job.created_at), self.job_key(""),
+                limits.max_active_jobs or 0,
+                (limits.max_audio_hours_per_day or 0) * 3600, duration, AUDIO_DAY_TTL_SECONDS,
+                1 if owner else 0, *_flat(record)]
+        priority = int(self._create(keys=keys, args=args))
+        if priority == -1:
+            raise TooManyActiveJobs(
+                f"This key already has {limits.max_active_jobs} jobs queued or processing; "
+                "wait for one to finish.", ACTIVE_RETRY_SECONDS)
+        if priority == -2:
+            raise QuotaExceeded(
+                f"This key may submit {limits.max_audio_hours_per_day:g} hours of audio a day "
+                "(UTC); this recording would pass that.", seconds_to_midnight(job.created_at))
+        return job, priority
+
+    def active_count(self, owner: str | None) -> int:
+        """The owner's queued and processing jobs."""
+        return int(self.redis.scard(self.owner_key(owner, "active")))
 
     def _raw(self, job_id: str) -> dict[str, Any] | None:
         if not is_job_id(job_id):
@@ -188,6 +290,11 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         raw = self._raw(job_id)
         return Job.model_validate(raw) if raw else None
+
+    def get_owned(self, job_id: str) -> tuple[Job, str | None] | None:
+        """The job and its owner's key id (None for a job made while auth was off)."""
+        raw = self._raw(job_id)
+        return (Job.model_validate(raw), raw.get("owner") or None) if raw else None
 
     def get_with_upload(self, job_id: str) -> tuple[Job, Path] | None:
         """The job and its upload's path in one read; None when the job does not exist."""
@@ -238,12 +345,17 @@ class JobStore:
         return Transcript.model_validate_json(raw) if raw else None
 
     def delete(self, job_id: str) -> bool:
-        """Remove the record and transcript; False when there was no such job."""
+        """Remove the record, transcript and index entries; False when there was no such job."""
+        found = self.get_owned(job_id)
         with self.redis.pipeline() as pipe:
             pipe.delete(self.job_key(job_id), self.transcript_key(job_id))
             pipe.hdel(RECEIVED_KEY, job_id)
             for status in JobStatus:
                 pipe.zrem(self.index_key(status), job_id)
+            if found:
+                job, owner = found
+                pipe.srem(self.owner_key(owner, "active"), job_id)
+                pipe.zrem(self.owner_key(owner, "jobs"), self.list_member(job_id, job.created_at))
             removed = pipe.execute()[0]
         return bool(removed)
 

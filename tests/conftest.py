@@ -20,6 +20,10 @@ from support import DATA, Process, start_api, start_worker
 
 from shared.localredis import LocalRedis
 
+# Today's open behaviour for every `Settings()` the tests build in this process (and, through
+# `service_env`, for the session's API); tests of API keys ask for `auth="required"` themselves.
+os.environ["VERBATIM_AUTH"] = "off"
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -35,6 +39,9 @@ def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         "VERBATIM_REDIS_URL": redis_url,
         "VERBATIM_DATA_DIR": str(data_dir),
         "VERBATIM_PROGRESS_INTERVAL_SECONDS": "0",
+        # The session's API keeps today's open behaviour; the tenancy tests start API processes
+        # of their own with `required` (`support.start_auth_api`).
+        "VERBATIM_AUTH": "off",
     }
 
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api import openai_compat
+from api.auth import Identity
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
 from api.openai_compat import (
     GRANULARITIES,
@@ -28,6 +29,7 @@ from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
 from shared.jobs import JobStore
+from shared.keys import ApiKey
 from shared.languages import WHISPER_LANGUAGES
 from shared.schemas import Job, JobStatus
 
@@ -76,9 +78,12 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     202: {"description": "Still running after the wait: the job, with `Location`.", "model": Job},
     400: _error("`validation_error`, `empty_file`, or a job failed with `decode_error`"),
+    401: _error("`unauthorized`: no API key, or an unknown or revoked one"),
     404: _error("`job_not_found`: the job was deleted while the request waited"),
     413: _error("`payload_too_large`, `duration_exceeded`"),
     415: _error("`unsupported_media`"),
+    429: _error("`rate_limited`, `too_many_active_jobs`, `quota_exceeded` (type "
+                "`rate_limit_error`, with `Retry-After`)"),
     500: _error("the job failed: `transcription_error`, `too_many_attempts`"),
     503: _error("`service_unavailable`, or the job failed with `model_unavailable`"),
 }
@@ -86,30 +91,31 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/transcriptions", openapi_extra=_form("transcribe"), responses=_RESPONSES)
 async def create_transcription(
-    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep
+    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep, key: Identity
 ) -> Response:
     """Transcribe audio, as OpenAI's `audio.transcriptions.create`."""
-    job, form = await _submit(request, "transcribe", settings, store, celery)
+    job, form = await _submit(request, "transcribe", settings, store, celery, key)
     return await _answer(request, job, form, settings, store)
 
 
 @router.post("/translations", openapi_extra=_form("translate"), responses=_RESPONSES)
 async def create_translation(
-    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep
+    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep, key: Identity
 ) -> Response:
     """Translate speech into English text, as OpenAI's `audio.translations.create`."""
-    job, form = await _submit(request, "translate", settings, store, celery)
+    job, form = await _submit(request, "translate", settings, store, celery, key)
     return await _answer(request, job, form, settings, store)
 
 
 async def _submit(
-    request: Request, task: Task, settings: Settings, store: JobStore, celery: Celery
+    request: Request, task: Task, settings: Settings, store: JobStore, celery: Celery,
+    key: ApiKey | None,
 ) -> tuple[Job, openai_compat.AudioRequest]:
     """Stream the upload to disk, read the form, and queue the job (as `POST /v1/jobs`)."""
-    job_id, upload = await receive_job_upload(request, settings, store)
+    job_id, upload = await receive_job_upload(request, settings, store, key)
     with discarded_on_error(upload):
         form = openai_compat.parse_form(upload.values, task)
-    return await submit(job_id, upload, settings, store, celery, form.options), form
+    return await submit(job_id, upload, settings, store, celery, key, form.options), form
 
 
 async def _answer(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 
-from api.deps import ExistingJob, JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.auth import Identity, owner_of
+from api.deps import ExistingJob, JobStoreDep, QueryTokenJob, QueueDep, SettingsDep, run_sync
 from api.errors import error_responses
 from api.submission import receive_job_upload, submit
 from shared.errors import (
@@ -18,11 +20,16 @@ from shared.errors import (
     JobNotFound,
     JobNotReady,
     PayloadTooLarge,
+    QuotaExceeded,
+    RateLimited,
     ServiceUnavailable,
+    TooManyActiveJobs,
+    Unauthorized,
     UnsupportedMedia,
 )
 from shared.formatters import FORMATS
 from shared.languages import WHISPER_LANGUAGES
+from shared.listing import CURSOR, list_jobs
 from shared.schemas import Job, JobOptions, JobStatus, Transcript
 from shared.storage import clean_filename, remove_upload
 
@@ -74,21 +81,42 @@ _UPLOAD_FORM: dict[str, Any] = {
     openapi_extra=_UPLOAD_FORM,
     responses=error_responses(
         EmptyFile, InvalidRequest, PayloadTooLarge, DurationExceeded, UnsupportedMedia,
-        ServiceUnavailable,
+        ServiceUnavailable, Unauthorized, RateLimited, TooManyActiveJobs, QuotaExceeded,
     ),
 )
 async def create_job(
     request: Request, response: Response, settings: SettingsDep, store: JobStoreDep,
-    celery: QueueDep,
+    celery: QueueDep, key: Identity,
 ) -> Job:
     """Upload audio or video and queue it for transcription; poll the returned job."""
-    job_id, upload = await receive_job_upload(request, settings, store)
-    job = await submit(job_id, upload, settings, store, celery)
+    job_id, upload = await receive_job_upload(request, settings, store, key)
+    job = await submit(job_id, upload, settings, store, celery, key)
     response.headers["Location"] = str(request.url_for("get_job", job_id=job_id).path)
     return job
 
 
-@router.get("/jobs/{job_id}", responses=error_responses(JobNotFound))
+class JobList(BaseModel):
+    """A page of the caller's jobs, newest first."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+    """Pass as `cursor` for the next page; null on the last one."""
+
+
+@router.get("/jobs", responses=error_responses(InvalidRequest, Unauthorized))
+async def list_own_jobs(
+    store: JobStoreDep, key: Identity,
+    limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
+    cursor: Annotated[str | None, Query(
+        pattern=CURSOR.pattern, description="`next_cursor` of the previous page.")] = None,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+) -> JobList:
+    """The caller's jobs, newest first, a page at a time (`cursor`), optionally of one status."""
+    jobs, next_cursor = await run_sync(list_jobs, store, owner_of(key), limit, cursor, status)
+    return JobList(jobs=jobs, next_cursor=next_cursor)
+
+
+@router.get("/jobs/{job_id}", responses=error_responses(JobNotFound, Unauthorized))
 async def get_job(job: ExistingJob) -> Job:
     """A job's status, progress, timings and, once failed, its error."""
     return job
@@ -100,15 +128,16 @@ def _transcript_responses(formats: list[str]) -> dict[int | str, dict[str, Any]]
             for fmt in formats if fmt != "json"}
     ok = {"description": "The transcript, as an attachment named after the upload.",
           "model": Transcript, "content": text}
-    return {200: ok, **error_responses(JobNotFound, JobNotReady, JobFailed)}
+    return {200: ok, **error_responses(JobNotFound, JobNotReady, JobFailed, Unauthorized)}
 
 
 @router.get(
     "/jobs/{job_id}/transcript.{fmt}",
     responses=_transcript_responses(list(FORMATS)),
 )
-async def get_transcript(job: ExistingJob, fmt: FormatName, store: JobStoreDep) -> Response:
-    """Download the transcript as json, txt, srt, vtt or tsv."""
+async def get_transcript(job: QueryTokenJob, fmt: FormatName, store: JobStoreDep) -> Response:
+    """Download the transcript as json, txt, srt, vtt or tsv. (A download link cannot send a
+    header, so these also take the key as `access_token`.)"""
     if job.status is JobStatus.failed:
         raise JobFailed(f"The job failed: {job.error.message if job.error else 'unknown'}")
     transcript = await run_sync(store.get_transcript, job.id)
@@ -125,12 +154,14 @@ async def get_transcript(job: ExistingJob, fmt: FormatName, store: JobStoreDep) 
     "/jobs/{job_id}/transcript",
     responses=_transcript_responses(["json"]),
 )
-async def get_transcript_json(job: ExistingJob, store: JobStoreDep) -> Response:
+async def get_transcript_json(job: QueryTokenJob, store: JobStoreDep) -> Response:
     """The transcript as JSON (same as `transcript.json`)."""
     return await get_transcript(job, "json", store)
 
 
-@router.delete("/jobs/{job_id}", status_code=204, responses=error_responses(JobNotFound))
+@router.delete(
+    "/jobs/{job_id}", status_code=204, responses=error_responses(JobNotFound, Unauthorized)
+)
 async def delete_job(job: ExistingJob, store: JobStoreDep) -> Response:
     """Delete a job, its upload and its transcript; a running job's result is dropped."""
     path = await run_sync(store.upload_path, job.id)

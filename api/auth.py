@@ -1,0 +1,83 @@
+"""Who is calling: the API key of a request, checked on every `/v1/*` route (issue 9).
+
+`Identity` is the caller's key (`ApiKey`), or None while `VERBATIM_AUTH=off`. It reads only
+`Authorization: Bearer <token>`. A route that browsers open without a way to set headers (a
+download link, an `EventSource`, an `<audio>` source, a WebSocket) declares `QueryTokenIdentity`
+(or `api.deps.QueryTokenJob`) instead, which also takes the token as an `access_token` query
+parameter. That is an explicit opt-in per route: a token in a URL ends up in browser history,
+so no other route takes one. The access log writes the path, never the query string
+(`api/observability.py`).
+
+Keys are looked up in Redis on every request, never cached, so a revoked key is refused on the
+next request on every replica.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Query, Request
+
+from shared.config import Settings, get_settings
+from shared.errors import Unauthorized
+from shared.keys import ApiKey, KeyStore
+from shared.logs import add_fields
+
+ACCESS_TOKEN_PARAM = "access_token"
+
+
+def key_store(request: Request) -> KeyStore:
+    keys: KeyStore = request.app.state.keys
+    return keys
+
+
+KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
+# (`api.deps` imports this module, so its `SettingsDep` cannot be imported here.)
+_SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`, else None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+async def _authenticate(
+    settings: Settings, keys: KeyStore, token: str | None
+) -> ApiKey | None:
+    if settings.auth == "off":
+        return None
+    if token is None:
+        raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
+    key = await anyio.to_thread.run_sync(keys.find, token)
+    if key is None:
+        raise Unauthorized("The API key is unknown or has been revoked.")
+    add_fields(key_id=key.id)  # the request's log lines name the key, never the token
+    return key
+
+
+async def caller(request: Request, settings: _SettingsDep, keys: KeyStoreDep) -> ApiKey | None:
+    """The calling key, from the `Authorization` header only."""
+    return await _authenticate(settings, keys, bearer_token(request))
+
+
+async def caller_or_query_token(
+    request: Request, settings: _SettingsDep, keys: KeyStoreDep,
+    access_token: Annotated[str | None, Query(
+        description="The API key, for clients that cannot send an `Authorization` header "
+        "(links, `EventSource`, `<audio>`); the header wins when both are sent.",
+        max_length=128,
+    )] = None,
+) -> ApiKey | None:
+    """The calling key, from the `Authorization` header or the `access_token` parameter."""
+    return await _authenticate(settings, keys, bearer_token(request) or access_token)
+
+
+Identity = Annotated[ApiKey | None, Depends(caller)]
+QueryTokenIdentity = Annotated[ApiKey | None, Depends(caller_or_query_token)]
+
+
+def owner_of(key: ApiKey | None) -> str | None:
+    """The owner recorded on the caller's jobs: its key id, or None while auth is off."""
+    return key.id if key else None

@@ -1,0 +1,54 @@
+"""Per-key limits checked before an upload is read: the job-creation rate and active jobs.
+
+The rate is counted by the `limits` library in a moving window in Redis (its Lua scripts make
+each hit atomic), so every API replica shares one count per key and no replica can let a burst
+through between two others. The active-job count checked here is only a early refusal that
+saves a client its upload; the binding check is made again, atomically with the job's creation,
+in `shared/jobs.py` (as is the audio-per-day quota, which needs the recording's duration).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItemPerMinute
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from shared.errors import RateLimited, TooManyActiveJobs
+from shared.jobs import ACTIVE_RETRY_SECONDS, JobStore
+from shared.keys import ApiKey
+
+NAMESPACE = "verbatim-jobs"
+
+
+class Quotas:
+    """The checks made when a key asks to create a job (synchronous, thread-safe)."""
+
+    def __init__(self, redis_url: str, store: JobStore) -> None:
+        self.storage = RedisStorage(redis_url, key_prefix="verbatim:rate")
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.store = store
+
+    def admit(self, key: ApiKey | None) -> None:
+        """Count one job creation of `key`; raise `RateLimited` or `TooManyActiveJobs` if it
+        is over its limits. Nothing is checked while auth is off (`key` None)."""
+        if key is None:
+            return
+        limits = key.limits
+        if limits.rate_per_minute:
+            item = RateLimitItemPerMinute(limits.rate_per_minute, namespace=NAMESPACE)
+            if not self.limiter.hit(item, key.id):
+                reset = self.limiter.get_window_stats(item, key.id).reset_time
+                raise RateLimited(
+                    f"This key may create {limits.rate_per_minute} jobs a minute.",
+                    math.ceil(reset - time.time()),
+                )
+        if limits.max_active_jobs and self.store.active_count(key.id) >= limits.max_active_jobs:
+            raise TooManyActiveJobs(
+                f"This key already has {limits.max_active_jobs} jobs queued or processing; "
+                "wait for one to finish.", ACTIVE_RETRY_SECONDS)
+
+    def close(self) -> None:
+        self.storage.storage.close()

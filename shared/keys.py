@@ -1,0 +1,124 @@
+"""API keys in Redis: random bearer tokens of which only a SHA-256 hash is ever stored.
+
+- `verbatim:apikey:{sha256 of the token}` -> the key's id;
+- `verbatim:apikeys:{id}` -> the key's record (a hash of JSON values: id, name, created, the
+  limits, revoked);
+- `verbatim:apikeys` -> the set of every key id (for `verbatim keys list`).
+
+A token is `vb_` + 32 bytes of url-safe randomness, so it is recognisable in a leaked config file
+and unguessable; its hash needs no salt or slow KDF for that reason. Every lookup reads Redis
+(no cache), so a revoked key is refused on the next request on every API replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import UTC, datetime
+
+import redis
+from pydantic import BaseModel, Field
+
+TOKEN_PREFIX = "vb_"
+IDS_KEY = "verbatim:apikeys"
+
+# KEYS: the token's hash key. ARGV: the record key prefix. The record of the key the token
+# belongs to, in one round trip (flat field/value list), or nil.
+_LOOKUP = """
+local id = redis.call('GET', KEYS[1])
+if not id then return nil end
+return redis.call('HGETALL', ARGV[1] .. id)
+"""
+
+
+class KeyLimits(BaseModel):
+    """What one key may do; None is no limit."""
+
+    rate_per_minute: int | None = Field(default=None, ge=1)
+    """Job creations per minute (a moving window)."""
+    max_active_jobs: int | None = Field(default=None, ge=1)
+    """Jobs queued or processing at once."""
+    max_audio_hours_per_day: float | None = Field(default=None, gt=0)
+    """Hours of audio submitted per UTC day."""
+
+
+class ApiKey(BaseModel):
+    """A key's record; the token itself is never part of it."""
+
+    id: str
+    name: str
+    created: datetime
+    limits: KeyLimits = KeyLimits()
+    revoked: bool = False
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def looks_like_token(token: str) -> bool:
+    return token.startswith(TOKEN_PREFIX) and 16 <= len(token) <= 128
+
+
+class KeyStore:
+    """Create, find, list and revoke API keys (synchronous, thread-safe)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._lookup = client.register_script(_LOOKUP)
+
+    @staticmethod
+    def hash_key(token: str) -> str:
+        return f"verbatim:apikey:{token_hash(token)}"
+
+    @staticmethod
+    def record_key(key_id: str) -> str:
+        return f"verbatim:apikeys:{key_id}"
+
+    def create(self, name: str, limits: KeyLimits | None = None) -> tuple[ApiKey, str]:
+        """A new key and its token (shown once: it cannot be read back)."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(id=secrets.token_hex(8), name=name, created=datetime.now(UTC),
+                     limits=limits or KeyLimits())
+        with self.redis.pipeline() as pipe:  # MULTI: the record, its hash and the id together
+            pipe.hset(self.record_key(key.id), mapping=_encode(key))  # type: ignore[arg-type]
+            pipe.set(self.hash_key(token), key.id)
+            pipe.sadd(IDS_KEY, key.id)
+            pipe.execute()
+        return key, token
+
+    def find(self, token: str) -> ApiKey | None:
+        """The live (not revoked) key that `token` belongs to, else None."""
+        if not looks_like_token(token):
+            return None
+        flat = self._lookup(keys=[self.hash_key(token)], args=[self.record_key("")])
+        if not flat:
+            return None
+        key = _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return None if key.revoked else key
+
+    def get(self, key_id: str) -> ApiKey | None:
+        raw: dict[bytes, bytes] = self.redis.hgetall(self.record_key(key_id))  # type: ignore[assignment]
+        return _decode(raw) if raw else None
+
+    def list(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        ids: set[bytes] = self.redis.smembers(IDS_KEY)  # type: ignore[assignment]
+        keys = [key for key_id in ids if (key := self.get(key_id.decode()))]
+        return sorted(keys, key=lambda key: key.created)
+
+    def revoke(self, key_id: str) -> bool:
+        """Refuse the key from now on; False when there is no such key."""
+        if not self.redis.exists(self.record_key(key_id)):
+            return False
+        self.redis.hset(self.record_key(key_id), "revoked", "true")
+        return True
+
+
+def _encode(key: ApiKey) -> dict[str, str]:
+    return {name: json.dumps(value) for name, value in key.model_dump(mode="json").items()}
+
+
+def _decode(raw: dict[bytes, bytes]) -> ApiKey:
+    return ApiKey.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
