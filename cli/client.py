@@ -76,9 +76,15 @@ class Client:
     can `cancel_unsettled` them rather than leave them transcribing for nobody.
     """
 
-    def __init__(self, base_url: str, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, base_url: str, transport: httpx.BaseTransport | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport,
+                                  headers=headers)
+        self._has_key = bool(api_key)
         self._unsettled: set[str] = set()
         self._lock = Lock()
 
@@ -91,6 +97,18 @@ class Client:
         except ApiError as exc:
             message = f"no Verbatim server at {self.base_url}: {exc.message}"
             raise ServerUnreachable(exc.code, message, exc.status) from exc
+
+    def check_key(self) -> None:
+        """Raise `ApiError` (401) when the server wants an API key that was not given, or
+        refuses the one given; a cheap request, made before any upload."""
+        try:
+            self._request("GET", "/v1/jobs", params={"limit": 1})
+        except ApiError as exc:
+            if exc.status != 401:
+                return  # an older server without the job list: the uploads will tell
+            given = ("the server refused the API key" if self._has_key else
+                     "the server requires an API key: pass --api-key or set VERBATIM_API_KEY")
+            raise ApiError(exc.code, f"{given} ({exc.message})", 401) from None
 
     def submit(
         self, path: Path, fields: dict[str, str], on_upload: Callable[[int], None] | None = None

@@ -10,8 +10,9 @@ import typer
 from pydantic import ValidationError
 
 from cli import batch as batches
+from cli import keys
 from cli import serve as processes
-from cli.client import DEFAULT_URL, ServerUnreachable
+from cli.client import DEFAULT_URL, ApiError, ServerUnreachable
 from cli.outputs import output_paths
 from cli.transcribe import Request
 from shared.formatters import FORMATS
@@ -21,6 +22,7 @@ app = typer.Typer(
     name="verbatim", help=__doc__, no_args_is_help=True, add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+app.add_typer(keys.app, name="keys", rich_help_panel="Run the service")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
@@ -44,6 +46,10 @@ Jobs = Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Jobs in f
 Formats = Annotated[str, typer.Option(help=f"Comma-separated, of {','.join(FORMATS)}.")]
 Server = Annotated[
     str, typer.Option(envvar="VERBATIM_URL", show_envvar=True, help="The Verbatim server.")
+]
+ApiKey = Annotated[
+    str | None, typer.Option(envvar="VERBATIM_API_KEY", show_envvar=True,
+                             help="API key, for a server that requires one.")
 ]
 
 
@@ -70,7 +76,7 @@ def transcribe(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
     format: OneFormat = TXT,
     language: Language = None, task: Task = "transcribe", out: Out = None,
-    server: Server = DEFAULT_URL,
+    server: Server = DEFAULT_URL, api_key: ApiKey = None,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
     unique = dict.fromkeys(files)  # a file named twice is transcribed once
@@ -82,7 +88,8 @@ def transcribe(
     if refused:  # unlike a batch, which goes on without them: these were named one by one
         label, reason = refused[0]
         raise typer.BadParameter(f"{label}: {reason}", param_hint="'FILES...'")
-    summary = _execute(server, batches.Plan(requests), _fields(language, task), 1, False)
+    plan = batches.Plan(requests)
+    summary = _execute(server, api_key, plan, _fields(language, task), 1, False)
     raise typer.Exit(1 if summary.failed else 0)
 
 
@@ -94,7 +101,7 @@ def batch(
     directory: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
     recursive: Recursive = False, concurrency: Jobs = 2, formats: Formats = "txt",
     out: Out = None, language: Language = None, task: Task = "transcribe",
-    server: Server = DEFAULT_URL,
+    server: Server = DEFAULT_URL, api_key: ApiKey = None,
 ) -> None:
     """Transcribe every audio or video file in DIRECTORY; a rerun skips finished files."""
     chosen = _formats(formats)
@@ -103,17 +110,21 @@ def batch(
         hint = "" if recursive else " (--recursive looks in subfolders)"
         typer.echo(f"verbatim: no audio or video files in {directory}{hint}", err=True)
     plan = batches.plan(files, directory, chosen, out)
-    summary = _execute(server, plan, _fields(language, task), concurrency, True)
+    summary = _execute(server, api_key, plan, _fields(language, task), concurrency, True)
     typer.echo(summary.render())
     raise typer.Exit(1 if summary.failed else 0)
 
 
 def _execute(
-    server: str, plan: batches.Plan, fields: dict[str, str], concurrency: int, batch_bar: bool
+    server: str, api_key: str | None, plan: batches.Plan, fields: dict[str, str],
+    concurrency: int, batch_bar: bool,
 ) -> batches.Summary:
     try:
-        return batches.execute(server, plan, fields, concurrency, batch_bar)
+        return batches.execute(server, plan, fields, concurrency, batch_bar, api_key)
     except ServerUnreachable as exc:
+        typer.echo(f"verbatim: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    except ApiError as exc:  # the key was refused: no file can pass, so none is tried
         typer.echo(f"verbatim: {exc.message}", err=True)
         raise typer.Exit(1) from None
     except batches.Interrupted as exc:

@@ -50,6 +50,31 @@ def _exec(command: list[str], env: dict[str, str] | None = None) -> NoReturn:
     os.execve(command[0], command, {**os.environ, **(env or {})})
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _auth_for_serve() -> str:
+    """`serve`'s auth: as configured, else `off` (a one-machine setup, bound to loopback by
+    default); the API it starts inherits the choice."""
+    settings = get_settings()
+    if "auth" not in settings.model_fields_set:
+        os.environ["VERBATIM_AUTH"] = "off"
+        return "off"
+    return settings.auth
+
+
+def auth_notice(auth: str, host: str, port: int) -> str | None:
+    """What to tell the person starting the API about who may use it (None: keys needed)."""
+    if auth != "off":
+        return None
+    if host in LOOPBACK:
+        return (f"  auth:     off - anyone who can reach port {port} on this machine can use it "
+                "(VERBATIM_AUTH=required asks for API keys)")
+    return (f"verbatim: WARNING: VERBATIM_AUTH=off on {host}: anyone who can reach port {port} "
+            "can read, download and delete every transcript; set VERBATIM_AUTH=required and "
+            "create keys with `verbatim keys create`")
+
+
 def _banner(host: str, port: int, redis_url: str) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{port}"
@@ -112,6 +137,8 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
 
 def run_api(host: str, port: int) -> NoReturn:
     """Become the API process (`verbatim api`)."""
+    if (notice := auth_notice(get_settings().auth, host, port)) and host not in LOOPBACK:
+        print(notice, file=sys.stderr, flush=True)
     _exec(api_command(host, port))
 
 
@@ -126,6 +153,7 @@ def serve(host: str, port: int, concurrency: int) -> int:
     try:
         with ExitStack() as stack:
             redis_url = _redis_url(stack)
+            auth = _auth_for_serve()
             children: dict[str, subprocess.Popen[bytes]] = {}
             stack.callback(_stop, children)
             # Own sessions: Ctrl-C reaches only this process, which stops the children.
@@ -137,6 +165,10 @@ def serve(host: str, port: int, concurrency: int) -> int:
                 start_new_session=True,
             )
             print(_banner(host, port, redis_url), flush=True)
+            if (notice := auth_notice(auth, host, port)) and host in LOOPBACK:
+                print(notice, flush=True)
+            elif notice:
+                print(notice, file=sys.stderr, flush=True)
             return _supervise(children)
     except KeyboardInterrupt:  # during start-up; what had started is stopped by now
         return 130
