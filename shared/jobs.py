@@ -227,8 +227,11 @@ class JobStore:
 
     @staticmethod
     def list_member(job_id: str, created_at: datetime) -> str:
-        """The job's entry in its owner's list: ordered by creation time, then id, as text."""
-        return f"{int(created_at.timestamp() * 1000):013d}.{job_id}"
+        """The job's entry in its owner's list: ordered by creation time (in microseconds, so
+        that one client's quick submissions keep their order), then id, as text."""
+        stamp = created_at - datetime(1970, 1, 1, tzinfo=UTC)
+        micros = (stamp.days * 86400 + stamp.seconds) * 1_000_000 + stamp.microseconds
+        return f"{micros:016d}.{job_id}"
 
     @classmethod
     def _index_keys(cls, status: JobStatus) -> list[str]:

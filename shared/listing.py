@@ -1,6 +1,6 @@
 """`GET /v1/jobs`: an owner's jobs, newest first, a page at a time, from its own index.
 
-The index `verbatim:owner:{owner}:jobs` holds one member per job, `{created ms}.{id}`, all at
+The index `verbatim:owner:{owner}:jobs` holds one member per job, `{created µs}.{id}`, all at
 score 0, so that Redis orders them as text: by creation time, then by id. A page is read with
 `ZRANGE ... BYLEX REV` from just below the cursor (the last member the previous page showed), so
 pages never skip or repeat a job, whatever is created or deleted meanwhile.
@@ -18,7 +18,7 @@ import re
 from shared.jobs import JobStore
 from shared.schemas import Job, JobStatus
 
-CURSOR = re.compile(r"^\d{13}\.[0-9a-f]{32}$")
+CURSOR = re.compile(r"^\d{16}\.[0-9a-f]{32}$")
 # With a status filter, a page stops after reading this many entries even if it is not full;
 # its `next_cursor` then goes on from there.
 MAX_SCANNED = 1000

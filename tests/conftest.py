@@ -16,7 +16,7 @@ import pytest
 import redis
 from faster_whisper import decode_audio
 from media_samples import KINDS, make_sample
-from support import DATA, Process, start_api, start_worker
+from support import DATA, Process, start_api, start_auth_api, start_worker
 
 from shared.localredis import LocalRedis
 
@@ -60,6 +60,26 @@ def api_process(
 ) -> Iterator[tuple[Process, str]]:
     """The session's API process and its base URL."""
     process, url = start_api(service_env, tmp_path_factory.mktemp("logs") / "api.log")
+    yield process, url
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_api(
+    service_env: dict[str, str], worker: Process, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Process, str]]:
+    """A second API process, with `VERBATIM_AUTH=required`, on the session's Redis and worker."""
+    process, url = start_auth_api(service_env, tmp_path_factory.mktemp("logs") / "auth-api.log")
+    yield process, url
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_api_2(
+    service_env: dict[str, str], worker: Process, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Process, str]]:
+    """Another auth-required API process: a replica beside `auth_api`."""
+    process, url = start_auth_api(service_env, tmp_path_factory.mktemp("logs") / "auth-api-2.log")
     yield process, url
     process.stop()
 

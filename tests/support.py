@@ -16,10 +16,12 @@ import av
 import httpx
 import numpy as np
 import pytest
+import redis
 
 from cli.serve import api_command
 from shared.config import Settings
 from shared.jobs import JobStore
+from shared.keys import KeyLimits, KeyStore
 from shared.localredis import free_port, stop_process
 from shared.queue import NEW_JOB_PRIORITY, TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
@@ -128,6 +130,35 @@ def start_api(env: dict[str, str], log: Path, *options: str) -> tuple[Process, s
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: answers_ok(f"{url}/healthz"), "API start", api)
     return api, url
+
+
+def start_auth_api(env: dict[str, str], log: Path) -> tuple[Process, str]:
+    """An API process with `VERBATIM_AUTH=required` on the same Redis as `env`'s."""
+    return start_api(env | {"VERBATIM_AUTH": "required"}, log)
+
+
+def make_key(redis_url: str, name: str = "test", **limits: float) -> tuple[str, str]:
+    """A new API key in the Redis at `redis_url`, with `KeyLimits` fields; (id, token)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        key, token = KeyStore(client).create(name, KeyLimits.model_validate(limits))
+    finally:
+        client.close()
+    return key.id, token
+
+
+def revoke_key(redis_url: str, key_id: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert KeyStore(client).revoke(key_id)
+    finally:
+        client.close()
+
+
+def keyed_client(api_url: str, token: str | None) -> httpx.Client:
+    """An HTTP client of `api_url` that sends `token` as its Bearer key (none: no header)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=api_url, timeout=30, headers=headers)
 
 
 def answers_ok(url: str) -> bool:

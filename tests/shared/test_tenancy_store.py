@@ -1,0 +1,134 @@
+"""Keys, owners' active jobs, priorities and job lists in a real Redis (no API, no worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.errors import DecodeError, QuotaExceeded, TooManyActiveJobs
+from shared.jobs import JobStore, new_job_id
+from shared.keys import KeyLimits, KeyStore, token_hash
+from shared.listing import list_jobs, prune_list
+from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
+from shared.schemas import JobOptions, JobStatus, Transcript
+
+EMPTY = Transcript(language="en", duration=1.0, text="", segments=[])
+NOWHERE = Path("/nowhere")
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[JobStore]:
+    store = JobStore.from_url(redis_url.rsplit("/", 1)[0] + "/5")  # a database of its own
+    store.redis.flushdb()
+    yield store
+    store.redis.flushdb()
+    store.redis.close()
+
+
+def create(store: JobStore, owner: str | None, **limits: float) -> tuple[str, int]:
+    job_id = new_job_id()
+    _, priority = store.create(job_id, "a.flac", JobOptions(), 60.0, NOWHERE, owner,
+                               KeyLimits.model_validate(limits))
+    return job_id, priority
+
+
+def test_a_key_is_stored_as_a_hash_found_by_its_token_and_refused_once_revoked(
+    store: JobStore,
+) -> None:
+    keys = KeyStore(store.redis)
+    key, token = keys.create("team", KeyLimits(rate_per_minute=5))
+    assert token.startswith("vb_") and len(token) > 40
+    assert keys.find(token) == key
+    assert keys.find(token + "x") is None and keys.find("not-a-key") is None
+    dump = b" ".join(store.redis.keys("*") + [store.redis.get(k) or b"" for k in
+                                              store.redis.keys("verbatim:apikey:*")])
+    assert token.encode() not in dump and token_hash(token).encode() in dump
+    assert keys.revoke(key.id) and not keys.revoke("0" * 16)
+    assert keys.find(token) is None
+    assert [(k.id, k.revoked) for k in keys.list()] == [(key.id, True)]
+
+
+def test_active_jobs_leave_the_count_when_they_complete_fail_or_are_deleted(
+    store: JobStore,
+) -> None:
+    ids = [create(store, "a")[0] for _ in range(4)]
+    assert store.active_count("a") == 4 and store.active_count("b") == 0
+    store.update(ids[0], status=JobStatus.processing)
+    assert store.active_count("a") == 4  # processing is still active
+    store.complete(ids[0], EMPTY, ttl=60)
+    store.fail(ids[1], DecodeError("bad"), ttl=60)
+    store.delete(ids[2])
+    assert store.active_count("a") == 1
+
+
+def test_the_active_limit_is_checked_with_the_creation_and_forgets_vanished_records(
+    store: JobStore,
+) -> None:
+    first, _ = create(store, "a", max_active_jobs=2)
+    create(store, "a", max_active_jobs=2)
+    with pytest.raises(TooManyActiveJobs):
+        create(store, "a", max_active_jobs=2)
+    create(store, "b", max_active_jobs=2)  # another key has its own count
+    store.redis.delete(store.job_key(first))  # a record gone by any other way
+    create(store, "a", max_active_jobs=2)
+    assert store.active_count("a") == 2
+
+
+def test_the_audio_quota_counts_seconds_per_day_and_refuses_what_would_pass_it(
+    store: JobStore,
+) -> None:
+    hours = 150 / 3600  # each job here is 60 s
+    create(store, "a", max_audio_hours_per_day=hours)
+    create(store, "a", max_audio_hours_per_day=hours)
+    with pytest.raises(QuotaExceeded) as refused:
+        create(store, "a", max_audio_hours_per_day=hours)
+    assert 0 < refused.value.retry_after <= 24 * 3600
+
+
+def test_priorities_follow_the_queue_depth_and_never_overtake_the_owners_own_jobs(
+    store: JobStore,
+) -> None:
+    made = [create(store, "a") for _ in range(12)]
+    assert [priority for _, priority in made] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9]
+    assert create(store, "b")[1] == NEW_JOB_PRIORITY  # a key with nothing queued goes first
+    # Ten of a's jobs start; two are still queued at 9, so a stays at 9 (FIFO for a itself).
+    for job_id, _ in made[:10]:
+        store.update(job_id, status=JobStatus.processing)
+    assert create(store, "a")[1] == LOWEST_PRIORITY
+    # Jobs made while auth is off keep today's single priority.
+    assert {create(store, None)[1] for _ in range(5)} == {NEW_JOB_PRIORITY}
+
+
+def test_the_list_is_newest_first_paged_filtered_and_skips_expired_records(
+    store: JobStore,
+) -> None:
+    ids = [create(store, "a")[0] for _ in range(7)]
+    create(store, "b")
+    store.complete(ids[1], EMPTY, ttl=60)
+    store.complete(ids[4], EMPTY, ttl=60)
+    seen, cursor, pages = [], None, 0
+    while True:
+        jobs, cursor = list_jobs(store, "a", 3, cursor)
+        seen += [job.id for job in jobs]
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == ids[::-1] and pages == 3
+    done, _ = list_jobs(store, "a", 10, status=JobStatus.completed)
+    assert [job.id for job in done] == [ids[4], ids[1]]
+    store.redis.delete(store.job_key(ids[3]))  # as if its record expired
+    jobs, _ = list_jobs(store, "a", 10)
+    assert ids[3] not in [job.id for job in jobs]
+    assert store.redis.zcard(store.owner_key("a", "jobs")) == 6  # the stale entry was pruned
+    store.delete(ids[6])
+    assert [job.id for job in list_jobs(store, "a", 1)[0]] == [ids[5]]
+
+
+def test_creating_a_job_prunes_stale_entries_at_the_old_end(store: JobStore) -> None:
+    ids = [create(store, None)[0] for _ in range(3)]
+    for job_id in ids[:2]:
+        store.redis.delete(store.job_key(job_id))
+    assert prune_list(store, None) == 2
+    assert [job.id for job in list_jobs(store, None, 10)[0]] == [ids[2]]
