@@ -27,6 +27,10 @@ const MESSAGES = {
   too_many_attempts: () => "The job was tried several times and kept failing, so it was stopped.",
   internal_error: () => "Something went wrong on the server.",
   network: () => "Could not reach the server. Check your connection and try again.",
+  unauthorized: () => "This server needs an API key; submit again to enter one.",
+  rate_limited: () => "Too many jobs were submitted with this key; wait a minute and try again.",
+  too_many_active_jobs: () => "This key has as many jobs running as it may; wait for one to finish.",
+  quota_exceeded: () => "This key has used its audio hours for today.",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -154,10 +158,25 @@ function apiError(status, body) {
   return new ApiError("http", "", status);
 }
 
-function upload(form) {
+// Every request carries the API key (keys.js); a 401 asks for one and sends again.
+async function upload(form) {
+  for (;;) {
+    const sent = window.verbatimKeys.token();
+    try {
+      return await sendUpload(form);
+    } catch (err) {
+      if (err.status !== 401 || !(await window.verbatimKeys.ask(Boolean(sent)))) throw err;
+    }
+  }
+}
+
+function sendUpload(form) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();  // fetch() cannot report upload progress
     xhr.open("POST", "/v1/jobs");
+    for (const [name, value] of Object.entries(window.verbatimKeys.headers())) {
+      xhr.setRequestHeader(name, value);
+    }
     xhr.upload.onprogress = (event) => {
       if (event.lengthComputable) showProgress("Uploading…", event.loaded / event.total);
     };
@@ -173,7 +192,7 @@ function upload(form) {
 async function getJSON(url) {
   let response;
   try {
-    response = await fetch(url, { cache: "no-store" });
+    response = await window.verbatimKeys.fetch(url, { cache: "no-store" });
   } catch {
     throw new ApiError("network", "", 0);
   }
@@ -296,7 +315,7 @@ function showTranscript(job, transcript) {
   $("result-meta").textContent = `${job.filename} · ${language} · ${clock(transcript.duration)}${task}`;
   const base = `/v1/jobs/${encodeURIComponent(job.id)}/transcript.`;
   document.querySelectorAll(".downloads [data-format]").forEach((link) => {
-    link.href = base + link.dataset.format;
+    link.href = window.verbatimKeys.withToken(base + link.dataset.format);  // links send no header
   });
   $("download-main").dataset.base = base;
   updateMainDownload();
@@ -308,7 +327,7 @@ function updateMainDownload() {
   const link = $("download-main");
   const format = $("format").value;
   link.textContent = `Download .${format}`;
-  if (link.dataset.base) link.href = link.dataset.base + format;
+  if (link.dataset.base) link.href = window.verbatimKeys.withToken(link.dataset.base + format);
   document.querySelectorAll(".other-formats [data-format]").forEach((other) => {
     other.hidden = other.dataset.format === format;  // already the main button
   });
