@@ -39,13 +39,17 @@ def test_a_key_is_stored_as_a_hash_found_by_its_token_and_refused_once_revoked(
 ) -> None:
     keys = KeyStore(store.redis)
     key, token = keys.create("team", KeyLimits(rate_per_minute=5))
-    assert token.startswith("vb_") and len(token) > 40
+    assert token.startswith("vb_")
+    assert len(token) > 40
     assert keys.find(token) == key
-    assert keys.find(token + "x") is None and keys.find("not-a-key") is None
+    assert keys.find(token + "x") is None
+    assert keys.find("not-a-key") is None
     dump = b" ".join(store.redis.keys("*") + [store.redis.get(k) or b"" for k in
                                               store.redis.keys("verbatim:apikey:*")])
-    assert token.encode() not in dump and token_hash(token).encode() in dump
-    assert keys.revoke(key.id) and not keys.revoke("0" * 16)
+    assert token.encode() not in dump
+    assert token_hash(token).encode() in dump
+    assert keys.revoke(key.id)
+    assert not keys.revoke("0" * 16)
     assert keys.find(token) is None
     assert [(k.id, k.revoked) for k in keys.list()] == [(key.id, True)]
 
@@ -54,7 +58,8 @@ def test_active_jobs_leave_the_count_when_they_complete_fail_or_are_deleted(
     store: JobStore,
 ) -> None:
     ids = [create(store, "a")[0] for _ in range(4)]
-    assert store.active_count("a") == 4 and store.active_count("b") == 0
+    assert store.active_count("a") == 4
+    assert store.active_count("b") == 0
     store.update(ids[0], status=JobStatus.processing)
     assert store.active_count("a") == 4  # processing is still active
     store.complete(ids[0], EMPTY, ttl=60)
@@ -115,7 +120,8 @@ def test_the_list_is_newest_first_paged_filtered_and_skips_expired_records(
         pages += 1
         if cursor is None:
             break
-    assert seen == ids[::-1] and pages == 3
+    assert seen == ids[::-1]
+    assert pages == 3
     done, _ = list_jobs(store, "a", 10, status=JobStatus.completed)
     assert [job.id for job in done] == [ids[4], ids[1]]
     store.redis.delete(store.job_key(ids[3]))  # as if its record expired
