@@ -27,6 +27,7 @@ from shared.localredis import free_port  # noqa: E402
 def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """uvicorn serving the API on a free loopback port, and its URL."""
     port = free_port()
+    env = {"VERBATIM_AUTH": "off", **env}  # these benchmarks measure jobs, not API keys
     api = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
          "--port", str(port)], env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,

@@ -267,7 +267,7 @@ def _pings(client: redis.Redis) -> bool:
 
 def start_service(stack: ExitStack, tmp: Path, data_dir: Path) -> Service:
     """Start Redis, the API and the worker; return once the API answers /healthz."""
-    env = dict(os.environ, VERBATIM_DATA_DIR=str(data_dir))
+    env = {"VERBATIM_AUTH": "off", **os.environ, "VERBATIM_DATA_DIR": str(data_dir)}
     env["VERBATIM_REDIS_URL"] = start_redis(stack, tmp, env)
     port = free_port()
     api = stack.enter_context(process("api", [
