@@ -126,8 +126,8 @@ def run(variants: dict[str, httpx.Client], audio: bytes, jobs: int, polls: int) 
     base_create = statistics.median(creations["auth off"])
     base_read = statistics.median(reads["auth off"])
     for name in list(variants)[1:]:
-        print(f"  {name}: +{(statistics.median(creations[name]) - base_create) * 1000:.2f} ms "
-              f"creation, +{(statistics.median(reads[name]) - base_read) * 1000:.2f} ms poll "
+        print(f"  {name}: {(statistics.median(creations[name]) - base_create) * 1000:+.2f} ms "
+              f"creation, {(statistics.median(reads[name]) - base_read) * 1000:+.2f} ms poll "
               "(p50 against auth off)")
     for http in variants.values():
         http.close()
