@@ -2,7 +2,7 @@
 
 The rate is counted by the `limits` library in a moving window in Redis (its Lua scripts make
 each hit atomic), so every API replica shares one count per key and no replica can let a burst
-through between two others. The active-job count checked here is only a early refusal that
+through between two others. The active-job count checked here is only an early refusal that
 saves a client its upload; the binding check is made again, atomically with the job's creation,
 in `shared/jobs.py` (as is the audio-per-day quota, which needs the recording's duration).
 """

@@ -40,8 +40,9 @@ def list_jobs(
         if scanned >= MAX_SCANNED:
             return [job for _, job in page], upper[1:]
         want = min(BATCH, MAX_SCANNED - scanned)
-        members = [m.decode() for m in store.redis.zrange(
-            key, upper, "-", desc=True, bylex=True, offset=0, num=want)]
+        found: list[bytes] = store.redis.zrange(  # type: ignore[assignment]
+            key, upper, "-", desc=True, bylex=True, offset=0, num=want)
+        members = [m.decode() for m in found]
         if not members:
             break
         scanned += len(members)
@@ -77,7 +78,8 @@ def _matching(
 def prune_list(store: JobStore, owner: str | None) -> int:
     """Remove the stale entries among the oldest few of the owner's index; how many."""
     key = store.owner_key(owner, "jobs")
-    members = [m.decode() for m in store.redis.zrange(key, 0, PRUNE_AT_CREATION - 1)]
+    oldest: list[bytes] = store.redis.zrange(key, 0, PRUNE_AT_CREATION - 1)  # type: ignore[assignment]
+    members = [m.decode() for m in oldest]
     if not members:
         return 0
     with store.redis.pipeline(transaction=False) as pipe:
