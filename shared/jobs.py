@@ -294,6 +294,13 @@ class JobStore:
         raw = self._raw(job_id)
         return Job.model_validate(raw) if raw else None
 
+    def owner(self, job_id: str) -> str | None:
+        """The key id that owns the job (None: no such job, or made while auth was off)."""
+        if not is_job_id(job_id):
+            return None
+        raw = self.redis.hget(self.job_key(job_id), "owner")
+        return json.loads(raw) if raw else None  # type: ignore[arg-type]
+
     def get_owned(self, job_id: str) -> tuple[Job, str | None] | None:
         """The job and its owner's key id (None for a job made while auth was off)."""
         raw = self._raw(job_id)

@@ -16,7 +16,7 @@ from shared.config import Settings, get_settings
 from shared.deliveries import STALE, Deliveries
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
 from shared.jobs import JobStore, utcnow
-from shared.logs import bind
+from shared.logs import add_fields, bind
 from shared.queue import GENERATION_TASK_HEADER, REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
 from shared.schemas import Job, JobStatus
 from shared.storage import remove_upload
@@ -89,6 +89,7 @@ def _deliver(job_id: str, generation: int) -> None:
         log.info("job skipped: %s", reason, extra={"event": "skipped"})
         return
     job, upload = found
+    add_fields(key_id=store.owner(job_id))  # the worker's lines name the job's key, as the API's
     attempts = deliveries().begin_attempt(job_id, generation)
     if attempts is None:
         return

@@ -281,6 +281,26 @@ def test_the_job_list_pages_filters_and_refuses_bad_parameters(
             assert response.json()["error"]["code"] == "validation_error"
 
 
+def test_the_api_and_the_worker_name_the_jobs_key_in_their_log_lines(
+    alices_job: dict, auth_api: tuple[Process, str], worker: Process
+) -> None:
+    job_id = alices_job["id"]
+    queued = next(r for r in auth_api[0].records()
+                  if r.get("job_id") == job_id and r.get("event") == "queued")
+    key_id = queued["key_id"]
+    assert len(key_id) == 16
+    access = [r for r in auth_api[0].records()
+              if r.get("logger") == "api.access" and r.get("job_id") == job_id]
+    # Each request's line names the key that sent it: the owner's were answered, another key's
+    # got 404, and requests without a valid key name none (401, or 422 for a malformed one).
+    assert {r.get("key_id") for r in access if r["status"] == 200} == {key_id}
+    for line in access:
+        if line.get("key_id") != key_id:
+            assert line["status"] in ((404,) if "key_id" in line else (401, 422)), line
+    done = [r for r in worker.records() if r.get("job_id") == job_id and r.get("event")]
+    assert {r.get("key_id") for r in done} == {key_id}
+
+
 def test_no_token_is_in_redis_or_in_any_log_line(
     redis_url: str, auth_api: tuple[Process, str], auth_api_2: tuple[Process, str],
     api_process: tuple[Process, str], worker: Process,
