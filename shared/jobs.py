@@ -66,12 +66,16 @@ return 1
 # here too, so it stays bounded where nothing scrapes the metrics.
 _FINISH_IF_EXISTS = LUA_NOW_MS + _REINDEX + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
+-- A job's own `retention_seconds` (issue 13) shortens the server's ttl.
+local ttl = tonumber(ARGV[1])
+local own = tonumber(redis.call('HGET', KEYS[1], 'retention_seconds') or '')
+if own and own < ttl then ttl = own end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ttl)
 local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-reindex(3, ARGV[3], now + tonumber(ARGV[1]) * 1000)
+reindex(3, ARGV[3], now + ttl * 1000)
 return 1
 """
 
@@ -161,21 +165,25 @@ class JobStore:
         return bool(self.redis.ping())
 
     def create(
-        self, job_id: str, filename: str, options: JobOptions, duration: float, upload: Path
+        self, job_id: str, filename: str, options: JobOptions, duration: float | None,
+        upload: Path, extra: dict[str, Any] | None = None,
+        status: JobStatus = JobStatus.queued,
     ) -> Job:
+        """`extra`: more `Job` fields (`shared/extras.py`)."""
         job = Job(
             id=job_id,
-            status=JobStatus.queued,
+            status=status,
             progress=0.0,
             created_at=utcnow(),
             filename=filename,
             options=options,
             audio_duration=duration,
+            **(extra or {}),
         )
         record = job.model_dump(mode="json", exclude_none=True) | {"upload_path": str(upload)}
         with self.redis.pipeline() as pipe:  # MULTI: the record and its index entry together
             pipe.hset(self.job_key(job_id), mapping=_encode(record))  # type: ignore[arg-type]
-            pipe.zadd(self.index_key(JobStatus.queued), {job_id: "+inf"})
+            pipe.zadd(self.index_key(status), {job_id: "+inf"})
             pipe.execute()
         return job
 

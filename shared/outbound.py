@@ -121,8 +121,10 @@ def parse_url(raw: str) -> httpx.URL:
         url = httpx.URL(raw)
     except (httpx.InvalidURL, TypeError) as exc:
         raise InvalidUrl(f"The URL is malformed: {exc}") from None
+    if not url.scheme:
+        raise InvalidUrl("The URL is not absolute: it needs http:// or https://.")
     if url.scheme not in SCHEMES:
-        raise UrlForbidden(f"Only http and https URLs are fetched, not {url.scheme or 'this'!r}.")
+        raise UrlForbidden(f"Only http and https URLs are fetched, not {url.scheme!r}.")
     if not url.host:
         raise InvalidUrl("The URL names no host.")
     return url
