@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from celery import Celery
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ from shared.storage import upload_path
 log = logging.getLogger(__name__)
 
 
-def parse_options(fields: dict[str, str]) -> JobOptions:
+def parse_options(fields: dict[str, Any]) -> JobOptions:
     try:
         return JobOptions.model_validate({k: v for k, v in fields.items() if v != ""})
     except ValidationError as exc:
@@ -58,11 +59,12 @@ def discarded_on_error(upload: Upload) -> Iterator[None]:
 
 async def submit(
     job_id: str, upload: Upload, settings: Settings, store: JobStore, celery: Celery,
-    options: JobOptions | None = None,
+    options: JobOptions | None = None, extra: dict[str, Any] | None = None,
 ) -> Job:
     """Create and enqueue the job; on any refusal the upload is removed and nothing queued.
 
-    `options` default to the upload's form fields read as `JobOptions`."""
+    `options` default to the upload's form fields read as `JobOptions`; `extra` are more
+    fields of the record (`shared/extras.py`)."""
     with discarded_on_error(upload):
         if options is None:
             options = parse_options(upload.fields)
@@ -73,7 +75,7 @@ async def submit(
                 f"{settings.max_audio_seconds:.0f} s."
             )
         job = await run_sync(
-            store.create, job_id, upload.filename, options, duration, upload.file.final
+            store.create, job_id, upload.filename, options, duration, upload.file.final, extra
         )
         await run_sync(upload.file.commit)  # now the file has its job, and its job's name
         await _enqueue(job_id, store, celery)

@@ -3,6 +3,7 @@ a script of statuses, and a media server with redirects, 404s and endless bodies
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -48,7 +49,9 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def serving(handler: type[BaseHTTPRequestHandler], port: int = 0,
             host: str = "127.0.0.1") -> Iterator[_Server]:
-    server = _Server((host, port), handler)
+    kind = type("Server", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host \
+        else _Server
+    server = kind((host, port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
