@@ -21,7 +21,7 @@ from shared.config import Settings
 from shared.errors import DurationExceeded, FetchFailed, PayloadTooLarge, VerbatimError
 from shared.queue import enqueue_transcription
 from shared.schemas import JobStatus
-from shared.storage import PartialUpload
+from shared.storage import PartialUpload, held_by_a_writer
 from shared.webhooks import Events
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ def fetch(events: Events, job_id: str, celery: Celery) -> None:
         return
     job, final = found
     upload = PartialUpload(final)
+    if upload.path.exists():  # a redelivered message: another attempt got this far
+        if held_by_a_writer(upload.path):
+            return  # and is still downloading
+        upload.path.unlink(missing_ok=True)  # its worker died mid-download
     try:
         size = download(job.source_url or "", upload, settings)
         upload.finish()
