@@ -71,6 +71,7 @@ _UPLOAD_FORM: dict[str, Any] = {
                     "type": "object",
                     "additionalProperties": False,
                     "description": "`file` (an upload) or `url` (media to fetch).",
+                    "oneOf": [{"required": ["file"]}, {"required": ["url"]}],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "url": _URL_FIELD,
