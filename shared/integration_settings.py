@@ -58,6 +58,8 @@ class IntegrationSettings(BaseSettings):
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("whsec_"):
+        if not value:  # empty, as compose passes an unset variable: generate one
+            return None
+        if not value.startswith("whsec_"):
             raise ValueError("webhook_secret must be a `whsec_` secret")
         return value
