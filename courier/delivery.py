@@ -45,9 +45,9 @@ def _post(events: Events, event: Event, state: WebhookState) -> str:
     secret = signing_secret(events.store.redis, settings, event.owner)
     allow = outbound.Allowlist.parse(settings.fetch_allow)
     timeout = settings.webhook_timeout_seconds
+    http = outbound.client(min(timeout, settings.fetch_connect_timeout_seconds), timeout)
     try:
-        with outbound.client(min(timeout, settings.fetch_connect_timeout_seconds),
-                             timeout) as http, outbound.request(
+        with outbound.request(
             http, "POST", event.url, allow, headers=sign(secret, event, datetime.now(UTC)),
             content=event.body.encode(), max_redirects=0,
         ) as response:

@@ -69,9 +69,9 @@ def download(url: str, upload: PartialUpload, settings: Settings) -> int:
     deadline = time.monotonic() + settings.fetch_total_seconds
     limit = settings.max_upload_bytes
     size = 0
-    with outbound.client(settings.fetch_connect_timeout_seconds,
-                         settings.fetch_read_timeout_seconds) as http, \
-            outbound.request(http, "GET", url, allow) as response:
+    http = outbound.client(settings.fetch_connect_timeout_seconds,
+                           settings.fetch_read_timeout_seconds)
+    with outbound.request(http, "GET", url, allow) as response:
         if response.status_code != 200:
             raise FetchFailed(f"The media URL answered HTTP {response.status_code}.")
         if int(response.headers.get("content-length") or 0) > limit:

@@ -18,6 +18,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import httpx
 
@@ -168,11 +169,16 @@ def _addresses(host: str, port: int, resolve: Resolver) -> list[IPAddress]:
     return addresses
 
 
+@lru_cache(maxsize=8)
 def client(connect_seconds: float, read_seconds: float) -> httpx.Client:
-    """A client that follows no redirect itself and takes no proxy from the environment
-    (a proxy would connect to whatever it resolves, unchecked)."""
+    """The process's client for these timeouts (thread-safe; its TLS context is built once).
+    It follows no redirect itself, takes no proxy from the environment (a proxy would connect
+    to whatever it resolves, unchecked), and keeps no connection alive: connections are made
+    to checked addresses, and one made for a host must never serve another on the same
+    address (its certificate was checked for the first)."""
     timeout = httpx.Timeout(read_seconds, connect=connect_seconds)
-    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False,
+                        limits=httpx.Limits(max_keepalive_connections=0))
 
 
 @contextmanager
