@@ -18,7 +18,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from support import DATA, Process, submit, wait_for_job
 
 from shared.config import Settings
+from shared.jobs import JobStore, new_job_id
 from shared.localredis import free_port
+from shared.queue import NEW_JOB_PRIORITY, TRANSCRIBE_TASK, make_celery
+from shared.schemas import JobOptions
 from shared.webhooks import signing_secret
 
 SHORT = DATA / "LJ001-0001.flac"
@@ -152,3 +155,23 @@ def test_the_generated_secret_is_kept(redis_client: redis.Redis, redis_url: str)
     assert first.startswith("whsec_")
     assert signing_secret(redis_client, settings) == first
     assert json.dumps(first)  # plain text
+
+
+def test_a_job_failed_in_the_worker_announces_job_failed(
+    client: httpx.Client, io_worker: Process, service_env: dict[str, str], secret: str
+) -> None:
+    settings = Settings(redis_url=service_env["VERBATIM_REDIS_URL"],
+                        data_dir=service_env["VERBATIM_DATA_DIR"])
+    job_id = new_job_id()
+    upload = settings.upload_dir / f"{job_id}.flac"
+    upload.write_bytes(b"fLaC\x00\x00\x00\x22" + b"damaged" * 100)
+    with webhook_receiver(Receiver()) as receiver:
+        JobStore.from_url(settings.redis_url).create(
+            job_id, "x.flac", JobOptions(), 11.0, upload, {"webhook_url": receiver.url})
+        make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id],
+                                        priority=NEW_JOB_PRIORITY)
+        (delivery,) = receiver.wait_for(1)
+    event = Webhook(secret).verify(delivery.body, delivery.headers)
+    assert event["type"] == "job.failed"
+    assert event["data"]["error"]["code"] == "decode_error"
+    assert webhook_state(client, job_id, 1)["webhook"]["delivered_at"] is not None
