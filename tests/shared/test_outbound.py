@@ -11,7 +11,14 @@ import ipaddress
 import pytest
 
 from shared.errors import FetchFailed, InvalidUrl, UrlForbidden
-from shared.outbound import Allowlist, check_url, forbidden_reason, parse_url
+from shared.outbound import (
+    Allowlist,
+    IPAddress,
+    Resolver,
+    check_url,
+    forbidden_reason,
+    parse_url,
+)
 
 NOTHING = Allowlist()
 
@@ -42,14 +49,14 @@ def test_public_addresses_pass(address: str) -> None:
     assert forbidden_reason(ipaddress.ip_address(address)) is None
 
 
-def stub(*addresses: str):  # noqa: ANN201
-    def resolve(host: str, port: int) -> list:
+def stub(*addresses: str) -> Resolver:
+    def resolve(host: str, port: int) -> list[IPAddress]:
         return [ipaddress.ip_address(a) for a in addresses]
     return resolve
 
 
 def test_a_name_is_refused_when_any_of_its_addresses_is_private() -> None:
-    with pytest.raises(UrlForbidden, match="169.254.169.254"):
+    with pytest.raises(UrlForbidden, match=r"169\.254\.169\.254"):
         check_url("http://media.example/a.mp3", NOTHING, stub("93.184.215.14", "169.254.169.254"))
 
 
