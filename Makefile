@@ -14,8 +14,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check api worker shared cli tests bench
-	$(BIN)/mypy api worker shared cli
+	$(BIN)/ruff check api worker shared cli courier tests bench
+	$(BIN)/mypy api worker shared cli courier
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from celery import Celery
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ from shared.storage import upload_path
 log = logging.getLogger(__name__)
 
 
-def parse_options(fields: dict[str, str]) -> JobOptions:
+def parse_options(fields: dict[str, Any]) -> JobOptions:
     try:
         return JobOptions.model_validate({k: v for k, v in fields.items() if v != ""})
     except ValidationError as exc:
@@ -41,15 +42,21 @@ async def receive_job_upload(
 ) -> tuple[str, Upload]:
     """A new job id and the request's upload, streamed to that job's file, once the caller's
     key is within its rate and active-job limits."""
-    await run_sync(store.ping)  # refuse before a long upload, not after it, when Redis is down
-    quotas: Quotas = request.app.state.quotas
-    await run_sync(quotas.admit, key)
+    await admit(request, store, key)
     job_id = new_job_id()
     upload = await receive_upload(
         request, lambda name: upload_path(settings.upload_dir, job_id, name),
         settings.max_upload_bytes,
     )
     return job_id, upload
+
+
+async def admit(request: Request, store: JobStore, key: ApiKey | None) -> None:
+    """Refuse a request before its upload is read (not after a long one) when Redis is down
+    or the caller's key is over its rate or active-job limit."""
+    await run_sync(store.ping)
+    quotas: Quotas = request.app.state.quotas
+    await run_sync(quotas.admit, key)
 
 
 @contextmanager
@@ -64,12 +71,13 @@ def discarded_on_error(upload: Upload) -> Iterator[None]:
 
 async def submit(
     job_id: str, upload: Upload, settings: Settings, store: JobStore, celery: Celery,
-    key: ApiKey | None, options: JobOptions | None = None,
+    key: ApiKey | None, options: JobOptions | None = None, extra: dict[str, Any] | None = None,
 ) -> Job:
     """Create and enqueue the job as the caller `key`'s (None: auth is off); on any refusal
     the upload is removed and nothing queued.
 
-    `options` default to the upload's form fields read as `JobOptions`."""
+    `options` default to the upload's form fields read as `JobOptions`; `extra` are more
+    fields of the record (`shared/extras.py`)."""
     with discarded_on_error(upload):
         if options is None:
             options = parse_options(upload.fields)
@@ -82,7 +90,7 @@ async def submit(
         owner = key.id if key else None
         job, priority = await run_sync(
             store.create, job_id, upload.filename, options, duration, upload.file.final,
-            owner, key.limits if key else None,
+            owner, key.limits if key else None, extra,
         )
         await run_sync(upload.file.commit)  # now the file has its job, and its job's name
         await _enqueue(job_id, store, celery, priority)

@@ -8,6 +8,7 @@ The file is written under its partial name and stays locked until the job is cre
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class Upload:
     size: int
     values: dict[str, list[str]]
     """Every value of every field besides `file`, in order (`a[]=1&a[]=2` arrives twice)."""
+    sha256: str = ""
+    """The file's SHA-256, computed as it streamed (for `Idempotency-Key` fingerprints)."""
 
     @property
     def path(self) -> Path:
@@ -61,6 +64,7 @@ class _Form:
     filename: str = ""
     size: int = 0
     pending: bytearray = field(default_factory=bytearray)
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     values: dict[str, list[str]] = field(default_factory=dict)
     field_bytes: int = 0
     ended: bool = False
@@ -95,6 +99,7 @@ class _Form:
         if self.in_file:
             self.size += end - start
             self.pending += data[start:end]
+            self.digest.update(data[start:end])
             return
         self._count_field_bytes(end - start)
         self.values[self.name][-1] += data[start:end].decode("utf-8", "replace")
@@ -113,6 +118,21 @@ async def receive_upload(
 ) -> Upload:
     """Write the `file` part towards `path_for(filename)` (its final name, which the caller
     commits once the job exists); on any error leave no file behind."""
+    return _finished(await _receive(request, path_for, max_bytes))
+
+
+async def receive_form(
+    request: Request, path_for: Callable[[str], Path], max_bytes: int
+) -> Upload | dict[str, list[str]]:
+    """As `receive_upload`; a complete form with no `file` part but a `url` field is answered
+    with its fields instead (a job from a URL, `api/intake.py`)."""
+    form = await _receive(request, path_for, max_bytes)
+    if form.file is None and form.ended and "url" in form.values:
+        return form.values
+    return _finished(form)
+
+
+async def _receive(request: Request, path_for: Callable[[str], Path], max_bytes: int) -> _Form:
     boundary = _boundary(request)
     declared = int(request.headers.get("content-length") or 0)
     if declared > max_bytes + MAX_FIELDS_BYTES:
@@ -132,7 +152,7 @@ async def receive_upload(
     except BaseException:
         _discard(form)
         raise
-    return _finished(form)
+    return form
 
 
 def _parse(parser: MultipartParser, chunk: bytes) -> None:
@@ -153,7 +173,7 @@ def _finished(form: _Form) -> Upload:
     if form.size == 0:
         _discard(form)
         raise EmptyFile("The uploaded file is empty.")
-    return Upload(form.file, form.filename, form.size, form.values)
+    return Upload(form.file, form.filename, form.size, form.values, form.digest.hexdigest())
 
 
 def _discard(form: _Form) -> None:

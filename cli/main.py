@@ -71,6 +71,24 @@ def worker(concurrency: Concurrency = 1) -> None:
     processes.run_worker(concurrency)
 
 
+@app.command("io-worker", rich_help_panel="Run the service")
+def io_worker(concurrency: Concurrency = 8) -> None:
+    """Only the I/O worker (Celery threads): webhook deliveries and media URL downloads."""
+    processes.run_io_worker(concurrency)
+
+
+@app.command("webhook-secret", rich_help_panel="Run the service")
+def webhook_secret() -> None:
+    """Print the deployment's webhook signing secret (made on first use unless set)."""
+    import redis
+
+    from shared.config import get_settings
+    from shared.webhooks import signing_secret
+
+    settings = get_settings()
+    print(signing_secret(redis.Redis.from_url(settings.redis_url), settings))
+
+
 @app.command(rich_help_panel="Use a server")
 def transcribe(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],

@@ -44,6 +44,18 @@ def worker_command(concurrency: int) -> list[str]:
     ]  # fmt: skip
 
 
+def io_worker_command(concurrency: int = 8) -> list[str]:
+    """The Celery command line of the I/O worker (webhooks, media URLs: `courier/`), a thread
+    pool that consumes the I/O queue alone, never transcriptions."""
+    from shared.webhooks import IO_QUEUE  # imports Celery, which a client machine lacks
+
+    return [
+        sys.executable, "-m", "celery", "-A", "courier.celery_app:app", "worker",
+        "--pool", "threads", "--concurrency", str(concurrency), "--queues", IO_QUEUE,
+        "--loglevel", "INFO", "--hostname", "io@%h",
+    ]  # fmt: skip
+
+
 def _exec(command: list[str], env: dict[str, str] | None = None) -> NoReturn:
     """Replace this process with `command`, so that signals reach it directly."""
     sys.stdout.flush()
@@ -147,8 +159,14 @@ def run_worker(concurrency: int) -> NoReturn:
     _exec(worker_command(concurrency), WORKER_ENV)
 
 
+def run_io_worker(concurrency: int) -> NoReturn:
+    """Become the I/O worker process (`verbatim io-worker`)."""
+    _exec(io_worker_command(concurrency), WORKER_ENV)
+
+
 def serve(host: str, port: int, concurrency: int) -> int:
-    """Run the API and one worker, on a private Redis unless VERBATIM_REDIS_URL names one."""
+    """Run the API, one worker and the I/O worker, on a private Redis unless
+    VERBATIM_REDIS_URL names one."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with ExitStack() as stack:
@@ -163,6 +181,9 @@ def serve(host: str, port: int, concurrency: int) -> int:
             children["worker"] = subprocess.Popen(
                 worker_command(concurrency), env={**os.environ, **WORKER_ENV},
                 start_new_session=True,
+            )
+            children["I/O worker"] = subprocess.Popen(
+                io_worker_command(), env={**os.environ, **WORKER_ENV}, start_new_session=True
             )
             print(_banner(host, port, redis_url), flush=True)
             if (notice := auth_notice(auth, host, port)) and host in LOOPBACK:

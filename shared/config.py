@@ -9,10 +9,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.integration_settings import IntegrationSettings
+
 GiB = 1024**3
 
 
-class Settings(BaseSettings):
+class Settings(IntegrationSettings, BaseSettings):
     """Every knob of the service; one instance per process via `get_settings()`."""
 
     model_config = SettingsConfigDict(

@@ -138,3 +138,35 @@ class TooManyActiveJobs(TooManyRequests):
 
 class QuotaExceeded(TooManyRequests):
     code = "quota_exceeded"
+
+
+# Outbound fetches, webhooks and idempotency (issue 13).
+class InvalidUrl(VerbatimError):
+    status_code = 422
+    code = "invalid_url"
+
+
+class UrlForbidden(VerbatimError):
+    """An http(s) URL whose host is, or resolves to, an address the service may not reach."""
+
+    status_code = 422
+    code = "url_forbidden"
+
+
+class FetchFailed(VerbatimError):
+    """A media URL could not be downloaded (recorded on the job: HTTP status or reason)."""
+
+    status_code = 502
+    code = "fetch_failed"
+
+
+class IdempotencyConflict(VerbatimError):
+    status_code = 422
+    code = "idempotency_conflict"
+
+
+class IdempotencyInProgress(VerbatimError):
+    """The first request with this key is still being handled."""
+
+    status_code = 409
+    code = "idempotency_in_progress"

@@ -81,12 +81,16 @@ local owner = redis.call('HGET', KEYS[1], 'owner')
 owner = owner and cjson.decode(owner) or '""" + UNOWNED + """'
 -- The owner's key is named here rather than passed: the caller knows only the job's id.
 redis.call('SREM', '""" + OWNER_PREFIX + """' .. owner .. ':active', ARGV[3])
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1]) end
+-- A job's own `retention_seconds` (issue 13) shortens the server's ttl.
+local ttl = tonumber(ARGV[1])
+local own = tonumber(redis.call('HGET', KEYS[1], 'retention_seconds') or '')
+if own and own < ttl then ttl = own end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ttl)
 local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-reindex(3, ARGV[3], now + tonumber(ARGV[1]) * 1000)
+reindex(3, ARGV[3], now + ttl * 1000)
 return 1
 """
 
@@ -242,32 +246,36 @@ class JobStore:
         return bool(self.redis.ping())
 
     def create(
-        self, job_id: str, filename: str, options: JobOptions, duration: float, upload: Path,
-        owner: str | None = None, limits: KeyLimits | None = None,
+        self, job_id: str, filename: str, options: JobOptions, duration: float | None,
+        upload: Path, owner: str | None = None, limits: KeyLimits | None = None,
+        extra: dict[str, Any] | None = None, status: JobStatus = JobStatus.queued,
     ) -> tuple[Job, int]:
-        """Record a queued job of `owner` (None: auth is off) and its index entries, in one
-        step with the owner's limits on active jobs and daily audio; the job and the priority
-        to enqueue it at. Raises `TooManyActiveJobs` or `QuotaExceeded`."""
+        """Record a job of `owner` (None: auth is off) and its index entries, in one step with
+        the owner's limits on active jobs and daily audio; the job and the priority to enqueue
+        it at. `extra`: more `Job` fields (`shared/extras.py`); `status` is `fetching` for a
+        job whose media is still to be downloaded (its duration unknown: None). Raises
+        `TooManyActiveJobs` or `QuotaExceeded`."""
         job = Job(
             id=job_id,
-            status=JobStatus.queued,
+            status=status,
             progress=0.0,
             created_at=utcnow(),
             filename=filename,
             options=options,
             audio_duration=duration,
+            **(extra or {}),
         )
         record = job.model_dump(mode="json", exclude_none=True) | {"upload_path": str(upload)}
         if owner:
             record["owner"] = owner
         limits = limits or KeyLimits()
         day = job.created_at.strftime("%Y-%m-%d")
-        keys = [self.job_key(job_id), self.index_key(JobStatus.queued),
+        keys = [self.job_key(job_id), self.index_key(status),
                 self.owner_key(owner, "jobs"), self.owner_key(owner, "active"),
                 self.owner_key(owner, f"audio:{day}")]
         args = [job_id, self.list_member(job_id, job.created_at), self.job_key(""),
                 limits.max_active_jobs or 0,
-                (limits.max_audio_hours_per_day or 0) * 3600, duration, AUDIO_DAY_TTL_SECONDS,
+                (limits.max_audio_hours_per_day or 0) * 3600, duration or 0, AUDIO_DAY_TTL_SECONDS,
                 1 if owner else 0, *_flat(record)]
         priority = int(self._create(keys=keys, args=args))
         if priority == -1:
@@ -279,6 +287,11 @@ class JobStore:
                 f"This key may submit {limits.max_audio_hours_per_day:g} hours of audio a day "
                 "(UTC); this recording would pass that.", seconds_to_midnight(job.created_at))
         return job, priority
+
+    def priority(self, job_id: str) -> int:
+        """The queue priority the job was given at creation (`NEW_JOB_PRIORITY` if none)."""
+        value = self.redis.hget(self.job_key(job_id), "priority")
+        return int(value) if value is not None else NEW_JOB_PRIORITY
 
     def active_count(self, owner: str | None) -> int:
         """The owner's queued and processing jobs."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,6 +12,7 @@ from shared.languages import WHISPER_LANGUAGES
 
 
 class JobStatus(StrEnum):
+    fetching = "fetching"  # a media URL being downloaded, before it is probed and queued
     queued = "queued"
     processing = "processing"
     completed = "completed"
@@ -83,6 +84,15 @@ class ErrorInfo(BaseModel):
     message: str
 
 
+class WebhookState(BaseModel):
+    """How the delivery of the job's webhook event went so far."""
+
+    attempts: int = 0
+    last_status: int | None = Field(default=None, description="HTTP status of the last try.")
+    last_error: str | None = Field(default=None, description="Why the last try failed.")
+    delivered_at: datetime | None = None
+
+
 class Job(BaseModel):
     """A job as clients see it."""
 
@@ -99,6 +109,13 @@ class Job(BaseModel):
     language_probability: float | None = None
     attempts: int = 0
     error: ErrorInfo | None = None
+    # Integrations (issue 13; `shared/extras.py`).
+    source_url: str | None = Field(default=None, description="The media URL fetched.")
+    webhook_url: str | None = None
+    webhook: WebhookState | None = None
+    metadata: dict[str, Any] | None = Field(default=None, description="The caller's tags.")
+    retention_seconds: int | None = Field(
+        default=None, description="How long the finished job is kept (else the server's).")
 
 
 class Word(BaseModel):

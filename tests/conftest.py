@@ -16,9 +16,10 @@ import pytest
 import redis
 from faster_whisper import decode_audio
 from media_samples import KINDS, make_sample
-from support import DATA, Process, start_api, start_auth_api, start_worker
+from support import DATA, Process, spawn, start_api, start_auth_api, start_worker, wait_until
 
-from shared.localredis import LocalRedis
+from cli.serve import io_worker_command
+from shared.localredis import LocalRedis, free_port
 
 # Today's open behaviour for every `Settings()` the tests build in this process (and, through
 # `service_env`, for the session's API); tests of API keys ask for `auth="required"` themselves.
@@ -42,7 +43,26 @@ def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         # The session's API keeps today's open behaviour; the tenancy tests start API processes
         # of their own with `required` (`support.start_auth_api`).
         "VERBATIM_AUTH": "off",
+        # Integrations (issue 13): the tests' own servers listen on 127.0.0.1 only; webhook
+        # retries 0.5, 1, 2 and 4 s apart (each +-20 %).
+        "VERBATIM_FETCH_ALLOW": "127.0.0.1",
+        "VERBATIM_WEBHOOK_ATTEMPTS": "5",
+        "VERBATIM_WEBHOOK_WINDOW_SECONDS": "7.5",
+        "VERBATIM_WEBHOOK_TIMEOUT_SECONDS": "3",
+        "VERBATIM_IO_METRICS_PORT": str(free_port()),
     }
+
+
+@pytest.fixture(scope="session")
+def io_worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    """The I/O worker (webhook deliveries, media URL downloads)."""
+    process = spawn(io_worker_command(4), service_env, tmp_path_factory.mktemp("logs") / "io.log")
+    wait_until(lambda: " ready." in process.output(), "I/O worker start", process)
+    process.metrics_url = f"http://127.0.0.1:{service_env['VERBATIM_IO_METRICS_PORT']}/metrics"
+    yield process
+    process.stop()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from api import openai_compat
 from api.auth import Identity
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
     GRANULARITIES,
     RESPONSE_FORMATS,
@@ -28,6 +29,7 @@ from api.openai_compat import (
 from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
+from shared.idempotency import fingerprint
 from shared.jobs import JobStore
 from shared.keys import ApiKey
 from shared.languages import WHISPER_LANGUAGES
@@ -91,31 +93,52 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/transcriptions", openapi_extra=_form("transcribe"), responses=_RESPONSES)
 async def create_transcription(
-    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep, key: Identity
+    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep,
+    key: Identity, idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Transcribe audio, as OpenAI's `audio.transcriptions.create`."""
-    job, form = await _submit(request, "transcribe", settings, store, celery, key)
-    return await _answer(request, job, form, settings, store)
+    job, form, replayed = await _submit(
+        request, "transcribe", settings, store, celery, key, idempotency_key
+    )
+    return _replayed(await _answer(request, job, form, settings, store), replayed)
 
 
 @router.post("/translations", openapi_extra=_form("translate"), responses=_RESPONSES)
 async def create_translation(
-    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep, key: Identity
+    request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep,
+    key: Identity, idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Translate speech into English text, as OpenAI's `audio.translations.create`."""
-    job, form = await _submit(request, "translate", settings, store, celery, key)
-    return await _answer(request, job, form, settings, store)
+    job, form, replayed = await _submit(
+        request, "translate", settings, store, celery, key, idempotency_key
+    )
+    return _replayed(await _answer(request, job, form, settings, store), replayed)
 
 
 async def _submit(
     request: Request, task: Task, settings: Settings, store: JobStore, celery: Celery,
-    key: ApiKey | None,
-) -> tuple[Job, openai_compat.AudioRequest]:
-    """Stream the upload to disk, read the form, and queue the job (as `POST /v1/jobs`)."""
-    job_id, upload = await receive_job_upload(request, settings, store, key)
+    caller: ApiKey | None, key: str | None,
+) -> tuple[Job, openai_compat.AudioRequest, bool]:
+    """Stream the upload to disk, read the form, and queue the job (as `POST /v1/jobs`) as
+    the `caller`'s; with an `Idempotency-Key` seen before, the job it created (replayed)."""
+    job_id, upload = await receive_job_upload(request, settings, store, caller)
     with discarded_on_error(upload):
         form = openai_compat.parse_form(upload.values, task)
-    return await submit(job_id, upload, settings, store, celery, key, form.options), form
+    digest = fingerprint(request.url.path, upload.sha256, upload.filename, upload.values)
+
+    async def create() -> Job:
+        return await submit(job_id, upload, settings, store, celery, caller, form.options)
+
+    job, replayed = await once(
+        settings, store, caller, key, digest, job_id, create, upload.file.discard
+    )
+    return job, form, replayed
+
+
+def _replayed(response: Response, replayed: bool) -> Response:
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
 
 
 async def _answer(

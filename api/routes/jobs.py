@@ -11,11 +11,15 @@ from pydantic import BaseModel
 from api.auth import Identity, owner_of
 from api.deps import ExistingJob, JobStoreDep, QueryTokenJob, QueueDep, SettingsDep, run_sync
 from api.errors import error_responses
-from api.submission import receive_job_upload, submit
+from api.intake import REPLAYED_HEADER, IdempotencyKey
+from api.intake import create_job as create_any_job
 from shared.errors import (
     DurationExceeded,
     EmptyFile,
+    IdempotencyConflict,
+    IdempotencyInProgress,
     InvalidRequest,
+    InvalidUrl,
     JobFailed,
     JobNotFound,
     JobNotReady,
@@ -26,7 +30,9 @@ from shared.errors import (
     TooManyActiveJobs,
     Unauthorized,
     UnsupportedMedia,
+    UrlForbidden,
 )
+from shared.extras import JobExtras
 from shared.formatters import FORMATS
 from shared.languages import WHISPER_LANGUAGES
 from shared.listing import CURSOR, list_jobs
@@ -54,6 +60,15 @@ def _form_field(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return field
 
 
+_URL_FIELD = {"type": "string", "format": "uri", "maxLength": 2048,
+              "description": "An http(s) URL of the media, fetched instead of an upload."}
+_OPTION_FIELDS = {name: _form_field(name, schema) for name, schema
+                  in JobOptions.model_json_schema()["properties"].items()}
+_EXTRA_FIELDS = {name: _form_field(name, schema) for name, schema
+                 in JobExtras.model_json_schema()["properties"].items()}
+# A form sends `metadata` as JSON text.
+_FORM_METADATA = {k: v for k, v in _EXTRA_FIELDS["metadata"].items()
+                  if k != "additionalProperties"} | {"type": "string"}
 _UPLOAD_FORM: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -61,15 +76,26 @@ _UPLOAD_FORM: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file"],
                     "additionalProperties": False,
+                    "description": "`file` (an upload) or `url` (media to fetch).",
+                    "oneOf": [{"required": ["file"]}, {"required": ["url"]}],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        **{name: _form_field(name, schema) for name, schema
-                           in JobOptions.model_json_schema()["properties"].items()},
+                        "url": _URL_FIELD,
+                        **_OPTION_FIELDS,
+                        **_EXTRA_FIELDS,
+                        "metadata": _FORM_METADATA,
                     },
                 }
-            }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["url"],
+                    "additionalProperties": False,
+                    "properties": {"url": _URL_FIELD, **_OPTION_FIELDS, **_EXTRA_FIELDS},
+                }
+            },
         },
     }
 }
@@ -80,18 +106,23 @@ _UPLOAD_FORM: dict[str, Any] = {
     status_code=202,
     openapi_extra=_UPLOAD_FORM,
     responses=error_responses(
-        EmptyFile, InvalidRequest, PayloadTooLarge, DurationExceeded, UnsupportedMedia,
+        EmptyFile, InvalidRequest, InvalidUrl, UrlForbidden, IdempotencyConflict,
+        IdempotencyInProgress, PayloadTooLarge, DurationExceeded, UnsupportedMedia,
         ServiceUnavailable, Unauthorized, RateLimited, TooManyActiveJobs, QuotaExceeded,
     ),
 )
 async def create_job(
     request: Request, response: Response, settings: SettingsDep, store: JobStoreDep,
-    celery: QueueDep, key: Identity,
+    celery: QueueDep, key: Identity, idempotency_key: IdempotencyKey = None,
 ) -> Job:
-    """Upload audio or video and queue it for transcription; poll the returned job."""
-    job_id, upload = await receive_job_upload(request, settings, store, key)
-    job = await submit(job_id, upload, settings, store, celery, key)
-    response.headers["Location"] = str(request.url_for("get_job", job_id=job_id).path)
+    """Upload audio or video, or name its URL, and queue it for transcription; poll the
+    returned job (or give a `webhook_url`)."""
+    job, replayed = await create_any_job(
+        request, settings, store, celery, key, idempotency_key
+    )
+    response.headers["Location"] = str(request.url_for("get_job", job_id=job.id).path)
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
     return job
 
 

@@ -176,8 +176,10 @@ def test_openapi_documents_the_upload_form_and_errors(api: TestClient) -> None:
     spec = api.get("/openapi.json").json()
     post = spec["paths"]["/v1/jobs"]["post"]
     form = post["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert form["required"] == ["file"]
-    assert {"file", "language", "task", "word_timestamps", "beam_size"} <= set(form["properties"])
+    assert form["oneOf"] == [{"required": ["file"]}, {"required": ["url"]}]
+    assert {"file", "url", "language", "task", "word_timestamps", "beam_size", "webhook_url",
+            "metadata", "retention_seconds"} <= set(form["properties"])
+    assert post["requestBody"]["content"]["application/json"]["schema"]["required"] == ["url"]
     assert {"202", "400", "413", "415", "422", "503"} <= set(post["responses"])
     assert api.get("/docs").status_code == 200
 

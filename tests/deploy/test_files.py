@@ -118,7 +118,7 @@ def test_volumes() -> None:
     assert any(v.startswith("./deploy/prometheus.yml:") for v in service("prometheus")["volumes"])
 
 
-@pytest.mark.parametrize("name", ["api", "worker"])
+@pytest.mark.parametrize("name", ["api", "worker", "io-worker"])
 def test_environment_names_and_values_are_settings(name: str) -> None:
     """Every VERBATIM_* variable is a field of shared/config.py and its value validates."""
     values = {k.removeprefix("VERBATIM_").lower(): v for k, v in environment(name).items()
@@ -311,3 +311,14 @@ def test_prometheus_scrapes_each_replica_and_worker(promtool: str) -> None:
     assert worker["port"] == DEFAULTS["worker_metrics_port"].default
     result = run(promtool, "check", "config", "deploy/prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_io_worker_consumes_the_io_queue_alone_with_the_shared_data_dir() -> None:
+    spec = service("io-worker")
+    command = spec["command"]
+    assert command[command.index("-A") + 1] == "courier.celery_app:app"
+    assert command[command.index("--queues") + 1] == "verbatim.io"
+    assert command[command.index("--pool") + 1] == "threads"
+    assert spec["image"] == service("api")["image"]  # no model stack
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in spec["volumes"]}
+    assert mounts[environment("io-worker")["VERBATIM_DATA_DIR"]] == "verbatim-data"

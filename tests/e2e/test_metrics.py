@@ -104,7 +104,7 @@ def test_api_counts_submissions_and_reads_redis(scrapes: tuple[Scrape, ...]) -> 
             "verbatim_jobs", status=status)
         assert grew == 1, status
     assert after.labels("verbatim_jobs", "status") == {
-        "queued", "processing", "completed", "failed"}
+        "fetching", "queued", "processing", "completed", "failed"}
     assert "verbatim_queue_depth" in after.families
     assert after.value("verbatim_queue_depth") == 0  # the worker has taken everything
 

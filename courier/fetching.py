@@ -1,0 +1,91 @@
+"""A media URL's job: download it as the job's upload, probe it, queue it for transcription.
+
+The same limits as an upload hold while downloading: the byte cap (`max_upload_bytes`, also
+on a declared Content-Length and on decompressed bytes), then the duration limit on the probe.
+Every failure is the job's error (`fetch_failed`, `url_forbidden`, `payload_too_large`,
+`unsupported_media`, `duration_exceeded`) and announces its webhook like any failed job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+from celery import Celery
+
+from api.media import probe_duration
+from courier import metrics
+from shared import outbound
+from shared.config import Settings
+from shared.errors import DurationExceeded, FetchFailed, PayloadTooLarge, VerbatimError
+from shared.queue import enqueue_transcription
+from shared.schemas import JobStatus
+from shared.storage import PartialUpload, held_by_a_writer
+from shared.webhooks import Events
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+
+
+def fetch(events: Events, job_id: str, celery: Celery) -> None:
+    store, settings = events.store, events.settings
+    found = store.get_with_upload(job_id)
+    if found is None or found[0].status is not JobStatus.fetching or not found[0].source_url:
+        return
+    job, final = found
+    upload = PartialUpload(final)
+    if upload.path.exists():  # a redelivered message: another attempt got this far
+        if held_by_a_writer(upload.path):
+            return  # and is still downloading
+        upload.path.unlink(missing_ok=True)  # its worker died mid-download
+    try:
+        size = download(job.source_url or "", upload, settings)
+        upload.finish()
+        duration = probe_duration(upload.path)
+        if duration > settings.max_audio_seconds:
+            raise DurationExceeded(f"The recording lasts {duration:.0f} s; the limit is "
+                                   f"{settings.max_audio_seconds:.0f} s.")
+        if not store.update(job_id, status=JobStatus.queued, audio_duration=duration):
+            upload.discard()
+            return
+        upload.commit()
+        enqueue_transcription(celery, job_id, priority=store.priority(job_id))
+    except VerbatimError as exc:
+        upload.discard()
+        metrics.FETCHES.labels(exc.code).inc()
+        log.warning("fetch failed: %s", exc.message, extra={"event": "failed", "code": exc.code})
+        if store.fail(job_id, exc, settings.result_ttl_seconds):
+            events.announce(job_id, celery)
+        return
+    metrics.FETCHES.labels("ok").inc()
+    log.info("media fetched", extra={"event": "fetched", "upload_bytes": size})
+
+
+def download(url: str, upload: PartialUpload, settings: Settings) -> int:
+    """Stream the URL's body into `upload`; the bytes written."""
+    allow = outbound.Allowlist.parse(settings.fetch_allow)
+    deadline = time.monotonic() + settings.fetch_total_seconds
+    limit = settings.max_upload_bytes
+    size = 0
+    http = outbound.client(settings.fetch_connect_timeout_seconds,
+                           settings.fetch_read_timeout_seconds)
+    with outbound.request(http, "GET", url, allow) as response:
+        if response.status_code != 200:
+            raise FetchFailed(f"The media URL answered HTTP {response.status_code}.")
+        if int(response.headers.get("content-length") or 0) > limit:
+            raise PayloadTooLarge(f"The media exceeds the limit of {limit} bytes.")
+        try:
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"The media exceeds the limit of {limit} bytes.")
+                if time.monotonic() > deadline:
+                    raise FetchFailed(f"The download took over {settings.fetch_total_seconds} s.")
+                upload.write(chunk)
+        except httpx.HTTPError as exc:
+            raise FetchFailed(f"The download broke off: {outbound.network_reason(exc)}.") from None
+    if size == 0:
+        raise FetchFailed("The media URL answered an empty body.")
+    return size
