@@ -86,7 +86,7 @@ async def _upload_job(
         if "url" in upload.values:
             raise InvalidRequest("Send either `file` or `url`, not both.", param="url")
         digest = fingerprint(request.url.path, upload.sha256, upload.filename, upload.values)
-        extras = await take_extras(upload, settings)
+        extras = await take_extras(upload, settings, caller)
         options = parse_options(upload.fields)
 
     async def create() -> Job:
@@ -97,14 +97,19 @@ async def _upload_job(
                       upload.file.discard)
 
 
-async def take_extras(upload: Upload, settings: Settings) -> JobExtras:
+async def take_extras(upload: Upload, settings: Settings, caller: ApiKey | None) -> JobExtras:
     """The extras among the upload's fields, which then hold the options alone."""
     values = {name: upload.values.pop(name)[-1] for name in FIELDS if name in upload.values}
-    return await checked_extras(values, settings)
+    return await checked_extras(values, settings, caller)
 
 
-async def checked_extras(values: dict[str, Any], settings: Settings) -> JobExtras:
+async def checked_extras(
+    values: dict[str, Any], settings: Settings, caller: ApiKey | None
+) -> JobExtras:
+    """The job's extras; without a `webhook_url` of its own, a job takes its key's default."""
     extras = parse_extras(values, settings.result_ttl_seconds)
+    if extras.webhook_url is None and caller is not None:
+        extras.webhook_url = caller.webhook_url
     if extras.webhook_url is not None:
         await check_outbound(extras.webhook_url, settings, "webhook_url")
     return extras
@@ -130,7 +135,7 @@ async def _url_job(
     if not isinstance(url, str) or not url:
         raise InvalidRequest("`url` must be an http(s) URL of the media.", param="url")
     digest = fingerprint(request.url.path, url, fields)
-    extras = await checked_extras(fields, settings)
+    extras = await checked_extras(fields, settings, caller)
     options = parse_options(fields)
     await check_outbound(url, settings, "url")
 

@@ -83,7 +83,7 @@ def webhooks(settings: Settings, count: int, delay: float) -> str:
     ids = []
     for _ in range(count):
         job_id = new_job_id()
-        store.create(job_id, "a.wav", JobOptions(), 1.0, Path("/gone"), {"webhook_url": url})
+        store.create(job_id, "a.wav", JobOptions(), 1.0, Path("/gone"), extra={"webhook_url": url})
         store.complete(job_id, transcript, ttl=600)
         ids.append(job_id)
     sent: dict[str, float] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
@@ -23,6 +24,8 @@ def _store() -> KeyStore:
 Rate = Annotated[int | None, typer.Option(min=1, help="Jobs created a minute.")]
 Active = Annotated[int | None, typer.Option(min=1, help="Jobs queued or processing at once.")]
 AudioHours = Annotated[float | None, typer.Option(min=0.001, help="Hours of audio a UTC day.")]
+WebhookUrl = Annotated[str | None, typer.Option(
+    help="Where the key's jobs send webhook events when a job names no webhook_url.")]
 
 
 def _limit(value: float | None) -> str:
@@ -33,16 +36,21 @@ def _limit(value: float | None) -> str:
 def create(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")],
     rate_per_minute: Rate = None, max_active_jobs: Active = None,
-    max_audio_hours_per_day: AudioHours = None,
+    max_audio_hours_per_day: AudioHours = None, webhook_url: WebhookUrl = None,
 ) -> None:
-    """Make a key and print its token, once: it is stored only as a hash."""
+    """Make a key and print its token, once: it is stored only as a hash. The secret that
+    signs its webhook events is printed (to stderr) once too."""
     try:
         limits = KeyLimits(rate_per_minute=rate_per_minute, max_active_jobs=max_active_jobs,
                            max_audio_hours_per_day=max_audio_hours_per_day)
     except ValidationError as exc:
         raise typer.BadParameter(exc.errors()[0]["msg"]) from None
-    key, token = _store().create(name.strip() or "unnamed", limits)
-    typer.echo(f"created key {key.id} ({key.name}); its token, shown only now:", err=True)
+    if webhook_url is not None and urlsplit(webhook_url).scheme not in ("http", "https"):
+        raise typer.BadParameter("--webhook-url must be an http(s) URL")
+    store = _store()
+    key, token = store.create(name.strip() or "unnamed", limits, webhook_url)
+    typer.echo(f"created key {key.id} ({key.name}); its webhook signing secret is "
+               f"{store.webhook_secret(key.id)}; its token, shown only now:", err=True)
     typer.echo(token)
 
 
@@ -60,6 +68,18 @@ def list_keys() -> None:
             f"{_limit(limits.max_audio_hours_per_day):>11}  "
             f"{'revoked' if key.revoked else 'active'}"
         )
+
+
+@app.command("rotate-webhook-secret")
+def rotate_webhook_secret(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `keys list`).")],
+) -> None:
+    """Print a new secret for the key's webhook events; it signs every delivery from now on."""
+    secret = _store().rotate_webhook_secret(key_id)
+    if secret is None:
+        typer.echo(f"verbatim: no key with id {key_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(secret)
 
 
 @app.command()

@@ -3,7 +3,9 @@
 - `verbatim:apikey:{sha256 of the token}` -> the key's id;
 - `verbatim:apikeys:{id}` -> the key's record (a hash of JSON values: id, name, created, the
   limits, revoked);
-- `verbatim:apikeys` -> the set of every key id (for `verbatim keys list`).
+- `verbatim:apikeys` -> the set of every key id (for `verbatim keys list`);
+- `verbatim:apikeys:{id}:webhook_secret` -> the `whsec_` secret that signs the key's webhook
+  events (kept apart from the record, so listing keys never shows it).
 
 A token is `vb_` + 32 bytes of url-safe randomness, so it is recognisable in a leaked config file
 and unguessable; its hash needs no salt or slow KDF for that reason. Every lookup reads Redis
@@ -12,6 +14,7 @@ and unguessable; its hash needs no salt or slow KDF for that reason. Every looku
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -21,6 +24,7 @@ import redis
 from pydantic import BaseModel, Field
 
 TOKEN_PREFIX = "vb_"
+WEBHOOK_SECRET_PREFIX = "whsec_"
 IDS_KEY = "verbatim:apikeys"
 
 # KEYS: the token's hash key. ARGV: the record key prefix. The record of the key the token
@@ -50,11 +54,18 @@ class ApiKey(BaseModel):
     name: str
     created: datetime
     limits: KeyLimits = KeyLimits()
+    webhook_url: str | None = None
+    """Where the key's jobs send their webhook events when a job names no `webhook_url`."""
     revoked: bool = False
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def looks_like_token(token: str) -> bool:
@@ -76,17 +87,39 @@ class KeyStore:
     def record_key(key_id: str) -> str:
         return f"verbatim:apikeys:{key_id}"
 
-    def create(self, name: str, limits: KeyLimits | None = None) -> tuple[ApiKey, str]:
+    @staticmethod
+    def secret_key(key_id: str) -> str:
+        return f"verbatim:apikeys:{key_id}:webhook_secret"
+
+    def create(
+        self, name: str, limits: KeyLimits | None = None, webhook_url: str | None = None
+    ) -> tuple[ApiKey, str]:
         """A new key and its token (shown once: it cannot be read back)."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(id=secrets.token_hex(8), name=name, created=datetime.now(UTC),
-                     limits=limits or KeyLimits())
+                     limits=limits or KeyLimits(), webhook_url=webhook_url)
         with self.redis.pipeline() as pipe:  # MULTI: the record, its hash and the id together
             pipe.hset(self.record_key(key.id), mapping=_encode(key))  # type: ignore[arg-type]
             pipe.set(self.hash_key(token), key.id)
             pipe.sadd(IDS_KEY, key.id)
+            pipe.set(self.secret_key(key.id), new_webhook_secret())
             pipe.execute()
         return key, token
+
+    def webhook_secret(self, key_id: str) -> str:
+        """The secret that signs the key's webhook events (made now for a key that has none)."""
+        self.redis.set(self.secret_key(key_id), new_webhook_secret(), nx=True)
+        stored: bytes = self.redis.get(self.secret_key(key_id))  # type: ignore[assignment]
+        return stored.decode()
+
+    def rotate_webhook_secret(self, key_id: str) -> str | None:
+        """A new signing secret for the key, in use from the next delivery; None when there is
+        no such key."""
+        if not self.redis.exists(self.record_key(key_id)):
+            return None
+        secret = new_webhook_secret()
+        self.redis.set(self.secret_key(key_id), secret)
+        return secret
 
     def find(self, token: str) -> ApiKey | None:
         """The live (not revoked) key that `token` belongs to, else None."""

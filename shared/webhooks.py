@@ -10,10 +10,8 @@ the same `webhook-id` on every attempt, a fresh `webhook-timestamp`.
 
 from __future__ import annotations
 
-import base64
 import json
 import random
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.config import Settings
 from shared.jobs import JobStore
+from shared.keys import KeyStore, new_webhook_secret
 from shared.schemas import Job, JobStatus, WebhookState
 
 IO_QUEUE = "verbatim.io"
@@ -60,11 +59,14 @@ def event_key(job_id: str) -> str:
 
 
 def signing_secret(client: redis.Redis, settings: Settings, owner: str | None = None) -> str:
-    """The `whsec_` secret that signs `owner`'s events. Today every event is the deployment's
-    (`owner` None): `VERBATIM_WEBHOOK_SECRET`, else one generated once and kept in Redis."""
+    """The `whsec_` secret that signs `owner`'s events: the API key's own (`verbatim keys
+    create` shows it), or for jobs made while auth is off (`owner` None) the deployment's:
+    `VERBATIM_WEBHOOK_SECRET`, else one generated once and kept in Redis."""
+    if owner:
+        return KeyStore(client).webhook_secret(owner)
     if settings.webhook_secret:
         return settings.webhook_secret
-    fresh = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    fresh = new_webhook_secret()
     client.set(SECRET_KEY, fresh, nx=True)
     stored = client.get(SECRET_KEY)
     return stored.decode() if isinstance(stored, bytes) else fresh
@@ -118,7 +120,7 @@ class Events:
         key = event_key(job_id)
         with self.store.redis.pipeline() as pipe:
             pipe.hset(key, mapping={"id": event_id, "url": job.webhook_url, "body": body,
-                                    "attempts": 0})
+                                    "attempts": 0, "owner": self.store.owner(job_id) or ""})
             pipe.expire(key, ttl)
             pipe.execute()
         self.store.update(job_id, webhook=WebhookState())
@@ -130,7 +132,8 @@ class Events:
         if not raw:
             return None
         fields = {k.decode(): v.decode() for k, v in raw.items()}
-        return Event(job_id, fields["id"], fields["url"], fields["body"])
+        return Event(job_id, fields["id"], fields["url"], fields["body"],
+                     fields.get("owner") or None)
 
     def begin_attempt(self, job_id: str, attempt: int) -> bool:
         return bool(self._begin(keys=[event_key(job_id)], args=[attempt]))

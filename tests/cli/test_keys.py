@@ -26,6 +26,7 @@ def test_keys_are_created_listed_and_revoked(verbatim: Verbatim, redis_url: str)
     assert token.startswith("vb_")
     assert len(token.splitlines()) == 1
     key_id = made.stderr.split()[2]
+    assert "whsec_" in made.stderr
     listed = verbatim("keys", "list", env=redis_env(redis_url))
     row = next(line for line in listed.stdout.splitlines() if line.startswith(key_id))
     assert "ci-runner" in row
@@ -97,3 +98,22 @@ def test_serve_runs_open_on_loopback_only_when_auth_is_left_unset_and_says_so(
         serve.auth_notice("off", "127.0.0.1", 8000))
     warning = str(serve.auth_notice("off", "0.0.0.0", 8000))
     assert warning.startswith("verbatim: WARNING: VERBATIM_AUTH=off on 0.0.0.0")
+
+
+def test_a_keys_webhook_secret_is_shown_at_creation_and_rotated(
+    verbatim: Verbatim, redis_url: str
+) -> None:
+    made = verbatim("keys", "create", "--name", "hooks", env=redis_env(redis_url))
+    key_id = made.stderr.split()[2]
+    first = next(word for word in made.stderr.split() if word.startswith("whsec_")).rstrip(";")
+    rotated = verbatim("keys", "rotate-webhook-secret", key_id, env=redis_env(redis_url))
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.strip().startswith("whsec_")
+    assert rotated.stdout.strip() != first
+    missing = verbatim("keys", "rotate-webhook-secret", "nosuchkey", env=redis_env(redis_url))
+    assert missing.returncode == 1
+    assert "no key with id 'nosuchkey'" in missing.stderr
+    bad = verbatim("keys", "create", "--name", "x", "--webhook-url", "ftp://example.test/",
+                   env=redis_env(redis_url))
+    assert bad.returncode == 2
+    assert "--webhook-url" in bad.stderr

@@ -57,7 +57,7 @@ def test_a_webhook_is_refused_when_delivered(stack: tuple[str, str]) -> None:
     with webhook_receiver(Receiver()) as receiver:
         job_id = new_job_id()
         store.create(job_id, "a.wav", JobOptions(), 1.0, Path("/gone"),
-                     {"webhook_url": receiver.url})
+                     extra={"webhook_url": receiver.url})
         store.complete(job_id, Transcript(language="en", duration=1.0, text="", segments=[]),
                        ttl=600)
         assert Events(store, settings).announce(job_id, make_celery(settings))

@@ -15,10 +15,11 @@ import pytest
 import redis
 from receivers import Receiver, webhook_receiver
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from support import DATA, Process, submit, wait_for_job
+from support import DATA, Process, keyed_client, submit, wait_for_job
 
 from shared.config import Settings
 from shared.jobs import JobStore, new_job_id
+from shared.keys import KeyStore
 from shared.localredis import free_port
 from shared.queue import NEW_JOB_PRIORITY, TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
@@ -167,7 +168,7 @@ def test_a_job_failed_in_the_worker_announces_job_failed(
     upload.write_bytes(b"fLaC\x00\x00\x00\x22" + b"damaged" * 100)
     with webhook_receiver(Receiver()) as receiver:
         JobStore.from_url(settings.redis_url).create(
-            job_id, "x.flac", JobOptions(), 11.0, upload, {"webhook_url": receiver.url})
+            job_id, "x.flac", JobOptions(), 11.0, upload, extra={"webhook_url": receiver.url})
         make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id],
                                         priority=NEW_JOB_PRIORITY)
         (delivery,) = receiver.wait_for(1)
@@ -175,3 +176,28 @@ def test_a_job_failed_in_the_worker_announces_job_failed(
     assert event["type"] == "job.failed"
     assert event["data"]["error"]["code"] == "decode_error"
     assert webhook_state(client, job_id, 1)["webhook"]["delivered_at"] is not None
+
+
+def test_a_keys_events_are_signed_with_its_own_secret_and_go_to_its_default_url(
+    auth_api: tuple[Process, str], io_worker: Process, redis_client: redis.Redis, secret: str
+) -> None:
+    keys = KeyStore(redis_client)
+    with webhook_receiver(Receiver()) as receiver:
+        key, token = keys.create("hooks", webhook_url=receiver.url)
+        with keyed_client(auth_api[1], token) as http:
+            first = submit(http, SHORT)  # no webhook_url: the key's default
+            wait_for_job(http, first["id"])
+            (delivery,) = receiver.wait_for(1)
+            key_secret = keys.webhook_secret(key.id)
+            assert Webhook(key_secret).verify(delivery.body, delivery.headers)["data"]["id"] == (
+                first["id"])
+            with pytest.raises(WebhookVerificationError):  # not the deployment's secret
+                Webhook(secret).verify(delivery.body, delivery.headers)
+            rotated = keys.rotate_webhook_secret(key.id)
+            assert rotated is not None
+            second = submit(http, SHORT)
+            wait_for_job(http, second["id"])
+            _, delivery = receiver.wait_for(2)
+    assert Webhook(rotated).verify(delivery.body, delivery.headers)["data"]["id"] == second["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(key_secret).verify(delivery.body, delivery.headers)
