@@ -146,10 +146,6 @@ class _Job:
                 self.detection = self._detect(window.samples, speech)
             return [(window, self.detection.language)]
         found = self._detect(window.samples, speech)
-        seconds = sum(b - a for a, b in speech) / SAMPLE_RATE
-        for choice in found.ranked:
-            self.heard[choice.language] = (
-                self.heard.get(choice.language, 0.0) + choice.probability * seconds)
         return split_by_language(window, speech, self._region_languages(window, speech, found))
 
     def decode(self, part: Window, language: str, speech: Regions) -> list[Segment]:
@@ -192,16 +188,26 @@ class _Job:
         """Each speech region's language: its own where it is long enough to tell and
         detection is sure of it, else that of the region before it (the window's at first)."""
         if len(speech) == 1:
+            self._note(found, speech[0])
             return [found.language]
         languages: list[str] = []
         for a, b in speech:
-            language = languages[-1] if languages else found.language
+            language, heard = (languages[-1] if languages else found.language), found
             if b - a >= REGION_SECONDS * SAMPLE_RATE:
                 own = self._detect(window.samples, [(a, b)])
                 if own.probability >= SWITCH_PROBABILITY:
-                    language = own.language
+                    language, heard = own.language, own
+            self._note(heard, (a, b))
             languages.append(language)
         return languages
+
+    def _note(self, detection: Detection, region: tuple[int, int]) -> None:
+        """Count what detection heard in a region, weighted by its length, towards the
+        languages the job reports."""
+        seconds = (region[1] - region[0]) / SAMPLE_RATE
+        for choice in detection.ranked:
+            self.heard[choice.language] = (
+                self.heard.get(choice.language, 0.0) + choice.probability * seconds)
 
     def _prompt(self, language: str) -> dict[str, str]:
         """The text so far in this language, where the job sets no prompt of its own and
