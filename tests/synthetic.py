@@ -23,7 +23,7 @@ KOREAN_ENGLISH = [
     ("ko", "ko", "오늘 아침에 친구와 함께 공원에서 산책을 했습니다."),
     ("en", "en", "After lunch we went to the library to study for the exam."),
 ]
-CHINESE = [("cmn", "zh", "今天天气很好，我们一起去公园散步吧。")]
+CHINESE = [("cmn", "zh", "今天天气很好 我们一起去公园散步吧。")]
 PAUSE_SECONDS = 1.0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as FWSegment
+from faster_whisper.transcribe import Word as FWWord
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from shared.config import Settings
@@ -181,6 +182,8 @@ class _Job:
         )
 
     def _detect(self, samples: np.ndarray, speech: Regions) -> Detection:
+        if not self.model.model.is_multilingual:  # an English-only model (`base.en`)
+            return ranked({"en": 1.0}, [])
         heard = np.concatenate([samples[a:b] for a, b in speech])
         return detect(self.model, to_float(heard), self.options.candidates)
 
@@ -299,23 +302,30 @@ def _segment(
         return round(placed, 3) if offset else placed
 
     start = at(segment.start)
+    end = max(at(segment.end), start)
     words = None
     if segment.words is not None:
-        words = []
-        for w in segment.words:
-            word_start = max(at(w.start), words[-1].end if words else start)
-            words.append(Word(start=word_start, end=max(at(w.end), word_start), word=w.word,
-                              probability=w.probability))
+        words = _words([(at(w.start), at(w.end), w) for w in segment.words], start, end)
     return Segment(
         id=number,
         start=start,
-        end=max(at(segment.end), start),
+        end=end,
         text=segment.text,
         avg_logprob=segment.avg_logprob,
         no_speech_prob=segment.no_speech_prob,
         words=words,
         language=language,
     )
+
+
+def _words(timed: list[tuple[float, float, FWWord]], start: float, end: float) -> list[Word]:
+    """The words inside their segment's [start, end], none starting before the one before."""
+    words: list[Word] = []
+    for begin, finish, w in timed:
+        begin = min(max(begin, words[-1].end if words else start), end)
+        words.append(Word(start=begin, end=min(max(finish, begin), end), word=w.word,
+                          probability=w.probability))
+    return words
 
 
 def _monotonic(callback: ProgressCallback) -> ProgressCallback:

@@ -65,7 +65,8 @@ def test_chinese_segments_are_converted(script: str, expected: str) -> None:
                       words=[Word(start=0, end=1, word="漢語说话", probability=0.9)])
     converted = in_script(segment, script)
     assert converted.text == expected
-    assert converted.words is not None and converted.words[0].word == expected
+    assert converted.words is not None
+    assert converted.words[0].word == expected
     english = segment.model_copy(update={"language": "en"})
     assert in_script(english, script) == english
 
