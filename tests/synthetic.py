@@ -23,7 +23,9 @@ KOREAN_ENGLISH = [
     ("ko", "ko", "오늘 아침에 친구와 함께 공원에서 산책을 했습니다."),
     ("en", "en", "After lunch we went to the library to study for the exam."),
 ]
-CHINESE = [("cmn", "zh", "今天天气很好 我们一起去公园散步吧。")]
+# espeak-ng as packaged reads Mandarin hanzi as tone digits; its Cantonese voice speaks them,
+# and the base model asked for Chinese writes what it hears in Chinese characters.
+CHINESE = [("yue", "zh", "你好 多谢你。")]
 PAUSE_SECONDS = 1.0
 
 

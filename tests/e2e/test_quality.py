@@ -132,7 +132,7 @@ def test_english_files_keep_their_wer_in_the_mode(client: httpx.Client) -> None:
 def test_chinese_comes_back_in_the_requested_script(
     client: httpx.Client, audio: Path, script: str, config: str
 ) -> None:
-    """espeak-ng's Mandarin is too robotic for the base model to get the words right, but
+    """espeak-ng's Chinese is too robotic for the base model to get the words right, but
     what it hears it writes in Chinese characters, in the script asked for: converting the
     text to the script asked for changes nothing, and to the other one changes something."""
     path = audio / "zh.flac"
