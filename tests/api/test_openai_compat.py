@@ -253,3 +253,10 @@ def test_openapi_documents_the_openai_forms(api: TestClient) -> None:
         ]
         assert {"200", "202", "400", "413", "415", "500", "503"} <= set(post_["responses"])
         assert "text/plain" in post_["responses"]["200"]["content"]
+
+
+def test_candidates_the_mode_and_the_script_reach_the_job() -> None:
+    form = parse_form({"language": ["KO,en"], "multilingual": ["true"],
+                       "script": ["traditional"]}, "transcribe")
+    assert (form.options.language, form.options.multilingual, form.options.script) == (
+        "ko,en", True, "traditional")
