@@ -197,4 +197,5 @@ def test_tsv_of_several_languages_has_a_language_column() -> None:
     mixed = Transcript(language="en", languages=["en", "de"], duration=4.0, text="Hi. Hallo.",
                        segments=[Segment(id=0, start=0, end=1.5, text=" Hi.", language="en"),
                                  Segment(id=1, start=2, end=3.25, text=" Hallo.", language="de")])
-    assert render(mixed, "tsv") == "start\tend\ttext\tlanguage\n0\t1500\tHi.\ten\n2000\t3250\tHallo.\tde\n"
+    assert render(mixed, "tsv") == (
+        "start\tend\ttext\tlanguage\n0\t1500\tHi.\ten\n2000\t3250\tHallo.\tde\n")
