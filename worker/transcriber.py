@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -149,21 +149,20 @@ class _Job:
         found = self._detect(window.samples, speech)
         return split_by_language(window, speech, self._region_languages(window, speech, found))
 
-    def decode(self, part: Window, language: str, speech: Regions) -> list[Segment]:
-        """Decode one stretch in `language`; the segments kept, on the recording's clock."""
+    def decode(self, part: Window, language: str, speech: Regions) -> Iterator[Segment]:
+        """Decode one stretch in `language`: the segments kept, on the recording's clock, as
+        the model produces them (so progress moves within a window)."""
         kwargs = {**self.kwargs, "language": language, **self._prompt(language)}
         if sum(b - a for a, b in speech) < SPARSE_SPEECH * part.samples.size:
             kwargs.setdefault("temperature", 0.0)
         found, _ = self.decoder(to_float(part.samples), **kwargs)
-        kept = []
         for raw in found:
             if not _heard(raw, speech):
                 continue
             segment = _segment(raw, len(self.segments), part, self._last_end(), language)
             segment = in_script(segment, self.options.script)
             self.segments.append(segment)
-            kept.append(segment)
-        return kept
+            yield segment
 
     def transcript(self, duration: float) -> Transcript:
         languages = list(dict.fromkeys(s.language for s in self.segments if s.language))
