@@ -30,11 +30,12 @@ IGNORED = frozenset({"model", "include[]", "include", "chunking_strategy"})
 _COMMON = frozenset({"prompt", "response_format", "temperature", "stream",
                      *_GRANULARITY_FIELDS, *IGNORED})
 FIELDS: dict[Task, frozenset[str]] = {
-    "transcribe": _COMMON | {"language"},
+    "transcribe": _COMMON | {"language", "multilingual", "script"},
     "translate": _COMMON,
 }
 # OpenAI's field -> the JobOptions field it sets.
-_JOB_OPTIONS = {"language": "language", "prompt": "initial_prompt", "temperature": "temperature"}
+_JOB_OPTIONS = {"language": "language", "prompt": "initial_prompt", "temperature": "temperature",
+                "multilingual": "multilingual", "script": "script"}
 _OPENAI_NAMES = {option: name for name, option in _JOB_OPTIONS.items()}
 
 

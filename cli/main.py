@@ -28,7 +28,16 @@ Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
 Concurrency = Annotated[int, typer.Option(min=1, help="Transcribing processes (one model each).")]
 Language = Annotated[
-    str | None, typer.Option(help="Spoken language (ISO 639-1, such as ko); unset detects it.")
+    str | None, typer.Option(help="Spoken language (ISO 639-1, such as ko), or the candidates "
+                             "to detect among (ko,en); unset detects it.")
+]
+Multilingual = Annotated[
+    bool | None, typer.Option(help="Code-switching: each stretch in its own language; "
+                              "unset: the server's default.")
+]
+Script = Annotated[
+    Literal["simplified", "traditional"] | None,
+    typer.Option(help="Write Chinese in Simplified or Traditional characters."),
 ]
 Task = Annotated[
     Literal["transcribe", "translate"], typer.Option(help="translate: the speech in English.")
@@ -95,6 +104,7 @@ def transcribe(
     format: OneFormat = TXT,
     language: Language = None, task: Task = "transcribe", out: Out = None,
     server: Server = DEFAULT_URL, api_key: ApiKey = None,
+    multilingual: Multilingual = None, script: Script = None,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
     unique = dict.fromkeys(files)  # a file named twice is transcribed once
@@ -106,8 +116,8 @@ def transcribe(
     if refused:  # unlike a batch, which goes on without them: these were named one by one
         label, reason = refused[0]
         raise typer.BadParameter(f"{label}: {reason}", param_hint="'FILES...'")
-    plan = batches.Plan(requests)
-    summary = _execute(server, api_key, plan, _fields(language, task), 1, False)
+    fields = _fields(language, task) | _quality_fields(multilingual, script)
+    summary = _execute(server, api_key, batches.Plan(requests), fields, 1, False)
     raise typer.Exit(1 if summary.failed else 0)
 
 
@@ -177,6 +187,12 @@ def _fields(language: str | None, task: str) -> dict[str, str]:
         raise typer.BadParameter(message, param_hint="'--language'") from None
     fields = {"task": options.task}
     return fields | ({"language": options.language} if options.language else {})
+
+
+def _quality_fields(multilingual: bool | None, script: str | None) -> dict[str, str]:
+    """The code-switching and Chinese-script fields, where chosen."""
+    fields = {} if multilingual is None else {"multilingual": str(multilingual).lower()}
+    return fields | ({"script": script} if script else {})
 
 
 def _formats(value: str) -> list[str]:

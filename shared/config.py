@@ -55,6 +55,13 @@ class Settings(IntegrationSettings, BaseSettings):
     vad_filter: bool = True
     """Skip non-speech with Silero VAD unless a job turns it off."""
 
+    multilingual: bool = False
+    """Code-switching mode for jobs that leave `multilingual` unset: each stretch of speech is
+    decoded in its own detected language."""
+
+    multilingual_window_seconds: float = Field(default=30.0, ge=10, le=120)
+    """Longest window of the code-switching mode, each detected and decoded on its own."""
+
     batch_size: int | None = Field(default=None, ge=1, le=64)
     """Default `batch_size` of jobs that leave it unset and keep VAD on; unset means 1 on CPU
     (faster-whisper's own sequential decoding, temperature fallback included) and 8 on CUDA."""

@@ -74,7 +74,13 @@ def to_vtt(transcript: Transcript) -> str:
 
 
 def to_tsv(transcript: Transcript) -> str:
-    """Render `start`, `end` in integer milliseconds and `text`, as openai-whisper's WriteTSV."""
+    """Render `start`, `end` in integer milliseconds and `text`, as openai-whisper's WriteTSV;
+    a transcript in several languages has a fourth column, each segment's `language`."""
+    if len(transcript.languages) > 1:
+        return "start\tend\ttext\tlanguage\n" + "".join(
+            f"{_ms(segment.start)}\t{_ms(segment.end)}\t{text}\t{segment.language or ''}\n"
+            for segment, text in _cues(transcript)
+        )
     rows = (
         f"{_ms(segment.start)}\t{_ms(segment.end)}\t{text}\n" for segment, text in _cues(transcript)
     )

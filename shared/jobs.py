@@ -350,6 +350,8 @@ class JobStore:
             "finished_at": utcnow(),
             "language": transcript.language,
             "language_probability": transcript.language_probability,
+            "languages": transcript.languages,
+            "language_alternatives": transcript.language_alternatives,
         }
         return self._finish_job(job_id, ttl, transcript.model_dump_json(), fields)
 

@@ -30,6 +30,12 @@ LANGUAGE_NAMES: dict[str, str] = {
 WHISPER_LANGUAGES = frozenset(LANGUAGE_NAMES)
 
 
+def codes_pattern() -> str:
+    """A regular expression for one code or several comma-separated ones (`ko,en`)."""
+    code = "|".join(sorted(WHISPER_LANGUAGES, key=len, reverse=True))
+    return f"^({code})(,({code}))*$"
+
+
 def language_name(code: str | None) -> str:
     """The lowercase English name of a Whisper language code (the code itself if unknown)."""
     return LANGUAGE_NAMES.get(code or "", code or "")

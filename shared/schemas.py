@@ -30,8 +30,9 @@ class JobOptions(BaseModel):
 
     language: str | None = Field(
         default=None,
-        description="ISO 639-1 code such as `en`; unset or `auto` detects the language.",
-        max_length=16,
+        description="ISO 639-1 code such as `en`; unset or `auto` detects the language; "
+        "several codes, comma-separated (`ko,en`), detect it among those only.",
+        max_length=400,
     )
     task: Literal["transcribe", "translate"] = Field(
         default="transcribe", description="`translate` renders the speech in English."
@@ -46,6 +47,14 @@ class JobOptions(BaseModel):
     )
     hotwords: str | None = Field(
         default=None, max_length=1000, description="Words to bias recognition towards."
+    )
+    multilingual: bool | None = Field(
+        default=None,
+        description="Code-switching mode: detect the language of every stretch of speech "
+        "and decode each in its own. Unset: the server's default.",
+    )
+    script: Literal["simplified", "traditional"] | None = Field(
+        default=None, description="Write Chinese in Simplified or Traditional characters."
     )
     temperature: float | None = Field(
         default=None, ge=0, le=1,
@@ -73,10 +82,27 @@ class JobOptions(BaseModel):
     def _auto_is_none(cls, value: str | None) -> str | None:
         if value is None or value.strip().lower() in ("", "auto"):
             return None
-        code = value.strip().lower()
-        if code not in WHISPER_LANGUAGES:
-            raise ValueError(f"unknown language code {value!r}; use an ISO 639-1 code or auto")
-        return code
+        codes = [code.strip().lower() for code in value.split(",")]
+        for code in codes:
+            if code not in WHISPER_LANGUAGES:
+                raise ValueError(f"unknown language code {code!r}; use ISO 639-1 codes "
+                                 "(one, or several comma-separated) or auto")
+        return ",".join(dict.fromkeys(codes))
+
+    @property
+    def candidates(self) -> list[str]:
+        """The languages detection may choose among; empty means any."""
+        return self.language.split(",") if self.language else []
+
+    @property
+    def fixed_language(self) -> str | None:
+        """The one language the job names, if it names exactly one."""
+        return self.language if self.language and "," not in self.language else None
+
+
+class LanguageProbability(BaseModel):
+    language: str
+    probability: float
 
 
 class ErrorInfo(BaseModel):
@@ -107,6 +133,12 @@ class Job(BaseModel):
     audio_duration: float | None = Field(default=None, description="Seconds of audio.")
     language: str | None = None
     language_probability: float | None = None
+    languages: list[str] | None = Field(
+        default=None, description="Every language the transcript's segments are in."
+    )
+    language_alternatives: list[LanguageProbability] | None = Field(
+        default=None, description="The likeliest languages detection weighed, best first."
+    )
     attempts: int = 0
     error: ErrorInfo | None = None
     # Integrations (issue 13; `shared/extras.py`).
@@ -133,6 +165,7 @@ class Segment(BaseModel):
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
     words: list[Word] | None = None
+    language: str | None = None
 
 
 class Transcript(BaseModel):
@@ -140,6 +173,8 @@ class Transcript(BaseModel):
 
     language: str | None
     language_probability: float | None = None
+    languages: list[str] = Field(default_factory=list)
+    language_alternatives: list[LanguageProbability] = Field(default_factory=list)
     duration: float
     text: str
     segments: list[Segment]

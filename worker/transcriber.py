@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -11,14 +11,16 @@ from typing import Any
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as FWSegment
-from faster_whisper.transcribe import TranscriptionInfo
+from faster_whisper.transcribe import Word as FWWord
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from shared.config import Settings
 from shared.schemas import JobOptions, Segment, Transcript, Word
-from worker.audio import pcm_blocks, to_float
+from worker.audio import SAMPLE_RATE, pcm_blocks, to_float
+from worker.detection import Detection, detect, ranked
 from worker.model import resolve_device
-from worker.windows import Window, windows
+from worker.script import in_script
+from worker.windows import Window, split_by_language, windows
 
 # `batch_size` where neither the job nor the settings choose one. On CPU, sequential decoding
 # keeps faster-whisper's exact output and its temperature fallback (batching 4 measured 1.3 to
@@ -30,6 +32,26 @@ PROMPT_SEGMENTS = 8
 # The loudest int16 sample a window may hold and still be silence (-80 dBFS).
 SILENCE_PEAK = 3
 _CUT_VAD = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
+# Segments whose span meets less VAD speech than this (seconds, regions padded by SPEECH_PAD)
+# are words Whisper made up over silence or noise (issue 11: "You" over 30 s of silence).
+MIN_SPEECH_OVERLAP = 0.1
+SPEECH_PAD = 0.5
+# faster-whisper's own thresholds, applied to each segment it returns: a segment likely not
+# speech, decoded with little confidence, or as repetitive as a failed decoding is dropped.
+NO_SPEECH_PROB = 0.6
+LOG_PROB = -1.0
+COMPRESSION_RATIO = 2.4
+# Where words are timed, faster-whisper skips silences this long around hallucinations.
+HALLUCINATION_SILENCE_SECONDS = 2.0
+# A window with less speech than this share of it is decoded at temperature 0 only: the
+# fallback loop over noise or music costs several times real time and finds no words.
+SPARSE_SPEECH = 0.1
+# Code-switching mode: a region of speech at least this long has its own language detected,
+# and it is decoded in that language where detection is at least this sure of it.
+REGION_SECONDS = 1.5
+SWITCH_PROBABILITY = 0.6
+
+Regions = list[tuple[int, int]]
 
 ProgressCallback = Callable[[float], None]
 
@@ -37,7 +59,7 @@ ProgressCallback = Callable[[float], None]
 def whisper_kwargs(options: JobOptions, settings: Settings) -> dict[str, Any]:
     """The arguments to `WhisperModel.transcribe` for a job's options."""
     kwargs: dict[str, Any] = {
-        "language": options.language,
+        "language": options.fixed_language,
         "task": options.task,
         "beam_size": options.beam_size or settings.beam_size,
         "vad_filter": settings.vad_filter if options.vad_filter is None else options.vad_filter,
@@ -45,6 +67,8 @@ def whisper_kwargs(options: JobOptions, settings: Settings) -> dict[str, Any]:
         "initial_prompt": options.initial_prompt,
         "hotwords": options.hotwords,
     }
+    if options.word_timestamps:
+        kwargs["hallucination_silence_threshold"] = HALLUCINATION_SILENCE_SECONDS
     if options.temperature is not None:  # else faster-whisper's fallback schedule 0, 0.2 .. 1
         kwargs["temperature"] = options.temperature
     return kwargs
@@ -73,41 +97,140 @@ def transcribe(
     """Run the model over the recording window by window (`worker/windows.py`), reporting
     progress as segments arrive against `expected_seconds` (the probed duration).
 
-    The first window's language (detected unless the job names one) is the whole recording's,
-    and each window after the first is prompted with the text before it, as faster-whisper's
-    own `condition_on_previous_text` would; a recording no longer than one window is decoded
-    exactly as faster-whisper decodes the file."""
-    kwargs = whisper_kwargs(options, settings)
-    decode = model.transcribe
-    if (size := batch_size(options, settings)) > 1:
-        decode = partial(BatchedInferencePipeline(model).transcribe, batch_size=size)
+    Windows where VAD hears no speech are skipped, VAD on or off. The first window's language
+    (detected among the job's candidates unless it names one) is the whole recording's; in the
+    code-switching mode every window, and every run of one language in it, is detected and
+    decoded on its own. Each window after the first is prompted with the text before it in
+    the same language, as faster-whisper's own `condition_on_previous_text` would."""
+    job = _Job(model, options, settings)
     blocks = pcm_blocks(audio, settings.max_audio_seconds)
     report = _monotonic(_throttled(on_progress, settings.progress_interval_seconds))
-    collected: list[Segment] = []
-    first: TranscriptionInfo | None = None
     end = 0.0
-    cut = settings.window_seconds, settings.window_search_seconds
-    for window in windows(blocks, *cut, find_speech=speech_regions):
+    for window in windows(blocks, *job.cut(), find_speech=speech_regions):
         end = window.end_seconds
         total = max(expected_seconds or 0.0, end)
-        if _silent(window.samples):
+        if _silent(window.samples) or not (speech := speech_regions(window.samples)):
             continue  # nothing to hear, and Whisper would make words up
-        segments, info = decode(to_float(window.samples), **kwargs)
-        if first is None:
-            first = info
-            kwargs["language"] = info.language
-        for segment in segments:
-            collected.append(_segment(segment, len(collected), window))
-            report(min(collected[-1].end / total, 1.0) if total else 1.0)
-        if options.initial_prompt is None and collected and size == 1:
-            kwargs["initial_prompt"] = _previous_text(collected)
-    return Transcript(
-        language=first.language if first else options.language,
-        language_probability=first.language_probability if first else None,
-        duration=end,
-        text="".join(s.text for s in collected).strip(),
-        segments=collected,
-    )
+        for part, language in job.parts(window, speech):
+            for segment in job.decode(part, language, _within(speech, part, window)):
+                report(min(segment.end / total, 1.0) if total else 1.0)
+    return job.transcript(end)
+
+
+class _Job:
+    """One recording's decoding: its arguments, the languages heard, the segments so far."""
+
+    def __init__(self, model: WhisperModel, options: JobOptions, settings: Settings) -> None:
+        self.model, self.options, self.settings = model, options, settings
+        self.kwargs = whisper_kwargs(options, settings)
+        self.decoder = model.transcribe
+        self.batched = (size := batch_size(options, settings)) > 1
+        if self.batched:
+            self.decoder = partial(BatchedInferencePipeline(model).transcribe, batch_size=size)
+        self.multilingual = multilingual(options, settings)
+        self.detection: Detection | None = None
+        self.heard: dict[str, float] = {}  # multilingual: language -> speech-weighted probability
+        self.segments: list[Segment] = []
+
+    def cut(self) -> tuple[float, float]:
+        if self.multilingual:
+            longest = self.settings.multilingual_window_seconds
+            return longest, longest / 3
+        return self.settings.window_seconds, self.settings.window_search_seconds
+
+    def parts(self, window: Window, speech: Regions) -> list[tuple[Window, str]]:
+        """The window's stretches, each with the language to decode it in."""
+        if (fixed := self.options.fixed_language) is not None:
+            return [(window, fixed)]
+        if not self.multilingual:
+            if self.detection is None:
+                self.detection = self._detect(window.samples, speech)
+            return [(window, self.detection.language)]
+        found = self._detect(window.samples, speech)
+        return split_by_language(window, speech, self._region_languages(window, speech, found))
+
+    def decode(self, part: Window, language: str, speech: Regions) -> Iterator[Segment]:
+        """Decode one stretch in `language`: the segments kept, on the recording's clock, as
+        the model produces them (so progress moves within a window)."""
+        kwargs = {**self.kwargs, "language": language, **self._prompt(language)}
+        if sum(b - a for a, b in speech) < SPARSE_SPEECH * part.samples.size:
+            kwargs.setdefault("temperature", 0.0)
+        found, _ = self.decoder(to_float(part.samples), **kwargs)
+        for raw in found:
+            if not _heard(raw, speech):
+                continue
+            segment = _segment(raw, len(self.segments), part, self._last_end(), language)
+            segment = in_script(segment, self.options.script)
+            self.segments.append(segment)
+            yield segment
+
+    def transcript(self, duration: float) -> Transcript:
+        languages = list(dict.fromkeys(s.language for s in self.segments if s.language))
+        detection = self.detection
+        if self.multilingual and self.heard:
+            detection = ranked(self.heard, self.options.candidates)
+        main = _main_language(self.segments) or self.options.fixed_language
+        return Transcript(
+            language=main or (detection.language if detection else None),
+            language_probability=_probability(detection, main),
+            languages=languages,
+            language_alternatives=detection.alternatives() if detection else [],
+            duration=duration,
+            text="".join(s.text for s in self.segments).strip(),
+            segments=self.segments,
+        )
+
+    def _detect(self, samples: np.ndarray, speech: Regions) -> Detection:
+        if not self.model.model.is_multilingual:  # an English-only model (`base.en`)
+            return ranked({"en": 1.0}, [])
+        heard = np.concatenate([samples[a:b] for a, b in speech])
+        return detect(self.model, to_float(heard), self.options.candidates)
+
+    def _region_languages(self, window: Window, speech: Regions, found: Detection) -> list[str]:
+        """Each speech region's language: its own where it is long enough to tell and
+        detection is sure of it, else that of the region before it (the window's at first)."""
+        if len(speech) == 1:
+            self._note(found, speech[0])
+            return [found.language]
+        languages: list[str] = []
+        for a, b in speech:
+            language, heard = (languages[-1] if languages else found.language), found
+            if b - a >= REGION_SECONDS * SAMPLE_RATE:
+                own = self._detect(window.samples, [(a, b)])
+                if own.probability >= SWITCH_PROBABILITY:
+                    language, heard = own.language, own
+            self._note(heard, (a, b))
+            languages.append(language)
+        return languages
+
+    def _note(self, detection: Detection, region: tuple[int, int]) -> None:
+        """Count what detection heard in a region, weighted by its length, towards the
+        languages the job reports."""
+        seconds = (region[1] - region[0]) / SAMPLE_RATE
+        for choice in detection.ranked:
+            self.heard[choice.language] = (
+                self.heard.get(choice.language, 0.0) + choice.probability * seconds)
+
+    def _prompt(self, language: str) -> dict[str, str]:
+        """The text so far in this language, where the job sets no prompt of its own and
+        decoding is sequential (a German window prompted with English would stay English)."""
+        if self.options.initial_prompt is not None or self.batched:
+            return {}
+        run: list[Segment] = []
+        for segment in reversed(self.segments):
+            if segment.language != language:
+                break
+            run.insert(0, segment)
+        return {"initial_prompt": _previous_text(run)} if run else {}
+
+    def _last_end(self) -> float:
+        return self.segments[-1].end if self.segments else 0.0
+
+
+def multilingual(options: JobOptions, settings: Settings) -> bool:
+    """Whether the job runs in the code-switching mode (never when it names one language)."""
+    chosen = settings.multilingual if options.multilingual is None else options.multilingual
+    return chosen and options.fixed_language is None
 
 
 def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
@@ -115,6 +238,44 @@ def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
     of 300 ms or more between regions (shorter ones can fall inside a word)."""
     found = get_speech_timestamps(to_float(samples), _CUT_VAD)
     return [(region["start"], region["end"]) for region in found]
+
+
+def _within(speech: Regions, part: Window, window: Window) -> Regions:
+    """The window's speech regions that fall in `part`, as offsets in it."""
+    shift, size = part.start - window.start, part.samples.size
+    return [(max(a - shift, 0), min(b - shift, size)) for a, b in speech
+            if b > shift and a < shift + size]
+
+
+def _heard(segment: FWSegment, speech: Regions) -> bool:
+    """Whether a segment is speech: it has text, overlaps VAD speech, and passes the model's
+    own no-speech and repetition checks."""
+    if not segment.text.strip():
+        return False
+    if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < LOG_PROB:
+        return False
+    if segment.compression_ratio > COMPRESSION_RATIO:
+        return False
+    pad = SPEECH_PAD * SAMPLE_RATE
+    low, high = segment.start * SAMPLE_RATE, segment.end * SAMPLE_RATE
+    overlap = sum(max(0.0, min(high, b + pad) - max(low, a - pad)) for a, b in speech)
+    return overlap >= MIN_SPEECH_OVERLAP * SAMPLE_RATE
+
+
+def _main_language(segments: list[Segment]) -> str | None:
+    """The language of the most transcribed time."""
+    spoken: dict[str, float] = {}
+    for s in segments:
+        if s.language:
+            spoken[s.language] = spoken.get(s.language, 0.0) + s.end - s.start
+    return max(spoken, key=spoken.__getitem__) if spoken else None
+
+
+def _probability(detection: Detection | None, language: str | None) -> float | None:
+    if detection is None:
+        return None
+    return next((c.probability for c in detection.ranked if c.language == language),
+                detection.probability)
 
 
 def _silent(samples: np.ndarray) -> bool:
@@ -127,26 +288,43 @@ def _previous_text(segments: list[Segment]) -> str:
     return "".join(s.text for s in segments[-PROMPT_SEGMENTS:]).strip()
 
 
-def _segment(segment: FWSegment, number: int, window: Window) -> Segment:
-    """The segment on the recording's clock (it came from `window`), numbered from 0."""
+def _segment(
+    segment: FWSegment, number: int, window: Window, after: float, language: str
+) -> Segment:
+    """The segment on the recording's clock (it came from `window`), numbered from 0, its
+    times inside the window and never before `after` (the previous segment's end)."""
     offset, limit = window.start_seconds, window.end_seconds
+    floor = max(offset, after)
 
     def at(seconds: float) -> float:
-        return round(min(offset + seconds, limit), 3) if offset else min(seconds, limit)
+        placed = min(max(offset + seconds, floor), limit)
+        return round(placed, 3) if offset else placed
 
+    start = at(segment.start)
+    end = max(at(segment.end), start)
     words = None
     if segment.words is not None:
-        words = [Word(start=at(w.start), end=at(w.end), word=w.word, probability=w.probability)
-                 for w in segment.words]
+        words = _words([(at(w.start), at(w.end), w) for w in segment.words], start, end)
     return Segment(
         id=number,
-        start=at(segment.start),
-        end=at(segment.end),
+        start=start,
+        end=end,
         text=segment.text,
         avg_logprob=segment.avg_logprob,
         no_speech_prob=segment.no_speech_prob,
         words=words,
+        language=language,
     )
+
+
+def _words(timed: list[tuple[float, float, FWWord]], start: float, end: float) -> list[Word]:
+    """The words inside their segment's [start, end], none starting before the one before."""
+    words: list[Word] = []
+    for begin, finish, w in timed:
+        begin = min(max(begin, words[-1].end if words else start), end)
+        words.append(Word(start=begin, end=min(max(finish, begin), end), word=w.word,
+                          probability=w.probability))
+    return words
 
 
 def _monotonic(callback: ProgressCallback) -> ProgressCallback:

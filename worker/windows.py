@@ -73,3 +73,23 @@ def _cut_point(buffer: np.ndarray, size: int, search: int, find_speech: SpeechFi
     pauses = [(edges[i + 1] - edges[i], edges[i]) for i in range(0, len(edges), 2)]
     length, begin = max(pauses)
     return region_start + begin + length // 2 if length > 0 else size
+
+
+def split_by_language(
+    window: Window, regions: list[tuple[int, int]], languages: list[str]
+) -> list[tuple[Window, str]]:
+    """`window` as consecutive parts, one for each run of its speech `regions` (sample offsets
+    in the window) in one language, cut in the middle of the pause where the language changes:
+    how the code-switching mode hears each language on its own."""
+    parts: list[tuple[Window, str]] = []
+    begin = 0
+    for before, after, language, following in zip(
+        regions, regions[1:], languages, languages[1:], strict=False
+    ):
+        if language != following:
+            cut = (before[1] + after[0]) // 2
+            parts.append((Window(window.index, window.start + begin, window.samples[begin:cut]),
+                          language))
+            begin = cut
+    tail = Window(window.index, window.start + begin, window.samples[begin:])
+    return [*parts, (tail, languages[-1])]

@@ -32,7 +32,7 @@ from shared.errors import JobNotFound
 from shared.idempotency import fingerprint
 from shared.jobs import JobStore
 from shared.keys import ApiKey
-from shared.languages import WHISPER_LANGUAGES
+from shared.languages import codes_pattern
 from shared.schemas import Job, JobStatus
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
@@ -45,8 +45,13 @@ JOB_HEADER = "X-Verbatim-Job-Id"
 def _form(task: Task) -> dict[str, Any]:
     """The multipart form in OpenAPI (the route streams the body itself)."""
     language = {"language": {
-        "type": "string", "enum": sorted(WHISPER_LANGUAGES),
-        "description": "ISO 639-1 code of the speech; unset detects it."}}
+        "type": "string", "pattern": codes_pattern(),
+        "description": "ISO 639-1 code of the speech; several comma-separated (`ko,en`) "
+                       "detect it among those; unset detects it."},
+        "multilingual": {"type": "boolean", "description":
+                         "Verbatim's code-switching mode: each stretch in its own language."},
+        "script": {"type": "string", "enum": ["simplified", "traditional"],
+                   "description": "Verbatim: Chinese in Simplified or Traditional characters."}}
     properties = {
         "file": {"type": "string", "format": "binary", "description": "Audio or video."},
         "model": {"type": "string", "examples": ["whisper-1"], "description":

@@ -34,7 +34,7 @@ from shared.errors import (
 )
 from shared.extras import JobExtras
 from shared.formatters import FORMATS
-from shared.languages import WHISPER_LANGUAGES
+from shared.languages import codes_pattern
 from shared.listing import CURSOR, list_jobs
 from shared.schemas import Job, JobOptions, JobStatus, Transcript
 from shared.storage import clean_filename, remove_upload
@@ -55,7 +55,7 @@ def _form_field(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     if schema.get("default") is not None:
         field["default"] = schema["default"]
     if name == "language":
-        field |= {"enum": ["auto", *sorted(WHISPER_LANGUAGES)]}
+        field |= {"pattern": f"^auto$|{codes_pattern()}"}
         field.pop("maxLength", None)
     return field
 

@@ -70,6 +70,10 @@ def openai_error(body: dict) -> tuple[str, str | None, str]:
         (TRANSCRIBE, {"temperature": "1.5"}, "temperature"),
         (TRANSCRIBE, {"temperature": "warm"}, "temperature"),
         (TRANSCRIBE, {"language": "klingon"}, "language"),
+        (TRANSCRIBE, {"language": "ko,xx"}, "language"),
+        (TRANSCRIBE, {"multilingual": "maybe"}, "multilingual"),
+        (TRANSCRIBE, {"script": "latin"}, "script"),
+        (TRANSLATE, {"script": "simplified"}, "script"),
         (TRANSCRIBE, {"prompt": "x" * 2001}, "prompt"),
         (TRANSCRIBE, {"stream": "true"}, "stream"),
         (TRANSCRIBE, {"beam_size": "3"}, "beam_size"),
@@ -249,3 +253,10 @@ def test_openapi_documents_the_openai_forms(api: TestClient) -> None:
         ]
         assert {"200", "202", "400", "413", "415", "500", "503"} <= set(post_["responses"])
         assert "text/plain" in post_["responses"]["200"]["content"]
+
+
+def test_candidates_the_mode_and_the_script_reach_the_job() -> None:
+    form = parse_form({"language": ["KO,en"], "multilingual": ["true"],
+                       "script": ["traditional"]}, "transcribe")
+    assert (form.options.language, form.options.multilingual, form.options.script) == (
+        "ko,en", True, "traditional")

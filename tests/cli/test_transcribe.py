@@ -133,3 +133,21 @@ def test_inputs_that_would_write_the_same_transcript_are_refused_before_any_uplo
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()) == sorted(
         map(Path, names)
     )
+
+
+def test_candidates_and_the_code_switching_mode_reach_the_job(
+    server: str, verbatim: Verbatim, tmp_path: Path
+) -> None:
+    audio = copy(SHORT, tmp_path)
+    result = verbatim("transcribe", audio, "--format", "json", "--server", server,
+                      "--language", "de,en", "--multilingual", "--script", "simplified")
+    assert result.returncode == 0, result.stderr
+    transcript = json.loads((tmp_path / "1089-134686-0001.json").read_text())
+    assert transcript["languages"] == ["en"]
+    assert {a["language"] for a in transcript["language_alternatives"]} == {"en", "de"}
+    bad = verbatim("transcribe", audio, "--script", "cyrillic")
+    assert bad.returncode == 2
+    assert "'cyrillic' is not one of" in said(bad.stderr)
+    bad = verbatim("transcribe", audio, "--language", "ko,xx")
+    assert bad.returncode == 2
+    assert "unknown language code 'xx'" in bad.stderr

@@ -191,3 +191,11 @@ def test_empty_transcript_parses_as_empty_subtitles() -> None:
 def test_multiline_text_never_opens_a_blank_line_inside_a_cue(fmt: str) -> None:
     body = render(TRANSCRIPT, fmt).removeprefix("WEBVTT\n\n")
     assert all(len(cue.splitlines()) == 2 + (fmt == "srt") for cue in body.split("\n\n"))
+
+
+def test_tsv_of_several_languages_has_a_language_column() -> None:
+    mixed = Transcript(language="en", languages=["en", "de"], duration=4.0, text="Hi. Hallo.",
+                       segments=[Segment(id=0, start=0, end=1.5, text=" Hi.", language="en"),
+                                 Segment(id=1, start=2, end=3.25, text=" Hallo.", language="de")])
+    assert render(mixed, "tsv") == (
+        "start\tend\ttext\tlanguage\n0\t1500\tHi.\ten\n2000\t3250\tHallo.\tde\n")

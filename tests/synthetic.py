@@ -1,0 +1,60 @@
+"""Recordings made for the tests: espeak-ng speech in two languages, silence, noise, tones.
+
+espeak-ng (Debian's `espeak-ng`, GPL-3.0; its output is free of any licence claim) speaks the
+scripts below; every file is made at set-up, so nothing synthetic is committed."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from faster_whisper import decode_audio
+from support import debian_tool, write_audio
+
+RATE = 16000
+# (espeak-ng voice, Whisper language code, script): one sentence each, read in order.
+ENGLISH_GERMAN = [
+    ("en", "en", "The weather was cold this morning, so we stayed inside and read our books."),
+    ("de", "de", "Am Nachmittag sind wir in die Stadt gefahren und haben frisches Brot gekauft."),
+]
+KOREAN_ENGLISH = [
+    ("ko", "ko", "오늘 아침에 친구와 함께 공원에서 산책을 했습니다."),
+    ("en", "en", "After lunch we went to the library to study for the exam."),
+]
+# espeak-ng as packaged reads Mandarin hanzi as tone digits; its Cantonese voice speaks them,
+# and the base model asked for Chinese writes what it hears in Chinese characters.
+CHINESE = [("yue", "zh", "你好 多谢你。")]
+PAUSE_SECONDS = 1.0
+
+
+def speech(voice: str, text: str, folder: Path) -> np.ndarray:
+    """int16 16 kHz samples of espeak-ng reading `text` with `voice`."""
+    espeak = debian_tool("espeak-ng", "espeak-ng", "/usr/bin/espeak-ng")
+    wav = folder / f"{voice}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.wav"
+    subprocess.run([espeak, "-v", voice, "-s", "150", "-w", str(wav), text], check=True,
+                   capture_output=True, timeout=60)
+    return (decode_audio(str(wav), sampling_rate=RATE) * 32767).astype(np.int16)
+
+
+def spoken(script: list[tuple[str, str, str]], path: Path) -> Path:
+    """`script` read sentence after sentence, a pause before, between and after them."""
+    pause = np.zeros(int(PAUSE_SECONDS * RATE), np.int16)
+    parts = [pause]
+    for voice, _, text in script:
+        parts += [speech(voice, text, path.parent), pause]
+    return write_audio(path, np.concatenate(parts))
+
+
+def noise(path: Path, seconds: float, level: float = 0.02, seed: int = 11) -> Path:
+    """White noise at `level` of full scale."""
+    samples = np.random.default_rng(seed).normal(0, level, int(seconds * RATE))
+    return write_audio(path, (np.clip(samples, -1, 1) * 32767).astype(np.int16))
+
+
+def tones(path: Path, seconds: float) -> Path:
+    """A steady 440 Hz tone with a 660 Hz one over it every other second: music-like."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    wave = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 660 * t) * (t % 2 < 1)
+    return write_audio(path, (wave * 32767).astype(np.int16))
