@@ -10,12 +10,14 @@ from fastapi import FastAPI
 
 from api import metrics
 from api.errors import install_error_handlers
+from api.events import JobStreams
 from api.observability import ObservabilityMiddleware
 from api.quotas import Quotas
-from api.routes import audio, health, jobs, page
+from api.routes import audio, events, health, jobs, page
 from api.security import SecurityHeadersMiddleware
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
+from shared.events import events_client
 from shared.jobs import JobStore
 from shared.keys import KeyStore
 from shared.logs import configure_logging
@@ -37,12 +39,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.quotas = Quotas(settings.redis_url, app.state.store)
         if settings.auth == "off":
             log.warning("VERBATIM_AUTH=off: anyone who can reach this API can use it")
+        # One pooled connection per open event stream (a blocking XREAD holds it).
+        events_redis = events_client(
+            settings.redis_url, settings.events_max_listeners + 1, settings.events_check_seconds
+        )
+        app.state.job_streams = JobStreams(events_redis, settings)
         with metrics.listener(settings, app.state.store):
             async with sweeping(settings, app.state.store):
                 yield
         app.state.celery.close()
         app.state.quotas.close()
         app.state.store.redis.close()
+        await events_redis.aclose()
 
     app = FastAPI(
         title="Verbatim",
@@ -58,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware)
     app.include_router(jobs.router)
+    app.include_router(events.router)
     app.include_router(audio.router)
     app.include_router(health.router)
     if not settings.metrics_port:  # else served by `metrics.listener` on a port of its own

@@ -1,0 +1,44 @@
+"""A job's events as they happen: `GET /v1/jobs/{id}/events` (server-sent events)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from sse_starlette import EventSourceResponse
+
+from api.deps import ExistingJob
+from api.errors import error_responses
+from api.events import JobStreams, after_id, as_sse
+from shared.errors import InvalidRequest, JobNotFound, ServiceUnavailable
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+def job_streams(request: Request) -> JobStreams:
+    streams: JobStreams = request.app.state.job_streams
+    return streams
+
+
+JobStreamsDep = Annotated[JobStreams, Depends(job_streams)]
+
+_STREAM: dict[int | str, dict[str, Any]] = {200: {
+    "description": "`text/event-stream`: `status`, `progress`, `segment`, `restart`, then "
+                   "`completed`, `failed` or `deleted`; each event's `data` is JSON.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}}
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses=_STREAM | error_responses(JobNotFound, InvalidRequest, ServiceUnavailable),
+)
+async def job_events(
+    job: ExistingJob, streams: JobStreamsDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Follow a job: its history first (after `Last-Event-ID`), then each event as it happens."""
+    after = after_id(last_event_id)
+    streams.admit()
+    return streams.response(as_sse(streams.follow(job.id, after)))
