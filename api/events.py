@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import redis
 import redis.asyncio
+from fastapi import Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from shared.config import Settings
@@ -90,9 +92,11 @@ class JobStreams:
             return Event(last, FAILED, {"status": status, "error": json.loads(error or "null")})
         return None
 
-    def response(self, events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    def response(
+        self, events: AsyncIterator[ServerSentEvent], headers: dict[str, str] | None = None
+    ) -> EventSourceResponse:
         """`events` as `text/event-stream`, with comment heartbeats while it is idle."""
-        return EventSourceResponse(events, ping=self.ping_seconds,
+        return EventSourceResponse(events, ping=self.ping_seconds, headers=headers,
                                    send_timeout=SEND_TIMEOUT_SECONDS)
 
 
@@ -100,3 +104,11 @@ async def as_sse(events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]
     """Job events framed as SSE: `id:` the stream id, `event:` the name, `data:` JSON."""
     async for event in events:
         yield ServerSentEvent(event.json(), event=event.name, id=event.id)
+
+
+def job_streams(request: Request) -> JobStreams:
+    streams: JobStreams = request.app.state.job_streams
+    return streams
+
+
+JobStreamsDep = Annotated[JobStreams, Depends(job_streams)]

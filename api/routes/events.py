@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header
 from sse_starlette import EventSourceResponse
 
 from api.deps import ExistingJob
 from api.errors import error_responses
-from api.events import JobStreams, after_id, as_sse
+from api.events import JobStreamsDep, after_id, as_sse
 from shared.errors import InvalidRequest, JobNotFound, ServiceUnavailable
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-
-def job_streams(request: Request) -> JobStreams:
-    streams: JobStreams = request.app.state.job_streams
-    return streams
-
-
-JobStreamsDep = Annotated[JobStreams, Depends(job_streams)]
 
 _STREAM: dict[int | str, dict[str, Any]] = {200: {
     "description": "`text/event-stream`: `status`, `progress`, `segment`, `restart`, then "
