@@ -38,7 +38,8 @@ def test_sdk_yields_deltas_while_the_job_runs(
 ) -> None:
     received, job_id = stream(oai, long_recording)
     kinds = [event.name for event in received]
-    assert kinds[-1] == "transcript.text.done" and kinds.count("transcript.text.done") == 1
+    assert kinds[-1] == "transcript.text.done"
+    assert kinds.count("transcript.text.done") == 1
     deltas = [event for event in received if event.name == "transcript.text.delta"]
     assert len(deltas) >= 3
     done = received[-1]
