@@ -36,6 +36,8 @@ def events(
         assert source.response.status_code == 200, source.response.read()
         assert source.response.headers["content-type"].startswith("text/event-stream")
         for sse in source.iter_sse():
+            if not sse.data:
+                continue  # httpx-sse dispatches a heartbeat comment as an empty message
             yield Received(sse.id, sse.event, json.loads(sse.data), time.time())
 
 

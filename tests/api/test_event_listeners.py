@@ -39,11 +39,14 @@ def events_api(
 
 
 @pytest.fixture
-def idle_job(redis_url: str) -> Iterator[tuple[JobStore, str]]:
+def idle_job(redis_url: str, tmp_path: Path) -> Iterator[tuple[JobStore, str]]:
     """A job that exists but will never run (it is not on the queue)."""
     store = JobStore.from_url(redis_url)
     job_id = new_job_id()
-    store.create(job_id, "idle.flac", JobOptions(), 11.0, Path(DATA / "jfk.flac"))
+    # Its upload is a copy: deleting the job removes it.
+    upload = tmp_path / "idle.flac"
+    upload.write_bytes(DATA.joinpath("jfk.flac").read_bytes())
+    store.create(job_id, "idle.flac", JobOptions(), 11.0, upload)
     yield store, job_id
     store.delete(job_id)
     store.redis.close()
