@@ -1,8 +1,9 @@
 """The API's side of job events: relay a job's stream to a client as server-sent events.
 
-Each open stream is one coroutine blocked in XREAD on a pooled `redis.asyncio` connection
-(`shared/events.py`): no thread and no state beyond the connection, so an API process holds
-as many idle listeners as `events_max_listeners` allows.
+Each open stream is one coroutine waiting on its queue of the process's `EventHub`
+(`shared/events.py`), which follows every stream with one blocking XREAD: no thread and no
+Redis connection per client, so an API process holds as many idle listeners as
+`events_max_listeners` allows.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import redis
-import redis.asyncio
 from fastapi import Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from shared.config import Settings
 from shared.errors import InvalidRequest, ServiceUnavailable
-from shared.events import BEGINNING, STREAM_ID, Event, EventReader
+from shared.events import BEGINNING, STREAM_ID, Event, EventHub
 from shared.job_events import (
     COMPLETED,
     DELETED,
@@ -51,9 +51,9 @@ def after_id(last_event_id: str | None) -> str:
 class JobStreams:
     """Follows job streams for clients: counts them and ends those of vanished jobs."""
 
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
-        self.redis = client
-        self.reader = EventReader(client, settings.events_check_seconds)
+    def __init__(self, hub: EventHub, settings: Settings) -> None:
+        self.redis = hub.redis
+        self.hub = hub
         self.ping_seconds = settings.events_ping_seconds
         self.max_listeners = settings.events_max_listeners
         self.listeners = 0
@@ -68,7 +68,7 @@ class JobStreams:
         Redis fail, the stream just ends: an EventSource reconnects with the last id it got."""
         self.listeners += 1
         try:
-            async for event in self.reader.follow(
+            async for event in self.hub.follow(
                 stream_key(job_id), after, FINAL, lambda last: self._ended(job_id, last)
             ):
                 yield event

@@ -17,13 +17,15 @@ from api.routes import audio, events, health, jobs, page
 from api.security import SecurityHeadersMiddleware
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
-from shared.events import events_client
+from shared.events import EventHub, events_client
 from shared.jobs import JobStore
 from shared.keys import KeyStore
 from shared.logs import configure_logging
 from shared.queue import make_celery
 
 log = logging.getLogger(__name__)
+# Connections for event streams' replays and checks; their live events share one more.
+EVENT_READ_CONNECTIONS = 32
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,14 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.quotas = Quotas(settings.redis_url, app.state.store)
         if settings.auth == "off":
             log.warning("VERBATIM_AUTH=off: anyone who can reach this API can use it")
-        # One pooled connection per open event stream (a blocking XREAD holds it).
-        events_redis = events_client(
-            settings.redis_url, settings.events_max_listeners + 1, settings.events_check_seconds
-        )
-        app.state.job_streams = JobStreams(events_redis, settings)
-        with metrics.listener(settings, app.state.store):
-            async with sweeping(settings, app.state.store):
-                yield
+        events_redis = events_client(settings.redis_url, EVENT_READ_CONNECTIONS)
+        async with EventHub(events_redis, settings.events_check_seconds) as hub:
+            app.state.job_streams = JobStreams(hub, settings)
+            with metrics.listener(settings, app.state.store):
+                async with sweeping(settings, app.state.store):
+                    yield
         app.state.celery.close()
         app.state.quotas.close()
         app.state.store.redis.close()

@@ -25,8 +25,10 @@ DELTA, DONE = "transcript.text.delta", "transcript.text.done"
 _INPUT_ERRORS = frozenset({"decode_error", "job_not_found"})
 
 
-def _sse(data: dict[str, Any], event_id: str) -> ServerSentEvent:
-    return ServerSentEvent(json.dumps(data, separators=(",", ":")), id=event_id)
+def _sse(data: dict[str, Any]) -> ServerSentEvent:
+    """Data only, as OpenAI sends them: no `id:` either, since SSE parsers (OpenAI's SDKs
+    among them) that saw one turn each later heartbeat comment into an empty event."""
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")))
 
 
 async def transcript_events(
@@ -44,13 +46,13 @@ async def transcript_events(
             attempt_segments += 1
             if attempt_segments > sent:
                 sent = attempt_segments
-                yield _sse({"type": DELTA, "delta": event.data["text"]}, event.id)
+                yield _sse({"type": DELTA, "delta": event.data["text"]})
         elif event.name == COMPLETED:
             transcript = await run_sync(store.get_transcript, job_id)
             text = transcript.text if transcript is not None else ""
-            yield _sse({"type": DONE, "text": text}, event.id)
+            yield _sse({"type": DONE, "text": text})
         elif "error" in event.data:
-            yield _sse({"error": _error(event.data["error"])}, event.id)
+            yield _sse({"error": _error(event.data["error"])})
 
 
 def _error(error: dict[str, str]) -> dict[str, str | None]:

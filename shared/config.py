@@ -134,9 +134,9 @@ class Settings(IntegrationSettings, BaseSettings):
     """How long an event stream waits for an event before it checks that its job still exists
     (a job that expired or vanished ends the stream with `deleted`)."""
 
-    events_max_listeners: int = Field(default=2000, ge=1)
-    """Event streams one API process serves at once, each holding one Redis connection; more
-    are refused with 503 `service_unavailable`."""
+    events_max_listeners: int = Field(default=5000, ge=1)
+    """Event streams one API process serves at once (they share one Redis connection for their
+    live events); more are refused with 503 `service_unavailable`."""
 
     request_head_timeout_seconds: float = Field(default=20.0, gt=0)
     """Longest time a client may take to send a request's line and headers (from the

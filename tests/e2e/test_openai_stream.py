@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 from sse_client import Received
-from support import DATA, Process
+from support import DATA, Process, start_api
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +66,19 @@ def test_bad_stream_value_is_an_sdk_error(oai: openai.OpenAI) -> None:
             stream=True, response_format="srt",
         )
     assert raised.value.body["param"] == "stream"  # type: ignore[index]
+
+
+def test_heartbeats_do_not_break_the_sdk(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, worker: Process,
+    long_recording: Path,
+) -> None:
+    """With a heartbeat every second, many come between deltas: the SDK must skip them."""
+    env = service_env | {"VERBATIM_EVENTS_PING_SECONDS": "1"}
+    process, url = start_api(env, tmp_path_factory.mktemp("logs") / "ping-api.log")
+    try:
+        with openai.OpenAI(base_url=f"{url}/v1", api_key="dummy", max_retries=0) as client:
+            received, _ = stream(client, long_recording)
+    finally:
+        process.stop()
+    assert received[-1].name == "transcript.text.done"
+    assert {event.name for event in received} == {"transcript.text.delta", "transcript.text.done"}

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from shared.errors import DecodeError
-from shared.events import BEGINNING, Event, EventLog, EventReader, events_client
+from shared.events import BEGINNING, Event, EventHub, EventLog, events_client
 from shared.job_events import FINAL, JobEvents, stream_key
 from shared.schemas import JobStatus, Segment
 
@@ -78,8 +78,7 @@ def test_failed_carries_the_error(client: redis.Redis) -> None:
 async def follow_all(url: str, after: str, publish: list[tuple[str, dict]],
                      client: redis.Redis) -> list[Event]:
     """Follow the stream while `publish` is appended to it from outside, after a pause."""
-    reader_client = events_client(url, max_connections=2, block_seconds=5)
-    reader = EventReader(reader_client, block_seconds=5)
+    reader_client = events_client(url, max_connections=2)
 
     async def never_ends(_: str) -> Event | None:
         return None
@@ -91,7 +90,8 @@ async def follow_all(url: str, after: str, publish: list[tuple[str, dict]],
             await asyncio.to_thread(log.publish, "verbatim:events:t", name, data, 60)
 
     task = asyncio.create_task(publisher())
-    got = [e async for e in reader.follow("verbatim:events:t", after, {"end"}, never_ends)]
+    async with EventHub(reader_client, idle_seconds=5) as hub:
+        got = [e async for e in hub.follow("verbatim:events:t", after, {"end"}, never_ends)]
     await task
     await reader_client.aclose()
     return got
@@ -112,19 +112,54 @@ def test_a_reader_replays_then_wakes_for_new_events_until_the_end(
 
 def test_a_quiet_stream_asks_whether_its_subject_lives(db_url: str) -> None:
     async def scenario() -> list[Event]:
-        reader_client = events_client(db_url, max_connections=1, block_seconds=0.2)
+        reader_client = events_client(db_url, max_connections=1)
         asked: list[str] = []
 
         async def gone_on_second_ask(last: str) -> Event | None:
             asked.append(last)
             return Event(last, "deleted", {}) if len(asked) == 2 else None
 
-        reader = EventReader(reader_client, block_seconds=0.2)
-        got = [e async for e in reader.follow("verbatim:events:none", BEGINNING, FINAL,
-                                              gone_on_second_ask)]
+        async with EventHub(reader_client, idle_seconds=0.2) as hub:
+            got = [e async for e in hub.follow("verbatim:events:none", BEGINNING, FINAL,
+                                               gone_on_second_ask)]
         await reader_client.aclose()
         assert asked == [BEGINNING, BEGINNING]
         return got
 
     got = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert [(e.id, e.name) for e in got] == [(BEGINNING, "deleted")]
+
+
+def test_one_hub_read_reaches_every_reader_of_a_stream(client: redis.Redis, db_url: str) -> None:
+    """Many readers of one stream, joining at different points: each gets every event after
+    its own start exactly once, in order."""
+
+    async def scenario() -> list[list[int]]:
+        hub_client = events_client(db_url, max_connections=4)
+        log = EventLog(client, 1000)
+
+        async def never_ends(_: str) -> Event | None:
+            return None
+
+        async def read(after: str) -> list[int]:
+            return [e.data["n"] async for e in hub.follow("verbatim:events:m", after, {"end"},
+                                                          never_ends) if "n" in e.data]
+
+        async with EventHub(hub_client, idle_seconds=5) as hub:
+            first = await asyncio.to_thread(log.publish, "verbatim:events:m", "a", {"n": 0}, 60)
+            readers = [asyncio.create_task(read(BEGINNING)) for _ in range(20)]
+            readers += [asyncio.create_task(read(first)) for _ in range(20)]
+            for number in range(1, 30):
+                await asyncio.to_thread(log.publish, "verbatim:events:m", "a", {"n": number}, 60)
+                if number == 15:  # late joiners: a replay, then the live events
+                    readers += [asyncio.create_task(read(BEGINNING)) for _ in range(5)]
+            await asyncio.to_thread(log.publish, "verbatim:events:m", "end", {}, 60)
+            got = await asyncio.gather(*readers)
+        await hub_client.aclose()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(scenario(), 20))
+    everything = list(range(30))
+    assert got[:20] == [everything] * 20
+    assert got[20:40] == [everything[1:]] * 20
+    assert got[40:] == [everything] * 5
