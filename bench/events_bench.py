@@ -58,11 +58,13 @@ def recording(path: Path) -> Path:
 
 
 async def listen(http: httpx.AsyncClient, job_id: str, connected: list[float],
-                 samples: list[tuple[int, float]]) -> None:
+                 samples: list[tuple[int, float]], all_in: asyncio.Event, listeners: int) -> None:
     """One client: (published ms, arrival ms) of each segment until the job ends."""
     async with aconnect_sse(http, "GET", f"/v1/jobs/{job_id}/events") as source:
         assert source.response.status_code == 200, source.response.status_code
         connected.append(time.time() * 1000)
+        if len(connected) == listeners:
+            all_in.set()
         async for sse in source.aiter_sse():
             if sse.event == "segment":
                 samples.append((int(sse.id.split("-")[0]), time.time() * 1000))
@@ -81,13 +83,15 @@ async def one_job(
         if synthetic:
             job_id = await asyncio.to_thread(_synthetic_job, synthetic, audio)
         else:
-            files = {"file": (audio.name, audio.read_bytes())}
+            files = {"file": (audio.name, await asyncio.to_thread(audio.read_bytes))}
             job_id = (await http.post("/v1/jobs", files=files)).json()["id"]
         connected: list[float] = []
         samples: list[tuple[int, float]] = []
-        clients = [listen(http, job_id, connected, samples) for _ in range(listeners)]
+        all_in = asyncio.Event()
+        clients = [listen(http, job_id, connected, samples, all_in, listeners)
+                   for _ in range(listeners)]
         if synthetic:
-            clients.append(_publish(synthetic, job_id, connected, listeners))
+            clients.append(_publish(synthetic, job_id, all_in))
         await asyncio.gather(*clients)
     all_in = max(connected)
     live = [arrived - published for published, arrived in samples if published > all_in]
@@ -105,10 +109,9 @@ def _synthetic_job(redis_url: str, audio: Path) -> str:
     return job_id
 
 
-async def _publish(redis_url: str, job_id: str, connected: list[float], listeners: int) -> None:
+async def _publish(redis_url: str, job_id: str, all_in: asyncio.Event) -> None:
     """Once every client is connected, publish segments as a worker would, then the end."""
-    while len(connected) < listeners:
-        await asyncio.sleep(0.05)
+    await all_in.wait()
     store = JobStore.from_url(redis_url)
     events = JobEvents.on(store.redis, Settings(redis_url=redis_url))
     for number in range(SYNTHETIC_SEGMENTS):

@@ -24,7 +24,7 @@ def test_first_segment_shows_before_the_job_completes(
     job_id = re.fullmatch(r"#job=(\w+)", page.evaluate("location.hash"))[1]  # type: ignore[index]
     job = httpx.get(f"{api_url}/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "processing", "the segment was shown only once the job was done"
-    expect(first.locator(".segment-time")).to_have_text(re.compile(r"^0:00 – 0:\d\d$"),
+    expect(first.locator(".segment-time")).to_have_text(re.compile(r"^0:00 \u2013 0:\d\d$"),
                                                         timeout=1000)
     expect(first.locator(".segment-text")).not_to_be_empty(timeout=1000)
     assert int(page.locator("#bar").get_attribute("aria-valuenow", timeout=1000) or 0) > 0
