@@ -177,25 +177,25 @@ class EventHub:
                         yield ended
                         return
                 try:
-                    event = await asyncio.wait_for(reader.queue.get(), self.idle_seconds)
+                    queued = await asyncio.wait_for(reader.queue.get(), self.idle_seconds)
                 except TimeoutError:
                     check = True
                     continue
                 check = False
-                if event is None:
+                if queued is None:
                     return  # fell too far behind
-                if _order(event.id) <= _order(last):
+                if _order(queued.id) <= _order(last):
                     continue
-                last = event.id
-                yield event
-                if event.name in final:
+                last = queued.id
+                yield queued
+                if queued.name in final:
                     return
         finally:
             self._leave(key, reader)
 
     async def _replay(self, key: str, after: str) -> AsyncIterator[Event]:
         while True:
-            found = await self.redis.xread({key: after}, count=READ_BATCH)
+            found: Any = await self.redis.xread({key: after}, count=READ_BATCH)
             if not found:
                 return
             for entry_id, fields in found[0][1]:
@@ -206,7 +206,7 @@ class EventHub:
     async def _join(self, key: str, reader: _Reader) -> None:
         async with self._joining:
             if key not in self._readers:
-                newest = await self.redis.xrevrange(key, count=1)
+                newest: Any = await self.redis.xrevrange(key, count=1)
                 self._positions[key] = newest[0][0].decode() if newest else BEGINNING
                 self._readers[key] = set()
                 await self._wake()
@@ -229,9 +229,9 @@ class EventHub:
 
     async def _run(self) -> None:
         while not self._stopping:
-            streams = {self._wake_key: self._wake_position, **self._positions}
+            streams: dict[Any, Any] = {self._wake_key: self._wake_position, **self._positions}
             try:
-                found = await self.redis.xread(streams, count=READ_BATCH, block=HUB_BLOCK_MS)
+                found: Any = await self.redis.xread(streams, count=READ_BATCH, block=HUB_BLOCK_MS)
             except redis.RedisError as exc:
                 log.warning("event hub: Redis failed: %s", exc, extra={"event": "hub_retry"})
                 await asyncio.sleep(HUB_RETRY_SECONDS)
