@@ -82,3 +82,25 @@ def test_heartbeats_do_not_break_the_sdk(
         process.stop()
     assert received[-1].name == "transcript.text.done"
     assert {event.name for event in received} == {"transcript.text.delta", "transcript.text.done"}
+
+
+def test_a_job_deleted_mid_stream_is_an_sdk_error(
+    oai: openai.OpenAI, client: httpx.Client, long_recording: Path
+) -> None:
+    response = oai.audio.transcriptions.with_streaming_response.create(
+        model="whisper-1", file=(long_recording.name, long_recording.read_bytes()), stream=True,
+    )
+    deltas: list[str] = []
+
+    def read_deleting_after_the_first(raw: openai.APIResponse) -> None:
+        job_id = raw.headers["x-verbatim-job-id"]
+        for event in raw.parse():
+            deltas.append(event.type)
+            if len(deltas) == 1:
+                assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+
+    with response as raw, pytest.raises(openai.APIError) as raised:
+        read_deleting_after_the_first(raw)
+    assert deltas
+    assert set(deltas) == {"transcript.text.delta"}
+    assert raised.value.body["code"] == "job_not_found"  # type: ignore[index]
