@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from sse_starlette import EventSourceResponse
 
-from api.deps import ExistingJob
+from api.deps import QueryTokenJob
 from api.errors import error_responses
 from api.events import JobStreamsDep, after_id, as_sse
-from shared.errors import InvalidRequest, JobNotFound, ServiceUnavailable
+from shared.errors import InvalidRequest, JobNotFound, ServiceUnavailable, Unauthorized
 from shared.events import STREAM_ID
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -38,10 +38,12 @@ _LAST_EVENT_ID = f"^({STREAM_ID.pattern.strip('^$')})?$"
 @router.get(
     "/jobs/{job_id}/events",
     response_class=EventSourceResponse,
-    responses=_STREAM | error_responses(JobNotFound, InvalidRequest, ServiceUnavailable),
+    responses=_STREAM | error_responses(
+        JobNotFound, InvalidRequest, ServiceUnavailable, Unauthorized
+    ),
 )
 async def job_events(
-    job: ExistingJob, streams: JobStreamsDep,
+    job: QueryTokenJob, streams: JobStreamsDep,
     last_event_id: Annotated[str, Header(
         alias="Last-Event-ID", json_schema_extra={"pattern": _LAST_EVENT_ID},
         description="The id of the last event received: the stream resumes after it.",

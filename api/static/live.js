@@ -2,10 +2,11 @@
 // job as it runs") shown as they come: each segment with its times, the progress bar moving.
 "use strict";
 
-// The one place the events URL is built, so that an access token can be added to it (an
-// EventSource cannot send headers).
+// The one place the events URL is built: an EventSource cannot send headers, so the API key
+// (keys.js) goes as the `access_token` parameter.
 function eventsUrl(id) {
-  return `/v1/jobs/${encodeURIComponent(id)}/events`;
+  const url = `/v1/jobs/${encodeURIComponent(id)}/events`;
+  return window.verbatimKeys ? window.verbatimKeys.withToken(url) : url;
 }
 
 // Follows job `id` until it ends. `show.progress(phase, fraction)` and `show.clock(seconds)`
