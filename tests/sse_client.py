@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import connect_sse
+
+T = TypeVar("T")
 
 # Longest wait for one event (a job of the long recording takes seconds, never minutes).
 READ_TIMEOUT_SECONDS = 120
@@ -43,3 +47,10 @@ def events(
 
 def all_events(http: httpx.Client, job_id: str, last_event_id: str | None = None) -> list[Received]:
     return list(events(http, job_id, last_event_id))
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(coroutine)` on a thread of its own: Playwright's sync API keeps an event
+    loop running in the main thread for the rest of the session once a browser test ran."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
+from sse_client import run_async
 from support import DATA, Process, start_api
 
 from shared.jobs import JobStore, new_job_id
@@ -104,7 +105,7 @@ def test_idle_listeners_leave_status_polls_answering(
     events_api: str, idle_job: tuple[JobStore, str]
 ) -> None:
     store, job_id = idle_job
-    ended, took = asyncio.run(scenario(events_api, store, job_id))
+    ended, took = run_async(scenario(events_api, store, job_id))
     assert len(took) == POLLS
     assert max(took) < POLL_TIMEOUT_SECONDS
     assert all(names == ["deleted"] for _, names in ended), ended[:3]

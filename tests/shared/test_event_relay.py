@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from sse_client import run_async
 
 from shared.errors import DecodeError
 from shared.events import BEGINNING, Event, EventHub, EventLog, events_client
@@ -104,9 +105,9 @@ def test_a_reader_replays_then_wakes_for_new_events_until_the_end(
     first = log.publish("verbatim:events:t", "a", {"n": 1}, 60)
     log.publish("verbatim:events:t", "a", {"n": 2}, 60)
     later = [("a", {"n": 3}), ("end", {}), ("a", {"n": 4})]
-    got = asyncio.run(asyncio.wait_for(follow_all(db_url, BEGINNING, later, client), 10))
+    got = run_async(asyncio.wait_for(follow_all(db_url, BEGINNING, later, client), 10))
     assert [e.data.get("n") for e in got] == [1, 2, 3, None]
-    again = asyncio.run(asyncio.wait_for(follow_all(db_url, first, [], client), 10))
+    again = run_async(asyncio.wait_for(follow_all(db_url, first, [], client), 10))
     assert [e.data.get("n") for e in again] == [2, 3, None]  # after the id given, to the end
 
 
@@ -126,7 +127,7 @@ def test_a_quiet_stream_asks_whether_its_subject_lives(db_url: str) -> None:
         assert asked == [BEGINNING, BEGINNING]
         return got
 
-    got = asyncio.run(asyncio.wait_for(scenario(), 10))
+    got = run_async(asyncio.wait_for(scenario(), 10))
     assert [(e.id, e.name) for e in got] == [(BEGINNING, "deleted")]
 
 
@@ -158,7 +159,7 @@ def test_one_hub_read_reaches_every_reader_of_a_stream(client: redis.Redis, db_u
         await hub_client.aclose()
         return got
 
-    got = asyncio.run(asyncio.wait_for(scenario(), 20))
+    got = run_async(asyncio.wait_for(scenario(), 20))
     everything = list(range(30))
     assert got[:20] == [everything] * 20
     assert got[20:40] == [everything[1:]] * 20
