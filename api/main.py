@@ -10,18 +10,22 @@ from fastapi import FastAPI
 
 from api import metrics
 from api.errors import install_error_handlers
+from api.events import JobStreams
 from api.observability import ObservabilityMiddleware
 from api.quotas import Quotas
-from api.routes import audio, health, jobs, page
+from api.routes import audio, events, health, jobs, page
 from api.security import SecurityHeadersMiddleware
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
+from shared.events import EventHub, events_client
 from shared.jobs import JobStore
 from shared.keys import KeyStore
 from shared.logs import configure_logging
 from shared.queue import make_celery
 
 log = logging.getLogger(__name__)
+# Connections for event streams' replays and checks; their live events share one more.
+EVENT_READ_CONNECTIONS = 32
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,12 +41,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.quotas = Quotas(settings.redis_url, app.state.store)
         if settings.auth == "off":
             log.warning("VERBATIM_AUTH=off: anyone who can reach this API can use it")
-        with metrics.listener(settings, app.state.store):
-            async with sweeping(settings, app.state.store):
-                yield
+        events_redis = events_client(settings.redis_url, EVENT_READ_CONNECTIONS)
+        async with EventHub(events_redis, settings.events_check_seconds) as hub:
+            app.state.job_streams = JobStreams(hub, settings)
+            with metrics.listener(settings, app.state.store):
+                async with sweeping(settings, app.state.store):
+                    yield
         app.state.celery.close()
         app.state.quotas.close()
         app.state.store.redis.close()
+        await events_redis.aclose()
 
     app = FastAPI(
         title="Verbatim",
@@ -58,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware)
     app.include_router(jobs.router)
+    app.include_router(events.router)
     app.include_router(audio.router)
     app.include_router(health.router)
     if not settings.metrics_port:  # else served by `metrics.listener` on a port of its own

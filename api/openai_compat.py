@@ -22,6 +22,7 @@ from shared.schemas import ErrorInfo, Job, JobOptions, Segment, Transcript
 Task = Literal["transcribe", "translate"]
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+STREAM_FORMATS = ("json", "text")
 GRANULARITIES = ("word", "segment")
 # OpenAI's SDKs send a list as repeated `name[]` fields; plain `name` is accepted too.
 _GRANULARITY_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")
@@ -47,21 +48,36 @@ class AudioRequest:
     response_format: str
     granularities: frozenset[str]
     options: JobOptions
+    stream: bool = False
 
 
 def parse_form(values: dict[str, list[str]], task: Task) -> AudioRequest:
     """Read OpenAI's form fields; a bad one raises `InvalidRequest` naming it as `param`."""
     _known_names(values, task)
     fields = {name: given[-1] for name, given in values.items() if given[-1] != ""}
-    if fields.get("stream", "false").lower() not in ("false", "0"):
-        raise InvalidRequest("Streaming is not supported; leave `stream` unset.", param="stream")
     response_format = fields.get("response_format", "json")
     if response_format not in RESPONSE_FORMATS:
         message = f"Invalid response_format {response_format!r}: use one of {RESPONSE_FORMATS}."
         raise InvalidRequest(message, param="response_format")
+    stream = _stream(fields.get("stream"), task, response_format)
     granularities = _granularities(values, response_format)
     options = _options(fields, task, word_timestamps="word" in granularities)
-    return AudioRequest(task, response_format, granularities, options)
+    return AudioRequest(task, response_format, granularities, options, stream)
+
+
+def _stream(value: str | None, task: Task, response_format: str) -> bool:
+    """`stream`: a boolean as OpenAI's SDKs send it; as OpenAI, only transcriptions in `json`
+    or `text` stream (the stream carries text, not timestamps)."""
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() not in ("true", "1"):
+        raise InvalidRequest(f"stream takes true or false, not {value[:40]!r}.", param="stream")
+    if task != "transcribe":
+        raise InvalidRequest("Translations do not stream; leave `stream` unset.", param="stream")
+    if response_format not in STREAM_FORMATS:
+        message = f"stream=true needs response_format json or text, not {response_format!r}."
+        raise InvalidRequest(message, param="stream")
+    return True
 
 
 def _known_names(values: dict[str, list[str]], task: Task) -> None:

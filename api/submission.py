@@ -18,12 +18,13 @@ from api.quotas import Quotas
 from api.uploads import Upload, receive_upload
 from shared.config import Settings
 from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
+from shared.job_events import JobEvents
 from shared.jobs import JobStore, new_job_id
 from shared.keys import ApiKey
 from shared.listing import prune_list
 from shared.logs import add_fields, bound_fields
 from shared.queue import enqueue_transcription
-from shared.schemas import Job, JobOptions
+from shared.schemas import Job, JobOptions, JobStatus
 from shared.storage import upload_path
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ async def submit(
             owner, key.limits if key else None, extra,
         )
         await run_sync(upload.file.commit)  # now the file has its job, and its job's name
+        await run_sync(JobEvents.on(store.redis, settings).status, job_id, JobStatus.queued)
         await _enqueue(job_id, store, celery, priority)
     await run_sync(prune_list, store, owner)
     metrics.job_submitted(upload.size)

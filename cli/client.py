@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from threading import Lock
 from types import TracebackType
 from typing import Any
 
 import httpx
+from httpx_sse import SSEError, connect_sse
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Uploads are probed by the server before it answers, so reads may take a while.
 TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 # Cancelling on Ctrl-C is best effort: a user who pressed it will not wait long.
 CANCEL_TIMEOUT = httpx.Timeout(3.0)
+# An event stream carries a heartbeat every 15 s; one silent for longer has been lost.
+EVENTS_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 
 class ApiError(Exception):
@@ -128,6 +132,28 @@ class Client:
     def download(self, job_id: str, fmt: str) -> bytes:
         """The transcript of a completed job, rendered by the server as `fmt`."""
         return self._request("GET", f"/v1/jobs/{job_id}/transcript.{fmt}").content
+
+    def events(
+        self, job_id: str, last_event_id: str | None = None
+    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(id, name, data) of each of the job's events as it happens, after `last_event_id`,
+        until the server ends the stream (README "Following a job as it runs")."""
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        url = f"/v1/jobs/{job_id}/events"
+        try:
+            with connect_sse(self._http, "GET", url, headers=headers,
+                             timeout=EVENTS_TIMEOUT) as source:
+                if not source.response.is_success:
+                    source.response.read()
+                    raise _api_error(source.response)
+                for sse in source.iter_sse():
+                    if sse.data:  # httpx-sse dispatches a heartbeat as an empty message
+                        yield sse.id, sse.event, json.loads(sse.data)
+        except httpx.TransportError as exc:
+            message = f"lost the event stream of job {job_id}: {exc or type(exc).__name__}"
+            raise ServerUnreachable("server_unreachable", message, connected=True) from exc
+        except (SSEError, ValueError) as exc:
+            raise ApiError("bad_response", f"the event stream of job {job_id}: {exc}") from exc
 
     def settle(self, job_id: str) -> None:
         """Forget a submitted job: its outcome is in hand, or no longer wanted."""

@@ -53,6 +53,8 @@ OneFormat = Annotated[Format, typer.Option("--format", "-f", help="Transcript fo
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Look in subfolders.")]
 Jobs = Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Jobs in flight at once.")]
 Formats = Annotated[str, typer.Option(help=f"Comma-separated, of {','.join(FORMATS)}.")]
+Follow = Annotated[bool, typer.Option(
+    "--follow", help="Print each segment (timestamps and text) to stdout as it is decoded.")]
 Server = Annotated[
     str, typer.Option(envvar="VERBATIM_URL", show_envvar=True, help="The Verbatim server.")
 ]
@@ -104,11 +106,11 @@ def transcribe(
     format: OneFormat = TXT,
     language: Language = None, task: Task = "transcribe", out: Out = None,
     server: Server = DEFAULT_URL, api_key: ApiKey = None,
-    multilingual: Multilingual = None, script: Script = None,
+    multilingual: Multilingual = None, script: Script = None, follow: Follow = False,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
     unique = dict.fromkeys(files)  # a file named twice is transcribed once
-    requests = [Request(f, str(f), output_paths(f, [format.value], out)) for f in unique]
+    requests = [Request(f, str(f), output_paths(f, [format.value], out), follow) for f in unique]
     for request in requests:
         if request.source in request.outputs.values():
             raise typer.BadParameter(f"{request.source} would be overwritten by its transcript")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cli.client import ApiError, Client
+from cli.follow import follow
 from cli.outputs import write_atomic
 
 POLL_SECONDS = 0.5
@@ -33,6 +34,8 @@ class Request:
     label: str
     outputs: dict[str, Path]
     """The files to write, by format."""
+    follow: bool = False
+    """Print each segment as it is decoded (`cli/follow.py`) instead of polling."""
 
 
 def transcribe_file(
@@ -46,6 +49,9 @@ def transcribe_file(
     upload = partial(_upload, client, request, fields, report)
     job = _ride_out(upload, UPLOAD_RETRY_SECONDS, resend_only=True)
     try:
+        if request.follow:
+            follow(client, job["id"], report)
+            job = _ride_out(partial(client.status, job["id"]), POLL_SECONDS)
         job = _wait(client, job, report)
         report("downloading", 1.0)
         # The json transcript is fetched even when not asked for: it carries the duration.

@@ -123,6 +123,21 @@ class Settings(IntegrationSettings, BaseSettings):
     openai_wait_seconds: float = Field(default=300, ge=0)
     """How long `/v1/audio/*` waits for its job; after that it answers 202 with the job id."""
 
+    events_max_length: int = Field(default=50_000, ge=100)
+    """Most events kept in one job's event stream (`GET /v1/jobs/{id}/events`); older ones are
+    trimmed (approximately), so a replay of a longer history starts later."""
+
+    events_ping_seconds: float = Field(default=15.0, gt=0)
+    """Interval of the comment heartbeats on an idle event stream (proxies close silent ones)."""
+
+    events_check_seconds: float = Field(default=15.0, gt=0)
+    """How long an event stream waits for an event before it checks that its job still exists
+    (a job that expired or vanished ends the stream with `deleted`)."""
+
+    events_max_listeners: int = Field(default=5000, ge=1)
+    """Event streams one API process serves at once (they share one Redis connection for their
+    live events); more are refused with 503 `service_unavailable`."""
+
     request_head_timeout_seconds: float = Field(default=20.0, gt=0)
     """Longest time a client may take to send a request's line and headers (from the
     connection's first byte, or from the end of the previous response); a connection still

@@ -15,10 +15,11 @@ from celery.worker.request import Request
 from shared.config import Settings, get_settings
 from shared.deliveries import STALE, Deliveries
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
+from shared.job_events import JobEvents
 from shared.jobs import JobStore, utcnow
 from shared.logs import add_fields, bind
 from shared.queue import GENERATION_TASK_HEADER, REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
-from shared.schemas import Job, JobStatus
+from shared.schemas import Job, JobStatus, Segment
 from shared.storage import remove_upload
 from worker import heartbeat, metrics
 from worker.celery_app import app
@@ -43,6 +44,12 @@ def job_store() -> JobStore:
 @lru_cache
 def deliveries() -> Deliveries:
     return Deliveries(job_store())
+
+
+@lru_cache
+def job_events() -> JobEvents:
+    """Where the job's events go as it runs (`GET /v1/jobs/{id}/events` relays them)."""
+    return JobEvents.on(job_store().redis, get_settings())
 
 
 @app.task(
@@ -98,10 +105,11 @@ def _deliver(job_id: str, generation: int) -> None:
         return
     if attempts > 1:
         log.warning("job redelivered", extra={"event": "redelivered", "attempt": attempts})
+        job_events().restart(job_id, attempts)
     try:
         if attempts > settings.max_attempts:
             raise TooManyAttempts(f"The job was delivered {attempts} times without finishing.")
-        _run(job, upload, store, settings)
+        _run(job, upload, store, settings, attempts)
     except JobDeleted:
         _log_deleted()
     except VerbatimError as exc:
@@ -120,6 +128,7 @@ def _failed(job_id: str, error: VerbatimError, store: JobStore, settings: Settin
     if not store.fail(job_id, error, settings.result_ttl_seconds):
         _log_deleted()
         return
+    job_events().failed(job_id, error)
     metrics.job_failed(error.code)
     heartbeat.job_done()
     log.warning("job failed: %s", error.message, extra={"event": "failed", "code": error.code})
@@ -129,11 +138,13 @@ def _log_deleted() -> None:
     log.info("job deleted while running; result dropped", extra={"event": "deleted"})
 
 
-def _run(job: Job, upload: Path, store: JobStore, settings: Settings) -> None:
+def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: int) -> None:
     processing = {"status": JobStatus.processing, "started_at": utcnow(), "progress": 0.0}
     # `worker` names this process, so that its job is requeued if the whole worker dies.
     if not store.update(job.id, **processing, worker=heartbeat.worker_id()):
         raise JobDeleted
+    events = job_events()
+    events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})
     model = get_model(settings)
     started = time.perf_counter()
@@ -141,11 +152,17 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings) -> None:
     def on_progress(fraction: float) -> None:
         if not store.update(job.id, progress=round(fraction, 4)):
             raise JobDeleted
+        events.progress(job.id, fraction)
 
-    transcript = run_whisper(model, upload, job.options, settings, on_progress, job.audio_duration)
+    def on_segment(segment: Segment) -> None:
+        events.segment(job.id, segment)
+
+    transcript = run_whisper(model, upload, job.options, settings, on_progress,
+                             job.audio_duration, on_segment)
     seconds = time.perf_counter() - started
     if not store.complete(job.id, transcript, settings.result_ttl_seconds):
         raise JobDeleted
+    events.completed(job.id, transcript)
     metrics.job_completed(seconds, transcript.duration)
     heartbeat.job_done()
     log.info("job completed", extra={

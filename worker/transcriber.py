@@ -54,6 +54,7 @@ SWITCH_PROBABILITY = 0.6
 Regions = list[tuple[int, int]]
 
 ProgressCallback = Callable[[float], None]
+SegmentCallback = Callable[[Segment], None]
 
 
 def whisper_kwargs(options: JobOptions, settings: Settings) -> dict[str, Any]:
@@ -93,9 +94,11 @@ def transcribe(
     settings: Settings,
     on_progress: ProgressCallback,
     expected_seconds: float | None = None,
+    on_segment: SegmentCallback | None = None,
 ) -> Transcript:
     """Run the model over the recording window by window (`worker/windows.py`), reporting
-    progress as segments arrive against `expected_seconds` (the probed duration).
+    progress as segments arrive against `expected_seconds` (the probed duration), and each
+    segment to `on_segment` as soon as it is decoded, on the recording's clock.
 
     Windows where VAD hears no speech are skipped, VAD on or off. The first window's language
     (detected among the job's candidates unless it names one) is the whole recording's; in the
@@ -113,6 +116,8 @@ def transcribe(
             continue  # nothing to hear, and Whisper would make words up
         for part, language in job.parts(window, speech):
             for segment in job.decode(part, language, _within(speech, part, window)):
+                if on_segment is not None:
+                    on_segment(segment)
                 report(min(segment.end / total, 1.0) if total else 1.0)
     return job.transcript(end)
 

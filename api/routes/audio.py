@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from api import openai_compat
 from api.auth import Identity
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.events import JobStreams, JobStreamsDep
 from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
     GRANULARITIES,
@@ -26,6 +27,7 @@ from api.openai_compat import (
     Transcription,
     VerboseTranscription,
 )
+from api.openai_stream import transcript_events
 from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
@@ -99,12 +101,16 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post("/transcriptions", openapi_extra=_form("transcribe"), responses=_RESPONSES)
 async def create_transcription(
     request: Request, settings: SettingsDep, store: JobStoreDep, celery: QueueDep,
-    key: Identity, idempotency_key: IdempotencyKey = None,
+    key: Identity, streams: JobStreamsDep, idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Transcribe audio, as OpenAI's `audio.transcriptions.create`."""
+    """Transcribe audio, as OpenAI's `audio.transcriptions.create` (`stream=true` too)."""
     job, form, replayed = await _submit(
-        request, "transcribe", settings, store, celery, key, idempotency_key
+        request, "transcribe", settings, store, celery, key, idempotency_key, streams
     )
+    if form.stream:
+        headers = {JOB_HEADER: job.id}
+        return _replayed(streams.response(transcript_events(streams, store, job.id), headers),
+                         replayed)
     return _replayed(await _answer(request, job, form, settings, store), replayed)
 
 
@@ -115,20 +121,23 @@ async def create_translation(
 ) -> Response:
     """Translate speech into English text, as OpenAI's `audio.translations.create`."""
     job, form, replayed = await _submit(
-        request, "translate", settings, store, celery, key, idempotency_key
+        request, "translate", settings, store, celery, key, idempotency_key, None
     )
     return _replayed(await _answer(request, job, form, settings, store), replayed)
 
 
 async def _submit(
     request: Request, task: Task, settings: Settings, store: JobStore, celery: Celery,
-    caller: ApiKey | None, key: str | None,
+    caller: ApiKey | None, key: str | None, streams: JobStreams | None,
 ) -> tuple[Job, openai_compat.AudioRequest, bool]:
     """Stream the upload to disk, read the form, and queue the job (as `POST /v1/jobs`) as
-    the `caller`'s; with an `Idempotency-Key` seen before, the job it created (replayed)."""
+    the `caller`'s; with an `Idempotency-Key` seen before, the job it created (replayed). A
+    streamed answer is refused before the job exists when `streams` has no room."""
     job_id, upload = await receive_job_upload(request, settings, store, caller)
     with discarded_on_error(upload):
         form = openai_compat.parse_form(upload.values, task)
+        if form.stream and streams is not None:
+            streams.admit()
     digest = fingerprint(request.url.path, upload.sha256, upload.filename, upload.values)
 
     async def create() -> Job:

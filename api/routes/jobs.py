@@ -34,6 +34,7 @@ from shared.errors import (
 )
 from shared.extras import JobExtras
 from shared.formatters import FORMATS
+from shared.job_events import JobEvents
 from shared.languages import codes_pattern
 from shared.listing import CURSOR, list_jobs
 from shared.schemas import Job, JobOptions, JobStatus, Transcript
@@ -193,10 +194,11 @@ async def get_transcript_json(job: QueryTokenJob, store: JobStoreDep) -> Respons
 @router.delete(
     "/jobs/{job_id}", status_code=204, responses=error_responses(JobNotFound, Unauthorized)
 )
-async def delete_job(job: ExistingJob, store: JobStoreDep) -> Response:
+async def delete_job(job: ExistingJob, store: JobStoreDep, settings: SettingsDep) -> Response:
     """Delete a job, its upload and its transcript; a running job's result is dropped."""
     path = await run_sync(store.upload_path, job.id)
     await run_sync(store.delete, job.id)
+    await run_sync(JobEvents.on(store.redis, settings).deleted, job.id)  # ends its streams
     await run_sync(remove_upload, path)
     return Response(status_code=204)
 

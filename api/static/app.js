@@ -202,7 +202,11 @@ async function getJSON(url) {
 }
 
 async function follow(id) {
-  let failures = 0;
+  const live = await followLive(id, { progress: showProgress, clock });  // live.js
+  if (live?.status === "completed") return getJSON(`/v1/jobs/${encodeURIComponent(id)}`);
+  if (live?.status === "failed") throw new ApiError(live.error.code, live.error.message, 0);
+  if (live?.status === "deleted") throw new ApiError("job_not_found", live.error.message, 404);
+  let failures = 0;  // no live events: poll the job
   for (;;) {
     let job;
     try {

@@ -33,6 +33,8 @@ from .files import ROOT, dockerfile, exec_form, final_stage, option
 NGINX_CONF = ROOT / "nginx.conf"
 MARKER = re.compile(r"\s*# test: (\w+)\s*$")
 APT_TIMEOUT_SECONDS = 600
+# Heartbeats of the replicas' event streams, short enough to see one through nginx.
+EVENTS_PING_SECONDS = 1
 
 Rewrite = str | Callable[[str], str]
 
@@ -166,7 +168,8 @@ def replicas(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[str]]:
     """Two API processes on the session's Redis and data dir: `host:port` of each."""
-    env = service_env | {"UVICORN_TIMEOUT_KEEP_ALIVE": uvicorn_keep_alive()}
+    env = service_env | {"UVICORN_TIMEOUT_KEEP_ALIVE": uvicorn_keep_alive(),
+                         "VERBATIM_EVENTS_PING_SECONDS": str(EVENTS_PING_SECONDS)}
     logs = tmp_path_factory.mktemp("replicas")
     started: list[Process] = []
     addresses = []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sse_client import Received, events
 from support import JOB_TIMEOUT_SECONDS, Process, pool_children, start_api, start_worker, submit
 
 from shared.localredis import LocalRedis
@@ -66,3 +67,38 @@ def test_a_job_of_a_killed_worker_is_requeued_and_completes(
         for process in (second, first, api):
             if process is not None:
                 process.stop()
+
+
+def test_events_of_a_redelivered_job_hold_its_last_attempt_once(
+    env: dict[str, str], tmp_path: Path, long_recording: Path
+) -> None:
+    """A live listener is told `restart` and gets the new attempt's segments; the stream then
+    holds no segment of the killed attempt, so its segments still make the transcript."""
+    api, url = start_api(env, tmp_path / "api.log")
+    first = start_worker(env, tmp_path / "first.log", name="first")
+    second: Process | None = None
+    try:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            job_id = submit(http, long_recording)["id"]
+            live: list[Received] = []
+            for event in events(http, job_id):
+                live.append(event)
+                if event.name == "segment" and second is None:
+                    kill_whole_worker(first)  # mid-job, one segment out
+                    second = start_worker(env, tmp_path / "second.log", name="second")
+            replay = list(events(http, job_id))
+            transcript = http.get(f"/v1/jobs/{job_id}/transcript.json").json()
+    finally:
+        for process in (second, first, api):
+            if process is not None:
+                process.stop()
+    names = [event.name for event in live]
+    assert live[-1].name == "completed"
+    assert [e.data for e in live if e.name == "restart"] == [{"attempt": 2}]
+    after_restart = live[names.index("restart"):]
+    text = "".join(e.data["text"] for e in after_restart if e.name == "segment").strip()
+    assert text == transcript["text"]
+    segments = [e for e in replay if e.name == "segment"]
+    assert [e.data["id"] for e in segments] == list(range(len(transcript["segments"])))
+    assert "".join(e.data["text"] for e in segments).strip() == transcript["text"]
+    assert [e.name for e in replay].index("restart") < [e.name for e in replay].index("segment")
