@@ -6,7 +6,10 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
+import pysubs2
+
 from shared.schemas import Segment, Transcript
+from shared.subtitles import Cue, SubtitleOptions, cue_transcript, join_tokens, word_starts
 
 # A run of dashes before `>` reads as a cue timing arrow; a plain replace of `-->` would
 # turn `--->` back into `-->`, so the whole run collapses to `->`.
@@ -28,7 +31,11 @@ def _ms(seconds: float) -> int:
 
 def _timestamp(seconds: float, separator: str) -> str:
     """Return `HH:MM:SS<separator>mmm`."""
-    hours, rest = divmod(_ms(seconds), 3_600_000)
+    return _timestamp_ms(_ms(seconds), separator)
+
+
+def _timestamp_ms(ms: int, separator: str) -> str:
+    hours, rest = divmod(ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     whole, millis = divmod(rest, 1000)
     return f"{hours:02d}:{minutes:02d}:{whole:02d}{separator}{millis:03d}"
@@ -50,12 +57,12 @@ def to_txt(transcript: Transcript) -> str:
     return "".join(f"{text}\n" for _, text in _cues(transcript))
 
 
-def to_srt(transcript: Transcript) -> str:
-    """Render SubRip cues numbered from 1."""
+def to_srt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
+    """Render SubRip cues numbered from 1, cut as `options` say."""
     return "\n".join(
-        f"{number}\n{_timestamp(segment.start, ',')} --> {_timestamp(segment.end, ',')}\n"
-        f"{_SRT_ARROW.sub('->', text)}\n"
-        for number, (segment, text) in enumerate(_cues(transcript), start=1)
+        f"{number}\n{_timestamp_ms(cue.start_ms, ',')} --> {_timestamp_ms(cue.end_ms, ',')}\n"
+        f"{_SRT_ARROW.sub('->', cue.text)}\n"
+        for number, cue in enumerate(cue_transcript(transcript, options), start=1)
     )
 
 
@@ -64,13 +71,68 @@ def _escape_vtt(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_vtt(transcript: Transcript) -> str:
-    """Render a WebVTT file."""
+def _vtt_text(cue: Cue, highlight: bool) -> str:
+    """The cue's lines; with `highlight`, a cue timestamp before each word after the first
+    (https://www.w3.org/TR/webvtt1/#webvtt-cue-timestamp), so players mark the word spoken."""
+    if not highlight:
+        return _escape_vtt(cue.text)
+    starts = iter(word_starts(cue))
+    lines = []
+    for line in cue.lines:
+        words = []
+        for i, token in enumerate(line):
+            at = next(starts)
+            stamp = f"<{_timestamp_ms(at, '.')}>" if cue.start_ms < at < cue.end_ms else ""
+            words.append((" " if token.space_before and i else "") + stamp
+                         + _escape_vtt(token.text))
+        lines.append("".join(words))
+    return "\n".join(lines)
+
+
+def to_vtt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
+    """Render a WebVTT file, cut as `options` say."""
+    highlight = options is not None and options.highlight_words
     return "WEBVTT\n" + "".join(
-        f"\n{_timestamp(segment.start, '.')} --> {_timestamp(segment.end, '.')}\n"
-        f"{_escape_vtt(text)}\n"
-        for segment, text in _cues(transcript)
+        f"\n{_timestamp_ms(cue.start_ms, '.')} --> {_timestamp_ms(cue.end_ms, '.')}\n"
+        f"{_vtt_text(cue, highlight)}\n"
+        for cue in cue_transcript(transcript, options)
     )
+
+
+def _escape_ass(text: str) -> str:
+    """ASS reads `{...}` as override tags and a backslash before `N`, `n` or `h` as a break or
+    a hard space. It has no escape for braces, so they become parentheses; a word joiner after
+    each backslash keeps it a backslash."""
+    return text.replace("\\", "\\\u2060").replace("{", "(").replace("}", ")")
+
+
+def _ass_text(cue: Cue, karaoke: bool) -> str:
+    """The cue's lines joined by `\\N`; with `karaoke`, a `\\k` tag before each word giving
+    its length in centiseconds, so that the word being sung or spoken lights up."""
+    if not karaoke:
+        return "\\N".join(_escape_ass(join_tokens(line)) for line in cue.lines)
+    starts = [*word_starts(cue), cue.end_ms]
+    index, lines = 0, []
+    for line in cue.lines:
+        words = []
+        for i, token in enumerate(line):
+            lead = (starts[index] - cue.start_ms) // 10 if index == 0 else 0
+            length = (starts[index + 1] - starts[index]) // 10
+            words.append((f"{{\\k{lead}}}" if lead else "") + f"{{\\k{length}}}"
+                         + (" " if token.space_before and i else "") + _escape_ass(token.text))
+            index += 1
+        lines.append("".join(words))
+    return "\\N".join(lines)
+
+
+def to_ass(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
+    """Render an Advanced SubStation Alpha file through pysubs2, cut as `options` say."""
+    karaoke = options is not None and options.highlight_words
+    subs = pysubs2.SSAFile()
+    for cue in cue_transcript(transcript, options):
+        subs.append(pysubs2.SSAEvent(start=cue.start_ms, end=cue.end_ms,
+                                     text=_ass_text(cue, karaoke)))
+    return subs.to_string("ass")
 
 
 def to_tsv(transcript: Transcript) -> str:
@@ -93,9 +155,18 @@ FORMATS: dict[str, OutputFormat] = {
     "srt": OutputFormat(to_srt, "application/x-subrip; charset=utf-8", "srt"),
     "vtt": OutputFormat(to_vtt, "text/vtt; charset=utf-8", "vtt"),
     "tsv": OutputFormat(to_tsv, "text/tab-separated-values; charset=utf-8", "tsv"),
+    "ass": OutputFormat(to_ass, "text/x-ssa; charset=utf-8", "ass"),
+}
+
+# The formats that `SubtitleOptions` cut into cues.
+SUBTITLE_RENDERERS: dict[str, Callable[[Transcript, SubtitleOptions | None], str]] = {
+    "srt": to_srt, "vtt": to_vtt, "ass": to_ass,
 }
 
 
-def render(transcript: Transcript, fmt: str) -> str:
-    """Render `transcript` in the format named `fmt`; an unknown name raises KeyError."""
+def render(transcript: Transcript, fmt: str, options: SubtitleOptions | None = None) -> str:
+    """Render `transcript` in the format named `fmt` (subtitle formats cut as `options` say);
+    an unknown name raises KeyError."""
+    if fmt in SUBTITLE_RENDERERS:
+        return SUBTITLE_RENDERERS[fmt](transcript, options)
     return FORMATS[fmt].render(transcript)

@@ -79,13 +79,14 @@ EXPECTED_TSV = [
 ]
 
 
-def test_registry_has_exactly_the_five_formats() -> None:
+def test_registry_has_exactly_the_six_formats() -> None:
     assert {name: (f.media_type, f.extension) for name, f in FORMATS.items()} == {
         "json": ("application/json", "json"),
         "txt": ("text/plain; charset=utf-8", "txt"),
         "srt": ("application/x-subrip; charset=utf-8", "srt"),
         "vtt": ("text/vtt; charset=utf-8", "vtt"),
         "tsv": ("text/tab-separated-values; charset=utf-8", "tsv"),
+        "ass": ("text/x-ssa; charset=utf-8", "ass"),
     }
 
 
@@ -163,7 +164,7 @@ def test_tsv_is_exact() -> None:
 )
 def test_timestamps_round_to_whole_milliseconds(seconds: float, stamp: str) -> None:
     transcript = Transcript(
-        language="en", duration=1.0, text="x", segments=[_segment(0, seconds, seconds, "x")]
+        language="en", duration=36001.0, text="x", segments=[_segment(0, seconds, seconds, "x")]
     )
     assert render(transcript, "srt") == f"1\n{stamp} --> {stamp}\nx\n"
     vtt_stamp = stamp.replace(",", ".")
