@@ -130,8 +130,11 @@ def to_ass(transcript: Transcript, options: SubtitleOptions | None = None) -> st
     karaoke = options is not None and options.highlight_words
     subs = pysubs2.SSAFile()
     for cue in cue_transcript(transcript, options):
-        subs.append(pysubs2.SSAEvent(start=cue.start_ms, end=cue.end_ms,
-                                     text=_ass_text(cue, karaoke)))
+        # ASS counts centiseconds: starts round up and ends down, so that cues stay apart,
+        # within the audio and within their longest length.
+        end = cue.end_ms // 10 * 10
+        start = min(-(-cue.start_ms // 10) * 10, end)
+        subs.append(pysubs2.SSAEvent(start=start, end=end, text=_ass_text(cue, karaoke)))
     return subs.to_string("ass")
 
 

@@ -17,6 +17,7 @@ segment into such cues, a pure function of the stored transcript and `SubtitleOp
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -26,10 +27,11 @@ from wcwidth import wcwidth
 
 from shared.schemas import Segment, Transcript
 
-SENTENCE_END = frozenset(".?!…。？！")
-CLAUSE_END = frozenset(",;:、，；：—")
+# Fullwidth marks are meant: CJK text uses them.
+SENTENCE_END = frozenset(".?!…。？！")  # noqa: RUF001
+CLAUSE_END = frozenset(",;:、，；：—")  # noqa: RUF001
 # Never at the start of a line (the Japanese rule of kinsoku shori, in brief).
-_NO_LINE_START = SENTENCE_END | CLAUSE_END | frozenset("」』）)〉》ー")
+_NO_LINE_START = SENTENCE_END | CLAUSE_END | frozenset("」』）)〉》ー")  # noqa: RUF001
 PAUSE_SECONDS = 0.25
 """A gap between two words at least this long is a pause worth breaking at."""
 
@@ -181,14 +183,16 @@ def _spread(pieces: list[tuple[str, bool]], start: float, end: float) -> list[To
     return tokens
 
 
-def _split_wide(token: Token, width: int | None) -> list[Token]:
-    """A token as pieces that each fit a line (breaking inside CJK text, or a word too wide
-    for any line)."""
-    pieces = _pieces(token.text)
-    if width is not None:
-        pieces = [chunk for piece in pieces for chunk in _chunks(piece, width)]
-    if len(pieces) == 1:
+def _split_wide(token: Token, limits: Limits) -> list[Token]:
+    """A token too wide for a line, or too long for a cue, as pieces: between Chinese or
+    Japanese characters first, then anywhere (a word no line can hold)."""
+    too_wide = limits.width is not None and display_width(token.text) > limits.width
+    too_long = limits.max_cue is not None and token.end - token.start > limits.max_cue
+    if not (too_wide or too_long):
         return [token]
+    pieces = _pieces(token.text)
+    if limits.width is not None:
+        pieces = [chunk for piece in pieces for chunk in _chunks(piece, limits.width)]
     spread = _spread([(p, False) for p in pieces], token.start, token.end)
     return [replace(spread[0], space_before=token.space_before), *spread[1:]]
 
@@ -202,7 +206,7 @@ def _chunks(text: str, width: int) -> list[str]:
     return chunks
 
 
-def segment_tokens(segment: Segment, width: int | None = None) -> list[Token]:
+def segment_tokens(segment: Segment, limits: Limits) -> list[Token]:
     """The segment's words with times: its word timings when they spell its text, else its
     span shared among its words in proportion to their length."""
     words = segment.words or []
@@ -216,7 +220,7 @@ def segment_tokens(segment: Segment, width: int | None = None) -> list[Token]:
                 at = start
     else:
         tokens = _spread([(w, True) for w in segment.text.split()], segment.start, segment.end)
-    return [piece for token in tokens for piece in _split_wide(token, width)]
+    return [piece for token in tokens for piece in _split_wide(token, limits)]
 
 
 def wrap(tokens: list[Token], limits: Limits) -> list[list[Token]] | None:
@@ -261,9 +265,9 @@ def _break_score(tokens: list[Token], k: int, following: Token) -> float:
 
 
 def _split_point(tokens: list[Token], following: Token) -> int:
-    """Where to end the cue `tokens` that `following` does not fit in: the best break in its
-    second half, else right before `following`."""
-    candidates = range(max(1, len(tokens) // 2), len(tokens) + 1)
+    """Where to end the cue `tokens` that `following` does not fit in: the best break past its
+    first third, else right before `following`."""
+    candidates = range(max(1, len(tokens) // 3), len(tokens) + 1)
     return max(candidates, key=lambda k: (_break_score(tokens, k, following), k))
 
 
@@ -289,7 +293,7 @@ def cue_transcript(transcript: Transcript, options: SubtitleOptions | None = Non
     limits = (options or SubtitleOptions()).limits()
     cues: list[Cue] = []
     for segment in transcript.segments:
-        groups = split_segment(segment_tokens(segment, limits.width), limits)
+        groups = split_segment(segment_tokens(segment, limits), limits)
         for i, group in enumerate(groups):
             start = segment.start if i == 0 else group[0].start
             end = segment.end if i == len(groups) - 1 else group[-1].end
@@ -297,14 +301,15 @@ def cue_transcript(transcript: Transcript, options: SubtitleOptions | None = Non
                 start, end = group[0].start, group[-1].end  # the words' own span fits better
             lines = wrap(group, limits) or [group]
             cues.append(Cue(_ms(start), _ms(end), lines))
-    _settle(cues, _ms(transcript.duration), limits)
+    # Rounded down, so that no cue ends after the audio does.
+    _settle(cues, math.floor(round(transcript.duration * 1000, 6)), limits)
     return cues
 
 
 def _settle(cues: list[Cue], duration_ms: int, limits: Limits) -> None:
     """Clamp cues into the audio without overlap, then keep each on screen for its minimum
     and its reading time where the next cue leaves room."""
-    longest = _ms(limits.max_cue) if limits.max_cue is not None else None
+    longest = math.floor(limits.max_cue * 1000) if limits.max_cue is not None else None
     previous_end = 0
     for cue in cues:
         cue.start_ms = min(max(cue.start_ms, previous_end), duration_ms)
