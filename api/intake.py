@@ -156,6 +156,7 @@ async def _create_fetching(
     job, _ = await run_sync(
         store.create, job_id, name, options, None, path, caller.id if caller else None,
         caller.limits if caller else None, record, JobStatus.fetching,
+        keep_upload=settings.keep_audio,
     )
     try:
         await run_sync(celery.send_task, FETCH_TASK, args=[job_id], queue=IO_QUEUE)

@@ -13,7 +13,7 @@ from api.errors import install_error_handlers
 from api.events import JobStreams
 from api.observability import ObservabilityMiddleware
 from api.quotas import Quotas
-from api.routes import audio, events, health, jobs, page
+from api.routes import audio, events, health, jobs, page, playback
 from api.security import SecurityHeadersMiddleware
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObservabilityMiddleware)
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(playback.router)
     app.include_router(audio.router)
     app.include_router(health.router)
     if not settings.metrics_port:  # else served by `metrics.listener` on a port of its own

@@ -6,7 +6,7 @@ Field names and shapes follow https://platform.openai.com/docs/api-reference/aud
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import Response
@@ -16,8 +16,10 @@ from pydantic import BaseModel, ValidationError
 from api.errors import openai_error
 from shared.errors import InvalidRequest
 from shared.formatters import FORMATS
+from shared.formatters import render as render_format
 from shared.languages import language_name
 from shared.schemas import ErrorInfo, Job, JobOptions, Segment, Transcript
+from shared.subtitles import SubtitleOptions
 
 Task = Literal["transcribe", "translate"]
 
@@ -28,8 +30,11 @@ GRANULARITIES = ("word", "segment")
 _GRANULARITY_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")
 # Accepted and without effect: the service has one model, and no logprobs or chunking.
 IGNORED = frozenset({"model", "include[]", "include", "chunking_strategy"})
+# Verbatim's own: how `srt` and `vtt` answers are cut into cues, as on the transcript download.
+SUBTITLE_FIELDS = frozenset(SubtitleOptions.model_fields)
+_SUBTITLE_FORMATS = ("srt", "vtt")
 _COMMON = frozenset({"prompt", "response_format", "temperature", "stream",
-                     *_GRANULARITY_FIELDS, *IGNORED})
+                     *_GRANULARITY_FIELDS, *IGNORED, *SUBTITLE_FIELDS})
 FIELDS: dict[Task, frozenset[str]] = {
     "transcribe": _COMMON | {"language", "multilingual", "script"},
     "translate": _COMMON,
@@ -49,6 +54,7 @@ class AudioRequest:
     granularities: frozenset[str]
     options: JobOptions
     stream: bool = False
+    subtitles: SubtitleOptions = field(default_factory=SubtitleOptions)
 
 
 def parse_form(values: dict[str, list[str]], task: Task) -> AudioRequest:
@@ -61,8 +67,10 @@ def parse_form(values: dict[str, list[str]], task: Task) -> AudioRequest:
         raise InvalidRequest(message, param="response_format")
     stream = _stream(fields.get("stream"), task, response_format)
     granularities = _granularities(values, response_format)
-    options = _options(fields, task, word_timestamps="word" in granularities)
-    return AudioRequest(task, response_format, granularities, options, stream)
+    subtitles = _subtitles(fields, response_format)
+    word_timings = "word" in granularities or subtitles.limits() != SubtitleOptions().limits()
+    options = _options(fields, task, word_timestamps=word_timings)
+    return AudioRequest(task, response_format, granularities, options, stream, subtitles)
 
 
 def _stream(value: str | None, task: Task, response_format: str) -> bool:
@@ -78,6 +86,20 @@ def _stream(value: str | None, task: Task, response_format: str) -> bool:
         message = f"stream=true needs response_format json or text, not {response_format!r}."
         raise InvalidRequest(message, param="stream")
     return True
+
+
+def _subtitles(fields: dict[str, str], response_format: str) -> SubtitleOptions:
+    given = {name: fields[name] for name in sorted(SUBTITLE_FIELDS) if name in fields}
+    if given and response_format not in _SUBTITLE_FORMATS:
+        name = next(iter(given))
+        message = f"{name} is only supported with response_format srt or vtt."
+        raise InvalidRequest(message, param=name)
+    try:
+        return SubtitleOptions.model_validate(given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "min_cue_seconds"
+        raise InvalidRequest(f"{name}: {error['msg']}", param=name) from None
 
 
 def _known_names(values: dict[str, list[str]], task: Task) -> None:
@@ -160,9 +182,9 @@ def render(form: AudioRequest, transcript: Transcript, headers: dict[str, str]) 
         return JSONResponse({"text": transcript.text}, headers=headers)
     if fmt == "text":
         return PlainTextResponse(transcript.text + "\n", headers=headers)
-    if fmt in ("srt", "vtt"):
-        to_text, media_type, _ = FORMATS[fmt]
-        return Response(to_text(transcript), media_type=media_type, headers=headers)
+    if fmt in _SUBTITLE_FORMATS:
+        text = render_format(transcript, fmt, form.subtitles)
+        return Response(text, media_type=FORMATS[fmt].media_type, headers=headers)
     body = verbose(form, transcript).model_dump(mode="json", exclude_none=True)
     return JSONResponse(body, headers=headers)
 

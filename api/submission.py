@@ -91,7 +91,7 @@ async def submit(
         owner = key.id if key else None
         job, priority = await run_sync(
             store.create, job_id, upload.filename, options, duration, upload.file.final,
-            owner, key.limits if key else None, extra,
+            owner, key.limits if key else None, extra, keep_upload=settings.keep_audio,
         )
         await run_sync(upload.file.commit)  # now the file has its job, and its job's name
         await run_sync(JobEvents.on(store.redis, settings).status, job_id, JobStatus.queued)

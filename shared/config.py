@@ -92,6 +92,13 @@ class Settings(IntegrationSettings, BaseSettings):
     delete_upload_when_done: bool = True
     """Remove the uploaded file once its job completes or fails."""
 
+    keep_audio: bool = False
+    """Keep each completed job's upload for as long as the job (`result_ttl_seconds`), so that
+    the page can play it beside its transcript and `GET /v1/jobs/{id}/audio` serve it. It costs
+    disk: every upload of the retention period, up to `max_upload_bytes` each, stays on the
+    data volume (removed when its job is deleted, or by the upload sweep once it expires).
+    Off, an upload is removed as soon as its job ends, as `delete_upload_when_done` says."""
+
     progress_interval_seconds: float = Field(default=1.0, ge=0)
     """Least time between two progress writes of one job."""
 

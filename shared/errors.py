@@ -36,6 +36,13 @@ class JobNotReady(VerbatimError):
     code = "job_not_ready"
 
 
+class AudioNotKept(VerbatimError):
+    """The job's upload was not kept (`keep_audio` off when it was created) or is gone."""
+
+    status_code = 404
+    code = "audio_not_kept"
+
+
 class JobFailed(VerbatimError):
     status_code = 409
     code = "job_failed"

@@ -249,12 +249,14 @@ class JobStore:
         self, job_id: str, filename: str, options: JobOptions, duration: float | None,
         upload: Path, owner: str | None = None, limits: KeyLimits | None = None,
         extra: dict[str, Any] | None = None, status: JobStatus = JobStatus.queued,
+        keep_upload: bool = False,
     ) -> tuple[Job, int]:
         """Record a job of `owner` (None: auth is off) and its index entries, in one step with
         the owner's limits on active jobs and daily audio; the job and the priority to enqueue
         it at. `extra`: more `Job` fields (`shared/extras.py`); `status` is `fetching` for a
         job whose media is still to be downloaded (its duration unknown: None). Raises
-        `TooManyActiveJobs` or `QuotaExceeded`."""
+        `TooManyActiveJobs` or `QuotaExceeded`. `keep_upload`: keep the upload once the job
+        completes (`keep_audio`), decided here so that API and workers agree on it."""
         job = Job(
             id=job_id,
             status=status,
@@ -268,6 +270,8 @@ class JobStore:
         record = job.model_dump(mode="json", exclude_none=True) | {"upload_path": str(upload)}
         if owner:
             record["owner"] = owner
+        if keep_upload:
+            record["keep_upload"] = True
         limits = limits or KeyLimits()
         day = job.created_at.strftime("%Y-%m-%d")
         keys = [self.job_key(job_id), self.index_key(status),
@@ -335,6 +339,13 @@ class JobStore:
     def upload_path(self, job_id: str) -> Path | None:
         raw = self._raw(job_id)
         return Path(raw["upload_path"]) if raw and "upload_path" in raw else None
+
+    def kept_upload(self, job_id: str) -> Path | None:
+        """The upload of a job created to keep it (`keep_audio`); None for other jobs."""
+        raw = self._raw(job_id)
+        if not raw or not raw.get("keep_upload") or "upload_path" not in raw:
+            return None
+        return Path(raw["upload_path"])
 
     def update(self, job_id: str, **fields: Any) -> bool:
         """Set fields on an existing job; False when the job no longer exists."""

@@ -142,3 +142,16 @@ def media_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("media")
     return {kind.extension: make_sample(folder / f"speech.{kind.extension}", kind)
             for kind in KINDS}
+
+
+@pytest.fixture(scope="session")
+def keeping_api_url(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A second API process on the session's Redis and data directory with
+    `VERBATIM_KEEP_AUDIO=true`: its jobs keep their upload (the session worker follows the
+    job record), so their recording can be played back."""
+    env = {**service_env, "VERBATIM_KEEP_AUDIO": "true"}
+    process, url = start_api(env, tmp_path_factory.mktemp("logs") / "keeping-api.log")
+    yield url
+    process.stop()

@@ -106,10 +106,12 @@ def _deliver(job_id: str, generation: int) -> None:
     if attempts > 1:
         log.warning("job redelivered", extra={"event": "redelivered", "attempt": attempts})
         job_events().restart(job_id, attempts)
+    completed = False
     try:
         if attempts > settings.max_attempts:
             raise TooManyAttempts(f"The job was delivered {attempts} times without finishing.")
         _run(job, upload, store, settings, attempts)
+        completed = True
     except JobDeleted:
         _log_deleted()
     except VerbatimError as exc:
@@ -120,7 +122,10 @@ def _deliver(job_id: str, generation: int) -> None:
         log.exception("unexpected error in the worker")
         _failed(job_id, TranscriptionError("Transcription failed inside the worker."), store,
                  settings)
-    if settings.delete_upload_when_done:
+    # A completed job created with `keep_audio` keeps its upload for the page's player; the
+    # job's deletion or the upload sweep after its expiry removes it.
+    kept = completed and store.kept_upload(job_id) is not None
+    if settings.delete_upload_when_done and not kept:
         remove_upload(upload)
 
 

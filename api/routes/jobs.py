@@ -33,16 +33,19 @@ from shared.errors import (
     UrlForbidden,
 )
 from shared.extras import JobExtras
-from shared.formatters import FORMATS
+from shared.formatters import FORMATS, render
 from shared.job_events import JobEvents
 from shared.languages import codes_pattern
 from shared.listing import CURSOR, list_jobs
 from shared.schemas import Job, JobOptions, JobStatus, Transcript
 from shared.storage import clean_filename, remove_upload
+from shared.subtitles import SubtitleOptions
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-FormatName = Literal["json", "txt", "srt", "vtt", "tsv"]
+FormatName = Literal["json", "txt", "srt", "vtt", "tsv", "ass"]
+# Query parameters that cut srt, vtt and ass downloads into cues (`shared/subtitles.py`).
+SubtitleQuery = Annotated[SubtitleOptions, Query()]
 
 
 def _form_field(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -160,24 +163,29 @@ def _transcript_responses(formats: list[str]) -> dict[int | str, dict[str, Any]]
             for fmt in formats if fmt != "json"}
     ok = {"description": "The transcript, as an attachment named after the upload.",
           "model": Transcript, "content": text}
-    return {200: ok, **error_responses(JobNotFound, JobNotReady, JobFailed, Unauthorized)}
+    return {200: ok, **error_responses(JobNotFound, JobNotReady, JobFailed, Unauthorized,
+                                       InvalidRequest)}
 
 
 @router.get(
     "/jobs/{job_id}/transcript.{fmt}",
     responses=_transcript_responses(list(FORMATS)),
 )
-async def get_transcript(job: QueryTokenJob, fmt: FormatName, store: JobStoreDep) -> Response:
-    """Download the transcript as json, txt, srt, vtt or tsv. (A download link cannot send a
-    header, so these also take the key as `access_token`.)"""
+async def get_transcript(
+    job: QueryTokenJob, fmt: FormatName, store: JobStoreDep, subtitles: SubtitleQuery
+) -> Response:
+    """Download the transcript as json, txt, srt, vtt, tsv or ass; the subtitle formats are cut
+    into cues by the query parameters (a `preset`, line width and count, cue length, reading
+    speed, word highlighting). (A download link cannot send a header, so these also take the
+    key as `access_token`.)"""
     if job.status is JobStatus.failed:
         raise JobFailed(f"The job failed: {job.error.message if job.error else 'unknown'}")
     transcript = await run_sync(store.get_transcript, job.id)
     if job.status is not JobStatus.completed or transcript is None:
         raise JobNotReady(f"The job is {job.status}; the transcript is not ready yet.")
-    render, media_type, extension = FORMATS[fmt]
+    _, media_type, extension = FORMATS[fmt]
     return Response(
-        render(transcript), media_type=media_type,
+        render(transcript, fmt, subtitles), media_type=media_type,
         headers={"Content-Disposition": _attachment(job.filename, extension)},
     )
 
@@ -188,7 +196,7 @@ async def get_transcript(job: QueryTokenJob, fmt: FormatName, store: JobStoreDep
 )
 async def get_transcript_json(job: QueryTokenJob, store: JobStoreDep) -> Response:
     """The transcript as JSON (same as `transcript.json`)."""
-    return await get_transcript(job, "json", store)
+    return await get_transcript(job, "json", store, SubtitleOptions())
 
 
 @router.delete(

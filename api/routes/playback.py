@@ -1,0 +1,46 @@
+"""A job's recording, served back while it is kept, so the page can play it beside its
+transcript (issue 14). Browsers seek in it with HTTP Range requests, which Starlette's
+`FileResponse` answers (206 with `Content-Range`)."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from api.deps import ExistingJob, JobStoreDep, run_sync
+from api.errors import error_responses
+from shared.errors import AudioNotKept, JobFailed, JobNotFound, JobNotReady
+from shared.schemas import JobStatus
+from shared.storage import clean_filename
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+_AUDIO = {"description": "The recording as uploaded; `Range` requests are answered with 206.",
+          "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}},
+                      "video/*": {"schema": {"type": "string", "format": "binary"}}}}
+
+
+@router.get(
+    "/jobs/{job_id}/audio",
+    response_class=FileResponse,
+    responses={200: _AUDIO, **error_responses(JobNotFound, AudioNotKept, JobNotReady, JobFailed)},
+)
+async def get_audio(job: ExistingJob, store: JobStoreDep) -> FileResponse:
+    """The completed job's recording, while it is kept (`VERBATIM_KEEP_AUDIO`)."""
+    if job.status is JobStatus.failed:
+        raise JobFailed("The job failed; its recording is not kept.")
+    if job.status is not JobStatus.completed:
+        raise JobNotReady(f"The job is {job.status}; its recording is served once it completes.")
+    path = await run_sync(store.kept_upload, job.id)
+    try:
+        stat = await run_sync(os.stat, path) if path is not None else None
+    except FileNotFoundError:
+        stat = None
+    if path is None or stat is None:
+        raise AudioNotKept("This job's recording is not kept (the server's keep_audio is off).")
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, stat_result=stat,
+                        filename=clean_filename(job.filename), content_disposition_type="inline")
