@@ -4,6 +4,8 @@ refused with 422 naming its option."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import httpx
 import pysubs2
 import pytest
@@ -37,7 +39,7 @@ def test_srt_obeys_line_width_and_count(client: httpx.Client, job_id: str) -> No
     assert all(display_width(line) <= 32 for cue in cues for line in cue.content.split("\n"))
     assert all(len(cue.content.split("\n")) <= 2 for cue in cues)
     assert words(" ".join(cue.content for cue in cues)) == words(plain)
-    for before, after in zip(cues, cues[1:], strict=False):
+    for before, after in pairwise(cues):
         assert before.end <= after.start
 
 
