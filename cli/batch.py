@@ -114,12 +114,13 @@ def refuse_clashes(requests: list[Request]) -> tuple[list[Request], list[tuple[s
 
 def execute(
     server: str, plan: Plan, fields: dict[str, str], concurrency: int, batch_bar: bool,
-    api_key: str | None = None,
+    api_key: str | None = None, subtitles: dict[str, str] | None = None,
 ) -> Summary:
-    """Carry out `plan` on `server`; raises `ServerUnreachable` when it does not answer,
-    `ApiError` (401) when it refuses the API key, and `Interrupted` on Ctrl-C, once the jobs
-    in flight are cancelled on the server."""
-    with Client(server, api_key=api_key) as client:
+    """Carry out `plan` on `server`, downloading subtitles cut as `subtitles` (query
+    parameters) say; raises `ServerUnreachable` when it does not answer, `ApiError` (401) when
+    it refuses the API key, and `Interrupted` on Ctrl-C, once the jobs in flight are cancelled
+    on the server."""
+    with Client(server, api_key=api_key, subtitles=subtitles) as client:
         if plan.requests:
             client.check()
             client.check_key()

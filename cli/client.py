@@ -14,6 +14,7 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+SUBTITLE_FORMATS = frozenset({"srt", "vtt", "ass"})
 # Uploads are probed by the server before it answers, so reads may take a while.
 TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 # Cancelling on Ctrl-C is best effort: a user who pressed it will not wait long.
@@ -82,9 +83,11 @@ class Client:
 
     def __init__(
         self, base_url: str, transport: httpx.BaseTransport | None = None,
-        api_key: str | None = None,
+        api_key: str | None = None, subtitles: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.subtitles = subtitles or {}
+        """Query parameters for the subtitle downloads (srt, vtt, ass)."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport,
                                   headers=headers)
@@ -131,7 +134,8 @@ class Client:
 
     def download(self, job_id: str, fmt: str) -> bytes:
         """The transcript of a completed job, rendered by the server as `fmt`."""
-        return self._request("GET", f"/v1/jobs/{job_id}/transcript.{fmt}").content
+        params = self.subtitles if fmt in SUBTITLE_FORMATS else None
+        return self._request("GET", f"/v1/jobs/{job_id}/transcript.{fmt}", params=params).content
 
     def events(
         self, job_id: str, last_event_id: str | None = None

@@ -17,6 +17,7 @@ from cli.outputs import output_paths
 from cli.transcribe import Request
 from shared.formatters import FORMATS
 from shared.schemas import JobOptions
+from shared.subtitles import PresetName, SubtitleOptions
 
 app = typer.Typer(
     name="verbatim", help=__doc__, no_args_is_help=True, add_completion=False,
@@ -55,6 +56,20 @@ Jobs = Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Jobs in f
 Formats = Annotated[str, typer.Option(help=f"Comma-separated, of {','.join(FORMATS)}.")]
 Follow = Annotated[bool, typer.Option(
     "--follow", help="Print each segment (timestamps and text) to stdout as it is decoded.")]
+_CUES = "Subtitles (srt, vtt, ass)"
+Preset = Annotated[PresetName | None, typer.Option(
+    help="Subtitle defaults: broadcast, netflix or mobile.", rich_help_panel=_CUES)]
+LineWidth = Annotated[int | None, typer.Option(
+    help="Widest line in columns (wide characters count 2).", rich_help_panel=_CUES)]
+LineCount = Annotated[int | None, typer.Option(help="Lines per cue.", rich_help_panel=_CUES)]
+CueSeconds = Annotated[float | None, typer.Option(
+    help="Longest time a cue stays on screen.", rich_help_panel=_CUES)]
+MinCueSeconds = Annotated[float | None, typer.Option(
+    help="Shortest time a cue stays on screen.", rich_help_panel=_CUES)]
+Cps = Annotated[float | None, typer.Option(
+    help="Reading speed, in characters per second.", rich_help_panel=_CUES)]
+Highlight = Annotated[bool, typer.Option(
+    help="Mark each word as it is spoken (VTT timestamps, ASS karaoke).", rich_help_panel=_CUES)]
 Server = Annotated[
     str, typer.Option(envvar="VERBATIM_URL", show_envvar=True, help="The Verbatim server.")
 ]
@@ -107,8 +122,16 @@ def transcribe(
     language: Language = None, task: Task = "transcribe", out: Out = None,
     server: Server = DEFAULT_URL, api_key: ApiKey = None,
     multilingual: Multilingual = None, script: Script = None, follow: Follow = False,
+    preset: Preset = None, max_line_width: LineWidth = None, max_line_count: LineCount = None,
+    max_cue_seconds: CueSeconds = None, min_cue_seconds: MinCueSeconds = None,
+    max_chars_per_second: Cps = None, highlight_words: Highlight = False,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
+    subtitles = _subtitles(preset=preset, max_line_width=max_line_width,
+                           max_line_count=max_line_count, max_cue_seconds=max_cue_seconds,
+                           min_cue_seconds=min_cue_seconds,
+                           max_chars_per_second=max_chars_per_second,
+                           highlight_words=highlight_words)
     unique = dict.fromkeys(files)  # a file named twice is transcribed once
     requests = [Request(f, str(f), output_paths(f, [format.value], out), follow) for f in unique]
     for request in requests:
@@ -119,7 +142,8 @@ def transcribe(
         label, reason = refused[0]
         raise typer.BadParameter(f"{label}: {reason}", param_hint="'FILES...'")
     fields = _fields(language, task) | _quality_fields(multilingual, script)
-    summary = _execute(server, api_key, batches.Plan(requests), fields, 1, False)
+    fields |= {"word_timestamps": "true"} if subtitles else {}
+    summary = _execute(server, api_key, batches.Plan(requests), fields, 1, False, subtitles)
     raise typer.Exit(1 if summary.failed else 0)
 
 
@@ -147,10 +171,10 @@ def batch(
 
 def _execute(
     server: str, api_key: str | None, plan: batches.Plan, fields: dict[str, str],
-    concurrency: int, batch_bar: bool,
+    concurrency: int, batch_bar: bool, subtitles: dict[str, str] | None = None,
 ) -> batches.Summary:
     try:
-        return batches.execute(server, plan, fields, concurrency, batch_bar, api_key)
+        return batches.execute(server, plan, fields, concurrency, batch_bar, api_key, subtitles)
     except ServerUnreachable as exc:
         typer.echo(f"verbatim: {exc.message}", err=True)
         raise typer.Exit(1) from None
@@ -195,6 +219,21 @@ def _quality_fields(multilingual: bool | None, script: str | None) -> dict[str, 
     """The code-switching and Chinese-script fields, where chosen."""
     fields = {} if multilingual is None else {"multilingual": str(multilingual).lower()}
     return fields | ({"script": script} if script else {})
+
+
+def _subtitles(**given: object) -> dict[str, str]:
+    """The subtitle options as the download's query parameters, checked here so that a bad
+    value fails before any upload; word timings are asked for when any is set."""
+    chosen = {name: value for name, value in given.items()
+              if value is not None and value is not False}
+    try:
+        SubtitleOptions.model_validate(chosen)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "min_cue_seconds"
+        message = error["msg"].removeprefix("Value error, ")
+        raise typer.BadParameter(message, param_hint=f"'--{name.replace('_', '-')}'") from None
+    return {name: str(value).lower() for name, value in chosen.items()}
 
 
 def _formats(value: str) -> list[str]:
