@@ -268,6 +268,7 @@ function submit(event) {
   const form = new FormData();
   form.append("language", $("language").value);
   form.append("task", $("task").value);
+  form.append("word_timestamps", "true");  // player.js seeks to words; subtitles break between them
   form.append("file", state.source.blob, state.source.name);
   showProgress("Uploading…", 0);
   run(() => upload(form), state.source.name);
@@ -325,6 +326,7 @@ function showTranscript(job, transcript) {
   updateMainDownload();
   $("result").hidden = false;
   $("result-title").focus();
+  window.VerbatimPlayer?.show(job, transcript);  // player.js: listen beside the transcript
 }
 
 function updateMainDownload() {

@@ -53,6 +53,8 @@ def browser(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "--use-fake-device-for-media-stream",
         # `%noloop`: play the file once, then silence (it loops by default).
         f"--use-file-for-fake-audio-capture={speech}%noloop",
+        # The player's tests start playback from a script, without a click.
+        "--autoplay-policy=no-user-gesture-required",
     ]
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium, args=args)
