@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -223,15 +224,35 @@ def segment_tokens(segment: Segment, limits: Limits) -> list[Token]:
     return [piece for token in tokens for piece in _split_wide(token, limits)]
 
 
+@lru_cache(maxsize=1 << 16)
+def _width(text: str) -> int:
+    return display_width(text)
+
+
+def _line_width(tokens: list[Token]) -> int:
+    spaces = sum(1 for i, t in enumerate(tokens) if i and t.space_before)
+    return spaces + sum(_width(t.text) for t in tokens)
+
+
+def _greedy_lines(tokens: list[Token], width: int) -> list[list[Token]]:
+    """The fewest lines of at most `width` columns (a token wider than that alone on one)."""
+    lines: list[list[Token]] = [[]]
+    used = 0
+    for token in tokens:
+        grown = used + (1 if lines[-1] and token.space_before else 0) + _width(token.text)
+        if lines[-1] and grown > width:
+            lines.append([])
+            grown = _width(token.text)
+        lines[-1].append(token)
+        used = grown
+    return lines
+
+
 def wrap(tokens: list[Token], limits: Limits) -> list[list[Token]] | None:
     """The tokens as lines within the limits (two lines balanced), or None if they do not fit."""
     if limits.width is None:
         return [tokens]
-    lines: list[list[Token]] = [[]]
-    for token in tokens:
-        if lines[-1] and display_width(join_tokens([*lines[-1], token])) > limits.width:
-            lines.append([])
-        lines[-1].append(token)
+    lines = _greedy_lines(tokens, limits.width)
     if limits.lines is not None and len(lines) > limits.lines:
         return None
     return _balanced(tokens, limits.width) if len(lines) == 2 else lines
@@ -240,7 +261,7 @@ def wrap(tokens: list[Token], limits: Limits) -> list[list[Token]] | None:
 def _balanced(tokens: list[Token], width: int) -> list[list[Token]]:
     """Two lines of similar width, broken after punctuation where that costs little."""
     def cost(k: int) -> float:
-        top, bottom = display_width(join_tokens(tokens[:k])), display_width(join_tokens(tokens[k:]))
+        top, bottom = _line_width(tokens[:k]), _line_width(tokens[k:])
         if max(top, bottom) > width:
             return float("inf")
         bonus = 6 if tokens[k - 1].text[-1] in SENTENCE_END | CLAUSE_END else 0
@@ -253,7 +274,9 @@ def _balanced(tokens: list[Token], width: int) -> list[list[Token]]:
 def _fits(tokens: list[Token], limits: Limits) -> bool:
     if limits.max_cue is not None and tokens[-1].end - tokens[0].start > limits.max_cue:
         return False
-    return wrap(tokens, limits) is not None
+    if limits.width is None or limits.lines is None:
+        return True
+    return len(_greedy_lines(tokens, limits.width)) <= limits.lines
 
 
 def _break_score(tokens: list[Token], k: int, following: Token) -> float:
