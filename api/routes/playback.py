@@ -10,9 +10,9 @@ import os
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from api.deps import ExistingJob, JobStoreDep, run_sync
+from api.deps import JobStoreDep, QueryTokenJob, run_sync
 from api.errors import error_responses
-from shared.errors import AudioNotKept, JobFailed, JobNotFound, JobNotReady
+from shared.errors import AudioNotKept, JobFailed, JobNotFound, JobNotReady, Unauthorized
 from shared.schemas import JobStatus
 from shared.storage import clean_filename
 
@@ -26,10 +26,12 @@ _AUDIO = {"description": "The recording as uploaded; `Range` requests are answer
 @router.get(
     "/jobs/{job_id}/audio",
     response_class=FileResponse,
-    responses={200: _AUDIO, **error_responses(JobNotFound, AudioNotKept, JobNotReady, JobFailed)},
+    responses={200: _AUDIO, **error_responses(JobNotFound, AudioNotKept, JobNotReady, JobFailed,
+                                              Unauthorized)},
 )
-async def get_audio(job: ExistingJob, store: JobStoreDep) -> FileResponse:
-    """The completed job's recording, while it is kept (`VERBATIM_KEEP_AUDIO`)."""
+async def get_audio(job: QueryTokenJob, store: JobStoreDep) -> FileResponse:
+    """The completed job's recording, while it is kept (`VERBATIM_KEEP_AUDIO`). (An `<audio>`
+    element cannot send a header, so this also takes the key as `access_token`.)"""
     if job.status is JobStatus.failed:
         raise JobFailed("The job failed; its recording is not kept.")
     if job.status is not JobStatus.completed:

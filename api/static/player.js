@@ -4,6 +4,7 @@
 "use strict";
 
 const SUBTITLE_FORMATS = new Set(["srt", "vtt", "ass"]);
+const CUE_PARAMETERS = ["preset", "max_line_width", "max_line_count"];
 const player = { job: null, segments: [], words: [], current: null, spoken: null, matches: [],
   match: -1 };
 
@@ -12,7 +13,12 @@ const byId = (id) => document.getElementById(id);
 // The one place the recording's address is made: a browser's <audio> cannot send headers, so
 // any credential it needs has to travel in this URL.
 function audioUrl(jobId) {
-  return `/v1/jobs/${encodeURIComponent(jobId)}/audio`;
+  return withToken(`/v1/jobs/${encodeURIComponent(jobId)}/audio`);
+}
+
+// keys.js adds the API key as `access_token` where the server asks for keys.
+function withToken(url) {
+  return window.verbatimKeys ? window.verbatimKeys.withToken(url) : url;
 }
 
 async function recordingAvailable(jobId) {
@@ -160,23 +166,23 @@ function nextMatch(event) {
 
 // ---- Subtitle options on the downloads ---------------------------------------------------------
 
-function subtitleQuery() {
-  const query = new URLSearchParams();
-  const preset = byId("cue-preset").value;
-  if (preset) query.set("preset", preset);
-  for (const [id, name] of [["cue-width", "max_line_width"], ["cue-lines", "max_line_count"]]) {
-    const value = byId(id).value.trim();
-    if (value) query.set(name, value);
-  }
-  return query.toString();
+function cueOptions() {
+  return [
+    ["preset", byId("cue-preset").value],
+    ["max_line_width", byId("cue-width").value.trim()],
+    ["max_line_count", byId("cue-lines").value.trim()],
+  ].filter(([, value]) => value);
 }
 
+// Sets the cue options on the subtitle links (keeping any other parameter, the key's).
 function applySubtitleOptions() {
-  const query = subtitleQuery();
+  const options = cueOptions();
   document.querySelectorAll(".downloads a[href]").forEach((link) => {
     const url = new URL(link.href, location.href);
-    const format = url.pathname.split(".").pop();
-    url.search = SUBTITLE_FORMATS.has(format) ? query : "";
+    CUE_PARAMETERS.forEach((name) => url.searchParams.delete(name));
+    if (SUBTITLE_FORMATS.has(url.pathname.split(".").pop())) {
+      options.forEach(([name, value]) => url.searchParams.set(name, value));
+    }
     link.href = url.pathname + url.search;
   });
 }
@@ -243,7 +249,7 @@ async function show(job, transcript) {
   byId("player-matches").textContent = "";
   decorateSegments(transcript);
   const ass = document.querySelector('.other-formats [data-format="ass"]');
-  ass.href = `/v1/jobs/${encodeURIComponent(job.id)}/transcript.ass`;
+  ass.href = withToken(`/v1/jobs/${encodeURIComponent(job.id)}/transcript.ass`);
   applySubtitleOptions();
   const audio = byId("player-audio");
   const kept = await recordingAvailable(job.id);
