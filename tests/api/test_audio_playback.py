@@ -86,7 +86,8 @@ def test_a_job_not_done_or_failed_is_409(
 ) -> None:
     store = JobStore.from_url(redis_url)
     job_id = new_job_id()  # a queued record that no message names: it stays queued
-    store.create(job_id, "later.flac", JobOptions(), 1.0, tmp_path / "later.flac", True)
+    store.create(job_id, "later.flac", JobOptions(), 1.0, tmp_path / "later.flac",
+                 keep_upload=True)
     try:
         answer = keeping.get(f"/v1/jobs/{job_id}/audio")
         assert (answer.status_code, answer.json()["error"]["code"]) == (409, "job_not_ready")
