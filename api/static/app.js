@@ -364,8 +364,12 @@ function init() {
   $("job-form").addEventListener("submit", submit);
   $("result-title").tabIndex = -1;
   // A reload (or a shared link) picks up the job in the address bar.
-  const resumed = location.hash.match(/^#job=([\w-]+)$/);
-  if (resumed) run(async () => ({ id: resumed[1] }));
+  const resume = () => {
+    const resumed = location.hash.match(/^#job=([\w-]+)$/);
+    if (resumed && !state.busy) run(async () => ({ id: resumed[1] }));
+  };
+  resume();
+  window.addEventListener("hashchange", resume);  // player.js's recent jobs link here
 }
 
 init();

@@ -253,6 +253,7 @@ async function show(job, transcript) {
   applySubtitleOptions();
   const audio = byId("player-audio");
   const kept = await recordingAvailable(job.id);
+  listRecent();
   if (player.job !== job) return;  // another job was opened meanwhile
   audio.hidden = !kept;
   byId("player-note").hidden = kept;
@@ -267,3 +268,34 @@ async function show(job, transcript) {
 }
 
 window.VerbatimPlayer = { show, audioUrl };
+
+// ---- Recent jobs, to reopen one ----------------------------------------------------------------
+
+async function listRecent() {
+  const headers = window.verbatimKeys ? window.verbatimKeys.headers() : {};
+  let body;
+  try {
+    const response = await fetch("/v1/jobs?limit=10", { headers, cache: "no-store" });
+    if (!response.ok) return;  // no key yet, or a server without the list: show nothing
+    body = await response.json();
+  } catch {
+    return;
+  }
+  const section = byId("recent");
+  const list = byId("recent-jobs");
+  list.replaceChildren(...body.jobs.map((job) => {
+    const link = Object.assign(document.createElement("a"), {
+      href: `#job=${job.id}`, textContent: job.filename,
+    });
+    const when = Object.assign(document.createElement("span"), {
+      className: "hint", textContent: ` · ${job.status} · ${new Date(job.created_at).toLocaleString()}`,
+    });
+    const item = document.createElement("li");
+    item.append(link, when);
+    return item;
+  }));
+  section.hidden = !body.jobs.length;
+}
+
+window.VerbatimPlayer.listRecent = listRecent;
+document.addEventListener("DOMContentLoaded", listRecent);

@@ -128,3 +128,16 @@ def test_without_kept_recordings_the_page_says_so(page: Page) -> None:
     expect(page.locator("#player-note")).to_contain_text("does not keep recordings",
                                                          timeout=180_000)
     expect(page.locator("#player-audio")).to_be_hidden()
+
+
+def test_a_recent_job_reopens_with_its_recording(
+    browser: Browser, keeping_api_url: str, kept_job: dict
+) -> None:
+    for page in open_page(browser, f"{keeping_api_url}/", **DESKTOP):
+        page.set_default_timeout(WAIT_MS)
+        link = page.locator(f'#recent-jobs a[href="#job={kept_job["id"]}"]')
+        expect(link).to_be_visible()
+        link.click()
+        expect(page.get_by_role("heading", name="Transcript", exact=True)).to_be_visible()
+        expect(page.locator(".segment")).to_have_count(len(kept_job["segments"]))
+        expect(page.locator("#player-audio")).to_be_visible()
