@@ -81,8 +81,9 @@ class SubtitleOptions(BaseModel):
 
     @model_validator(mode="after")
     def _min_below_max(self) -> SubtitleOptions:
-        limits = self.limits()
-        if limits.max_cue is not None and limits.min_cue > limits.max_cue:
+        # Only between two given values: a preset's minimum gives way to a shorter maximum.
+        given = (self.min_cue_seconds, self.max_cue_seconds)
+        if None not in given and given[0] > given[1]:  # type: ignore[operator]
             raise ValueError("min_cue_seconds must not exceed max_cue_seconds")
         return self
 
@@ -95,11 +96,12 @@ class SubtitleOptions(BaseModel):
             return value if value is not None else preset.get(name)
 
         width, count = pick("max_line_width"), pick("max_line_count")
+        longest, shortest = pick("max_cue_seconds"), pick("min_cue_seconds") or 0.0
         return Limits(
             width=int(width) if width is not None else None,
             lines=int(count) if count is not None else None,
-            max_cue=pick("max_cue_seconds"),
-            min_cue=pick("min_cue_seconds") or 0.0,
+            max_cue=longest,
+            min_cue=min(shortest, longest) if longest is not None else shortest,
             cps=pick("max_chars_per_second"),
         )
 
