@@ -22,6 +22,7 @@ from celery import Celery
 from standardwebhooks.webhooks import Webhook
 
 from shared.config import Settings
+from shared.job_events import transcript_links
 from shared.jobs import JobStore
 from shared.keys import KeyStore, new_webhook_secret
 from shared.schemas import Job, JobStatus, WebhookState
@@ -73,9 +74,8 @@ def signing_secret(client: redis.Redis, settings: Settings, owner: str | None = 
 
 
 def job_links(job_id: str) -> dict[str, str]:
-    base = f"/v1/jobs/{job_id}"
-    return {"self": base, **{fmt: f"{base}/transcript.{fmt}"
-                             for fmt in ("json", "txt", "srt", "vtt", "tsv")}}
+    """The job's own path and its transcript in every format."""
+    return {"self": f"/v1/jobs/{job_id}", **transcript_links(job_id)}
 
 
 def event_body(job: Job, event_id: str) -> dict[str, Any]:
