@@ -12,7 +12,7 @@ from api.main import create_app
 from shared.config import Settings
 
 # Opened by browsers without headers: download links (the page's, `curl -OJ`).
-QUERY_TOKEN_ROUTES = {"get_transcript", "get_transcript_json", "job_events"}
+QUERY_TOKEN_ROUTES = {"get_transcript", "get_transcript_json", "job_events", "get_audio"}
 
 
 def calls(dependant: Dependant) -> set[object]:
