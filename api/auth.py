@@ -19,7 +19,7 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, Query, Request
 
-from shared.config import Settings, get_settings
+from shared.config import Settings
 from shared.errors import Unauthorized
 from shared.keys import ApiKey, KeyStore
 from shared.logs import add_fields
@@ -32,9 +32,17 @@ def key_store(request: Request) -> KeyStore:
     return keys
 
 
+def app_settings(request: Request) -> Settings:
+    """The settings the app was built with (`create_app`). Read from the app rather than set
+    as an override of `get_settings`: while any override is set, FastAPI rebuilds every
+    dependency's signature on every request, which cost a status read most of its time."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
-# (`api.deps` imports this module, so its `SettingsDep` cannot be imported here.)
-_SettingsDep = Annotated[Settings, Depends(get_settings)]
+# (`api.deps` imports this module and exports this as `SettingsDep`.)
+_SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 def bearer_token(request: Request) -> str | None:

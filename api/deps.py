@@ -9,8 +9,8 @@ import anyio
 from celery import Celery
 from fastapi import Depends, Request
 
-from api.auth import Identity, QueryTokenIdentity
-from shared.config import Settings, get_settings
+from api.auth import Identity, QueryTokenIdentity, app_settings
+from shared.config import Settings
 from shared.errors import JobNotFound
 from shared.jobs import JobStore
 from shared.keys import ApiKey
@@ -35,7 +35,7 @@ def queue(request: Request) -> Celery:
     return app
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 JobStoreDep = Annotated[JobStore, Depends(job_store)]
 QueueDep = Annotated[Celery, Depends(queue)]
 

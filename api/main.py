@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url="/redoc" if settings.docs_enabled else None,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings  # the `SettingsDep` of every route (`api.auth.app_settings`)
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware)
