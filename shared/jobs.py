@@ -189,6 +189,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+READ_CONNECTIONS = 16
+
+
 def _decode(raw: dict[bytes, bytes]) -> dict[str, Any] | None:
     return {k.decode(): json.loads(v) for k, v in raw.items()} if raw else None
 
@@ -205,9 +208,13 @@ class JobReader:
         self.redis = client
 
     @classmethod
-    def from_url(cls, url: str) -> JobReader:
-        return cls(redis.asyncio.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30))
+    def from_url(cls, url: str, max_connections: int = READ_CONNECTIONS) -> JobReader:
+        """A reader on `url`; a read waits for one of its connections when all are busy, so a
+        burst of requests (hundreds of event streams opening) never opens a connection each."""
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, socket_connect_timeout=2,
+            socket_timeout=10, health_check_interval=30)
+        return cls(redis.asyncio.Redis(connection_pool=pool))
 
     async def get_owned(self, job_id: str) -> tuple[Job, str | None] | None:
         """As `JobStore.get_owned`."""
