@@ -16,25 +16,34 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Query, Request
 
-from shared.config import Settings, get_settings
+from shared.config import Settings
 from shared.errors import Unauthorized
-from shared.keys import ApiKey, KeyStore
+from shared.keys import ApiKey, KeyFinder
 from shared.logs import add_fields
 
 ACCESS_TOKEN_PARAM = "access_token"
 
 
-def key_store(request: Request) -> KeyStore:
-    keys: KeyStore = request.app.state.keys
-    return keys
+async def key_finder(request: Request) -> KeyFinder:
+    finder: KeyFinder = request.app.state.key_finder
+    return finder
 
 
-KeyStoreDep = Annotated[KeyStore, Depends(key_store)]
-# (`api.deps` imports this module, so its `SettingsDep` cannot be imported here.)
-_SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was built with (`create_app`). Read from the app rather than set
+    as an override of `get_settings`: while any override is set, FastAPI rebuilds every
+    dependency's signature on every request, which cost a status read most of its time.
+    (`async`, as the other accessors of app state: FastAPI runs a plain `def` dependency in a
+    worker thread.)"""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+KeyFinderDep = Annotated[KeyFinder, Depends(key_finder)]
+# (`api.deps` imports this module and exports this as `SettingsDep`.)
+_SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 def bearer_token(request: Request) -> str | None:
@@ -44,26 +53,26 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def _authenticate(
-    settings: Settings, keys: KeyStore, token: str | None
+    settings: Settings, keys: KeyFinder, token: str | None
 ) -> ApiKey | None:
     if settings.auth == "off":
         return None
     if token is None:
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
-    key = await anyio.to_thread.run_sync(keys.find, token)
+    key = await keys.find(token)
     if key is None:
         raise Unauthorized("The API key is unknown or has been revoked.")
     add_fields(key_id=key.id)  # the request's log lines name the key, never the token
     return key
 
 
-async def caller(request: Request, settings: _SettingsDep, keys: KeyStoreDep) -> ApiKey | None:
+async def caller(request: Request, settings: _SettingsDep, keys: KeyFinderDep) -> ApiKey | None:
     """The calling key, from the `Authorization` header only."""
     return await _authenticate(settings, keys, bearer_token(request))
 
 
 async def caller_or_query_token(
-    request: Request, settings: _SettingsDep, keys: KeyStoreDep,
+    request: Request, settings: _SettingsDep, keys: KeyFinderDep,
     access_token: Annotated[str | None, Query(
         description="The API key, for clients that cannot send an `Authorization` header "
         "(links, `EventSource`, `<audio>`); the header wins when both are sent.",

@@ -18,8 +18,8 @@ from api.security import SecurityHeadersMiddleware
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
 from shared.events import EventHub, events_client
-from shared.jobs import JobStore
-from shared.keys import KeyStore
+from shared.jobs import JobReader, JobStore
+from shared.keys import KeyFinder
 from shared.logs import configure_logging
 from shared.queue import make_celery
 
@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.upload_dir.mkdir(parents=True, exist_ok=True)
         app.state.store = JobStore.from_url(settings.redis_url)
         app.state.celery = make_celery(settings, main="verbatim-api")
-        app.state.keys = KeyStore(app.state.store.redis)
+        app.state.reader = JobReader.from_url(settings.redis_url)  # status reads, key lookups
+        app.state.key_finder = KeyFinder(app.state.reader.redis)
         app.state.quotas = Quotas(settings.redis_url, app.state.store)
         if settings.auth == "off":
             log.warning("VERBATIM_AUTH=off: anyone who can reach this API can use it")
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.quotas.close()
         app.state.store.redis.close()
         await events_redis.aclose()
+        await app.state.reader.redis.aclose()
 
     app = FastAPI(
         title="Verbatim",
@@ -61,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url="/redoc" if settings.docs_enabled else None,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings  # the `SettingsDep` of every route (`api.auth.app_settings`)
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -188,6 +189,42 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+READ_CONNECTIONS = 16
+
+
+def _decode(raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+    return {k.decode(): json.loads(v) for k, v in raw.items()} if raw else None
+
+
+def _owned(raw: dict[str, Any] | None) -> tuple[Job, str | None] | None:
+    return (Job.model_validate(raw), raw.get("owner") or None) if raw else None
+
+
+class JobReader:
+    """The job reads that requests await, on an asyncio client: the records `JobStore` writes,
+    read without a hop to a worker thread. Writes stay with `JobStore`."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.redis = client
+
+    @classmethod
+    def from_url(cls, url: str, max_connections: int = READ_CONNECTIONS) -> JobReader:
+        """A reader on `url`; a read waits for one of its connections when all are busy, so a
+        burst of requests (hundreds of event streams opening) never opens a connection each."""
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, socket_connect_timeout=2,
+            socket_timeout=10, health_check_interval=30)
+        return cls(redis.asyncio.Redis(connection_pool=pool))
+
+    async def get_owned(self, job_id: str) -> tuple[Job, str | None] | None:
+        """As `JobStore.get_owned`."""
+        if not is_job_id(job_id):
+            return None
+        raw: dict[bytes, bytes] = await self.redis.hgetall(  # type: ignore[misc,assignment]
+            JobStore.job_key(job_id))
+        return _owned(_decode(raw))
+
+
 class JobStore:
     """Typed access to job records and transcripts in Redis (synchronous, thread-safe)."""
 
@@ -305,7 +342,7 @@ class JobStore:
         if not is_job_id(job_id):
             return None
         raw: dict[bytes, bytes] = self.redis.hgetall(self.job_key(job_id))  # type: ignore[assignment]
-        return {k.decode(): json.loads(v) for k, v in raw.items()} if raw else None
+        return _decode(raw)
 
     def get(self, job_id: str) -> Job | None:
         raw = self._raw(job_id)
@@ -320,8 +357,7 @@ class JobStore:
 
     def get_owned(self, job_id: str) -> tuple[Job, str | None] | None:
         """The job and its owner's key id (None for a job made while auth was off)."""
-        raw = self._raw(job_id)
-        return (Job.model_validate(raw), raw.get("owner") or None) if raw else None
+        return _owned(self._raw(job_id))
 
     def get_with_upload(self, job_id: str) -> tuple[Job, Path] | None:
         """The job and its upload's path in one read; None when the job does not exist."""

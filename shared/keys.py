@@ -21,6 +21,7 @@ import secrets
 from datetime import UTC, datetime
 
 import redis
+import redis.asyncio
 from pydantic import BaseModel, Field
 
 TOKEN_PREFIX = "vb_"
@@ -125,11 +126,7 @@ class KeyStore:
         """The live (not revoked) key that `token` belongs to, else None."""
         if not looks_like_token(token):
             return None
-        flat = self._lookup(keys=[self.hash_key(token)], args=[self.record_key("")])
-        if not flat:
-            return None
-        key = _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
-        return None if key.revoked else key
+        return _live(self._lookup(keys=[self.hash_key(token)], args=[self.record_key("")]))
 
     def get(self, key_id: str) -> ApiKey | None:
         raw: dict[bytes, bytes] = self.redis.hgetall(self.record_key(key_id))  # type: ignore[assignment]
@@ -151,6 +148,28 @@ class KeyStore:
 
 def _encode(key: ApiKey) -> dict[str, str]:
     return {name: json.dumps(value) for name, value in key.model_dump(mode="json").items()}
+
+
+class KeyFinder:
+    """`KeyStore.find` on an asyncio client, for the key lookup of every request."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._lookup = client.register_script(_LOOKUP)
+
+    async def find(self, token: str) -> ApiKey | None:
+        """As `KeyStore.find`."""
+        if not looks_like_token(token):
+            return None
+        return _live(await self._lookup(
+            keys=[KeyStore.hash_key(token)], args=[KeyStore.record_key("")]))
+
+
+def _live(flat: list[bytes] | None) -> ApiKey | None:
+    """The key of a `_LOOKUP` answer, unless there is none or it is revoked."""
+    if not flat:
+        return None
+    key = _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+    return None if key.revoked else key
 
 
 def _decode(raw: dict[bytes, bytes]) -> ApiKey:
