@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import redis
-from stack import start_api
+from stack import start_api, wait_healthy
 
 from shared.keys import KeyLimits, KeyStore  # (importable once `stack` put ROOT on sys.path)
 from shared.localredis import LocalRedis, stop_process
@@ -34,18 +34,6 @@ def silence(path: Path, seconds: float = 1.0) -> bytes:
         out.setframerate(16000)
         out.writeframes(b"\0\0" * int(16000 * seconds))
     return path.read_bytes()
-
-
-def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the API at {url} did not start")
 
 
 def timed(http: httpx.Client, method: str, path: str, **kwargs: object) -> tuple[float, dict]:

@@ -35,6 +35,17 @@ def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], 
     return api, f"http://127.0.0.1:{port}"
 
 
+def wait_healthy(url: str, timeout: float = 60) -> None:
+    """Until the API at `url` answers `/healthz` (no worker needed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"the API at {url} did not start")
+
+
 def wait_ready(http: httpx.Client, timeout: float = 120) -> None:
     """Until `/readyz` says a worker has its model loaded."""
     deadline = time.monotonic() + timeout

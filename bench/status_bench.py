@@ -15,13 +15,11 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import redis
-from stack import start_api
+from stack import start_api, wait_healthy
 
 from shared.jobs import JobStore, new_job_id  # (importable once `stack` put ROOT on sys.path)
 from shared.keys import KeyStore
@@ -29,18 +27,6 @@ from shared.localredis import LocalRedis, stop_process
 from shared.schemas import JobOptions, JobStatus
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the API at {url} did not start")
 
 
 def completed_job(store: JobStore, owner: str | None, tmp: Path) -> str:
