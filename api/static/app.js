@@ -301,17 +301,7 @@ function showError(text, detail) {
 function showTranscript(job, transcript) {
   $("progress-card").hidden = true;
   const list = $("segments");
-  list.replaceChildren(...transcript.segments.map((segment) => {
-    const item = document.createElement("li");
-    const time = document.createElement("span");
-    time.className = "segment-time";
-    time.textContent = `${clock(segment.start)} – ${clock(segment.end)}`;
-    const text = document.createElement("p");
-    text.className = "segment-text";
-    text.textContent = segment.text.trim();
-    item.append(time, text);
-    return item;
-  }));
+  list.replaceChildren(...transcript.segments.map((segment) => segmentItem(segment, clock)));
   if (!transcript.segments.length) list.append(Object.assign(document.createElement("li"), {
     className: "empty", textContent: "No speech was found in this recording.",
   }));

@@ -47,7 +47,7 @@ function followLive(id, show) {
       show.progress("Transcribing again…", 0);
     });
     on("segment", (segment) => {
-      list.append(liveSegment(segment, show.clock));
+      list.append(segmentItem(segment, show.clock));
       list.hidden = false;
     });
     on("completed", () => end({ status: "completed" }));
@@ -61,7 +61,8 @@ function followLive(id, show) {
   });
 }
 
-function liveSegment(segment, clock) {
+// One transcript line (its times and text): the live list and the finished transcript alike.
+function segmentItem(segment, clock) {
   const item = document.createElement("li");
   item.dataset.id = String(segment.id);
   const time = document.createElement("span");
