@@ -89,6 +89,11 @@ class Settings(IntegrationSettings, BaseSettings):
     window_search_seconds: float = Field(default=60.0, gt=0)
     """How far back from a window's longest possible end a pause to cut at is looked for."""
 
+    split_seconds: float = Field(default=600.0, ge=0)
+    """Recordings longer than this (their probed duration) are spread over the workers: cut
+    into windows at pauses, each a task of its own that any worker may take, stitched back
+    when the last one ends. 0 decodes every recording in one task."""
+
     delete_upload_when_done: bool = True
     """Remove the uploaded file once its job completes or fails."""
 

@@ -7,12 +7,14 @@ so it never imports the worker or its model stack.
 from __future__ import annotations
 
 import redis
-from celery import Celery
+from celery import Celery, Signature
 from kombu.transport.redis import Channel
 
 from shared.config import Settings
 
 TRANSCRIBE_TASK = "verbatim.transcribe"
+# One window of a recording spread over workers (`worker/spread.py`).
+WINDOW_TASK = "verbatim.transcribe_window"
 QUEUE = "verbatim"
 # The task message header carrying the id of the HTTP request that submitted the job (for the
 # worker's log lines); Celery hands custom headers to the task as `self.request.<name>`.
@@ -69,6 +71,14 @@ def enqueue_transcription(
     app.send_task(
         TRANSCRIBE_TASK, args=[job_id], queue=QUEUE, headers=headers, priority=priority
     )
+
+
+def window_signature(
+    app: Celery, job_id: str, plan: int, index: int, priority: int
+) -> Signature:
+    """The message of one window of a spread recording (`worker/spread.py`)."""
+    return app.signature(WINDOW_TASK, args=[job_id, plan, index], queue=QUEUE,
+                         priority=priority)
 
 
 def queue_depth(client: redis.Redis) -> int:

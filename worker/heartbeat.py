@@ -25,8 +25,9 @@ from shared.deliveries import Deliveries
 from shared.errors import ModelUnavailable
 from shared.heartbeats import Heartbeats
 from shared.jobs import JobStore
+from shared.spreads import Spreads
 from worker.model import get_model, resolve_device
-from worker.reaper import requeue_orphans
+from worker.reaper import requeue_orphans, requeue_windows
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def _load_model(settings: Settings, parent: int) -> bool:
 def _beat(beats: Heartbeats, settings: Settings, celery: Celery, parent: int) -> None:
     device, compute_type = resolve_device(settings)
     deliveries = Deliveries(JobStore(beats.redis))
+    spreads = Spreads(deliveries.store)
     timeout = settings.heartbeat_timeout_seconds
     failing = False
     while _running(parent):
@@ -130,6 +132,7 @@ def _beat(beats: Heartbeats, settings: Settings, celery: Celery, parent: int) ->
             live = beats.live(timeout)
             nodes = {beat.node for beat in live if beat.node}
             requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
+            requeue_windows(spreads, {beat.id for beat in live}, celery, timeout)
             failing = False
         except redis.RedisError as exc:
             if not failing:  # once per outage, not once per beat

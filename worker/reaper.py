@@ -22,8 +22,9 @@ from celery import Celery
 
 from shared.deliveries import Deliveries
 from shared.jobs import RECEIVED_KEY, utcnow
-from shared.queue import REQUEUED_PRIORITY, enqueue_transcription
+from shared.queue import REQUEUED_PRIORITY, enqueue_transcription, window_signature
 from shared.schemas import JobStatus
+from shared.spreads import Spreads
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,24 @@ def requeue_orphans(
             undo = partial(deliveries.redis.hset, RECEIVED_KEY, job_id, mark)
             _send(celery, job_id, generation, undo, f"{node} (received, not started)")
             requeued.append(job_id)
+    return requeued
+
+
+def requeue_windows(
+    spreads: Spreads, live: set[str], celery: Celery, timeout_seconds: float
+) -> list[tuple[str, int]]:
+    """Requeue the windows of spread jobs (`worker/spread.py`) being decoded by processes not
+    in `live`; returns their (job id, window). A window is idempotent, so the old message, when
+    the broker hands it out again after the visibility timeout, finds it done or redoes it."""
+    cutoff = utcnow() - timedelta(seconds=timeout_seconds)
+    requeued = []
+    for job_id, plan, index, worker, started, mark in spreads.running():
+        if worker in live or started > cutoff or not spreads.take_running(job_id, index, mark):
+            continue
+        window_signature(celery, job_id, plan, index, REQUEUED_PRIORITY).apply_async()
+        log.warning("window requeued: the worker decoding it is gone", extra={
+            "event": "requeued", "job_id": job_id, "window": index, "gone_worker": worker})
+        requeued.append((job_id, index))
     return requeued
 
 

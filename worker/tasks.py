@@ -152,6 +152,12 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: i
     events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})
     model = get_model(settings)
+    # Imported here: the window task's module builds on this one's store and events.
+    from worker.spread import dispatch, splits
+
+    if splits(job, settings):  # the windows complete the job, the last one to finish
+        dispatch(job, upload, model, settings, attempt)
+        return
     started = time.perf_counter()
 
     def on_progress(fraction: float) -> None:

@@ -112,14 +112,60 @@ def transcribe(
     for window in windows(blocks, *job.cut(), find_speech=speech_regions):
         end = window.end_seconds
         total = max(expected_seconds or 0.0, end)
-        if _silent(window.samples) or not (speech := speech_regions(window.samples)):
-            continue  # nothing to hear, and Whisper would make words up
-        for part, language in job.parts(window, speech):
-            for segment in job.decode(part, language, _within(speech, part, window)):
-                if on_segment is not None:
-                    on_segment(segment)
-                report(min(segment.end / total, 1.0) if total else 1.0)
+        for segment in job.hear(window):
+            if on_segment is not None:
+                on_segment(segment)
+            report(min(segment.end / total, 1.0) if total else 1.0)
     return job.transcript(end)
+
+
+def transcribe_window(
+    model: WhisperModel, window: Window, options: JobOptions, settings: Settings,
+    detection: Detection | None, on_segment: SegmentCallback,
+) -> tuple[list[Segment], dict[str, float]]:
+    """Decode one window of a recording spread over workers (`worker/spread.py`), in the
+    recording's language `detection` (None: the code-switching mode, or a fixed language), as
+    `transcribe` decodes it but for the prompt from the window before, which runs elsewhere;
+    its segments on the recording's clock, and (code-switching) the languages it heard."""
+    job = _Job(model, options, settings)
+    job.detection = detection
+    for segment in job.hear(window):
+        on_segment(segment)
+    return job.segments, job.heard
+
+
+def first_detection(
+    model: WhisperModel, window: Window, options: JobOptions, settings: Settings
+) -> Detection | None:
+    """The recording's language as `transcribe` finds it, on `window`, the first with speech;
+    None where the job names one, runs in the code-switching mode, or the window is silent."""
+    job = _Job(model, options, settings)
+    if options.fixed_language is not None or job.multilingual or _silent(window.samples):
+        return None
+    if not (speech := speech_regions(window.samples)):
+        return None
+    return job._detect(window.samples, speech)
+
+
+def assemble(
+    segments: list[Segment], detection: Detection | None, heard: dict[str, float],
+    options: JobOptions, settings: Settings, duration: float,
+) -> Transcript:
+    """The transcript of a recording's segments (in order, numbered), the language detected on
+    it and, in the code-switching mode, the languages heard weighted by speech."""
+    if multilingual(options, settings) and heard:
+        detection = ranked(heard, options.candidates)
+    languages = list(dict.fromkeys(s.language for s in segments if s.language))
+    main = _main_language(segments) or options.fixed_language
+    return Transcript(
+        language=main or (detection.language if detection else None),
+        language_probability=_probability(detection, main),
+        languages=languages,
+        language_alternatives=detection.alternatives() if detection else [],
+        duration=duration,
+        text="".join(s.text for s in segments).strip(),
+        segments=segments,
+    )
 
 
 class _Job:
@@ -138,10 +184,7 @@ class _Job:
         self.segments: list[Segment] = []
 
     def cut(self) -> tuple[float, float]:
-        if self.multilingual:
-            longest = self.settings.multilingual_window_seconds
-            return longest, longest / 3
-        return self.settings.window_seconds, self.settings.window_search_seconds
+        return window_lengths(self.options, self.settings)
 
     def parts(self, window: Window, speech: Regions) -> list[tuple[Window, str]]:
         """The window's stretches, each with the language to decode it in."""
@@ -169,21 +212,17 @@ class _Job:
             self.segments.append(segment)
             yield segment
 
+    def hear(self, window: Window) -> Iterator[Segment]:
+        """The window's segments as decoded; none where it is silent or VAD hears no speech
+        (Whisper would make words up)."""
+        if _silent(window.samples) or not (speech := speech_regions(window.samples)):
+            return
+        for part, language in self.parts(window, speech):
+            yield from self.decode(part, language, _within(speech, part, window))
+
     def transcript(self, duration: float) -> Transcript:
-        languages = list(dict.fromkeys(s.language for s in self.segments if s.language))
-        detection = self.detection
-        if self.multilingual and self.heard:
-            detection = ranked(self.heard, self.options.candidates)
-        main = _main_language(self.segments) or self.options.fixed_language
-        return Transcript(
-            language=main or (detection.language if detection else None),
-            language_probability=_probability(detection, main),
-            languages=languages,
-            language_alternatives=detection.alternatives() if detection else [],
-            duration=duration,
-            text="".join(s.text for s in self.segments).strip(),
-            segments=self.segments,
-        )
+        return assemble(self.segments, self.detection, self.heard, self.options, self.settings,
+                        duration)
 
     def _detect(self, samples: np.ndarray, speech: Regions) -> Detection:
         if not self.model.model.is_multilingual:  # an English-only model (`base.en`)
@@ -230,6 +269,15 @@ class _Job:
 
     def _last_end(self) -> float:
         return self.segments[-1].end if self.segments else 0.0
+
+
+def window_lengths(options: JobOptions, settings: Settings) -> tuple[float, float]:
+    """The longest window of the job's recording and the stretch before its end searched for
+    a pause to cut at (`worker/windows.py`)."""
+    if multilingual(options, settings):
+        longest = settings.multilingual_window_seconds
+        return longest, longest / 3
+    return settings.window_seconds, settings.window_search_seconds
 
 
 def multilingual(options: JobOptions, settings: Settings) -> bool:

@@ -1,0 +1,203 @@
+"""The Redis side of a recording spread over workers (`worker/spread.py`): its plan, each
+window's result and decoded seconds, and the join, in Lua scripts that act atomically.
+
+For job `id`:
+- `verbatim:spread:{id}`: the plan, a hash: `plan` (the attempt of the job's task that made it:
+  a window message of another plan is stale), `windows` (their count), `starts` (JSON list of
+  each window's first sample), `seconds` (the decoded recording's length), `detection` (JSON,
+  the language detected once for all windows, or `null`), `dispatched` (1 once the window
+  messages were sent), `attempts:{i}` (deliveries of window i);
+- `verbatim:spread:{id}:results`: window index -> JSON `{"segments": [...], "heard": {...}}`;
+- `verbatim:spread:{id}:decoded`: window index -> seconds of it decoded so far (never less);
+- `verbatim:spread:{id}:running`: window index -> `{worker}|{ms}` of the process running it;
+- `verbatim:spread:jobs`: the ids of the jobs with a plan (what the reaper looks through).
+
+The job store stays the single source of truth: the join is the window whose result makes the
+results hash as long as the plan, found in the same script that stores it, so exactly one of
+windows finishing together stitches, and no Celery result backend is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from shared.jobs import LUA_NOW_MS, JobStore
+
+JOBS_KEY = "verbatim:spread:jobs"
+GONE, STALE, DONE = -1, -3, -2  # `begin_window`: job gone or ended; other plan; already done
+
+# The statuses after which no window runs (JSON-encoded, as the job hash holds them).
+_ENDED = """
+local function ended(status)
+  return not status or status == '"completed"' or status == '"failed"'
+end
+"""
+
+# KEYS: job, plan, results, running. ARGV: index, plan, worker. GONE, STALE, DONE, else the
+# window's attempt (its running mark set).
+_BEGIN_WINDOW = LUA_NOW_MS + _ENDED + """
+if ended(redis.call('HGET', KEYS[1], 'status')) then return -1 end
+if redis.call('HGET', KEYS[2], 'plan') ~= ARGV[2] then return -3 end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return -2 end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3] .. '|' .. string.format('%d', now_ms()))
+return redis.call('HINCRBY', KEYS[2], 'attempts:' .. ARGV[1], 1)
+"""
+
+# KEYS: job, decoded, plan. ARGV: index, seconds decoded in it. Raises the window's count (never
+# lowers it: a redelivered window starts again from 0), then the job's progress to the sum over
+# windows; returns that progress as text, or '' when the job is gone or ended.
+_PROGRESS = _ENDED + """
+if ended(redis.call('HGET', KEYS[1], 'status')) then return '' end
+local seconds = tonumber(ARGV[2])
+if seconds > tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+local total = 0
+for _, value in ipairs(redis.call('HVALS', KEYS[2])) do total = total + tonumber(value) end
+local fraction = math.min(total / tonumber(redis.call('HGET', KEYS[3], 'seconds')), 1)
+if fraction > tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') then
+  redis.call('HSET', KEYS[1], 'progress', string.format('%.4f', fraction))
+end
+return string.format('%.4f', fraction)
+"""
+
+# KEYS: job, plan, results, running. ARGV: index, result. Stores the window's result; 1 when it
+# was the last one missing (the caller stitches), 0 when others are, -1 when the job is over.
+_JOIN = _ENDED + """
+if ended(redis.call('HGET', KEYS[1], 'status')) then return -1 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return redis.call('HLEN', KEYS[3]) == tonumber(redis.call('HGET', KEYS[2], 'windows')) and 1 or 0
+"""
+
+# KEYS: job, plan. Marks the plan dispatched and takes the job off its planning process
+# (`worker`), so that the reaper requeues the windows of a dead process, not the whole job.
+_DISPATCHED = _ENDED + """
+if ended(redis.call('HGET', KEYS[1], 'status')) then return 0 end
+redis.call('HSET', KEYS[2], 'dispatched', 1)
+redis.call('HDEL', KEYS[1], 'worker')
+return 1
+"""
+
+# KEYS: running. ARGV: index, the mark it must still carry. Compare-and-delete.
+_TAKE_RUNNING = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
+
+def plan_key(job_id: str) -> str:
+    return f"verbatim:spread:{job_id}"
+
+
+def _keys(job_id: str, *parts: str) -> list[str]:
+    return [plan_key(job_id) + (f":{part}" if part else "") for part in parts]
+
+
+class Spreads:
+    """Plans, window results and the join of spread jobs (synchronous, thread-safe)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        client = store.redis
+        self._begin = client.register_script(_BEGIN_WINDOW)
+        self._progress = client.register_script(_PROGRESS)
+        self._join = client.register_script(_JOIN)
+        self._dispatched = client.register_script(_DISPATCHED)
+        self._take = client.register_script(_TAKE_RUNNING)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.store.redis
+
+    def plan(self, job_id: str, plan: int, starts: list[int], seconds: float,
+             detection: Any, ttl: int) -> None:
+        """Record a new plan of `len(starts)` windows, dropping any earlier one's results."""
+        keys = _keys(job_id, "", "results", "decoded", "running")
+        fields = {"plan": plan, "windows": len(starts), "starts": json.dumps(starts),
+                  "seconds": seconds, "detection": json.dumps(detection)}
+        with self.redis.pipeline() as pipe:
+            pipe.delete(*keys)
+            pipe.hset(keys[0], mapping=fields)  # type: ignore[arg-type]
+            for key in keys:
+                pipe.expire(key, ttl)
+            pipe.sadd(JOBS_KEY, job_id)
+            pipe.execute()
+
+    def read_plan(self, job_id: str) -> dict[str, Any]:
+        raw: dict[bytes, bytes] = self.redis.hgetall(plan_key(job_id))  # type: ignore[assignment]
+        plan = {key.decode(): value.decode() for key, value in raw.items()}
+        if plan:
+            plan["starts"] = json.loads(plan["starts"])
+            plan["detection"] = json.loads(plan["detection"])
+        return plan
+
+    def dispatched(self, job_id: str) -> bool:
+        """Whether the job's window messages were all sent."""
+        return bool(self.redis.hexists(plan_key(job_id), "dispatched"))
+
+    def mark_dispatched(self, job_id: str) -> bool:
+        """False when the job is gone or ended."""
+        return bool(self._dispatched(keys=[self.store.job_key(job_id), plan_key(job_id)]))
+
+    def begin_window(self, job_id: str, plan: int, index: int, worker: str) -> int:
+        """The window's attempt, or GONE, STALE, DONE (see `_BEGIN_WINDOW`)."""
+        keys = [self.store.job_key(job_id), *_keys(job_id, "", "results", "running")]
+        return int(self._begin(keys=keys, args=[index, plan, worker]))
+
+    def progress(self, job_id: str, index: int, seconds: float) -> float | None:
+        """The job's progress once window `index` has `seconds` decoded; None when the job is
+        gone or ended."""
+        keys = [self.store.job_key(job_id), *_keys(job_id, "decoded", "")]
+        found = self._progress(keys=keys, args=[index, round(seconds, 3)])
+        return float(found) if found else None
+
+    def join(self, job_id: str, index: int, result: dict[str, Any]) -> int:
+        """Store the window's result: 1 when every window has one, 0 when not yet, -1 when the
+        job is gone or ended."""
+        keys = [self.store.job_key(job_id), *_keys(job_id, "", "results", "running")]
+        return int(self._join(keys=keys, args=[index, json.dumps(result)]))
+
+    def complete(self, job_id: str) -> bool:
+        """Whether every window of the plan has its result."""
+        windows = self.redis.hget(plan_key(job_id), "windows")
+        return windows is not None and int(windows) == self.redis.hlen(_keys(job_id, "results")[0])
+
+    def results(self, job_id: str) -> list[dict[str, Any]]:
+        """Every window's result, in window order."""
+        raw: dict[bytes, bytes] = self.redis.hgetall(  # type: ignore[assignment]
+            _keys(job_id, "results")[0])
+        return [json.loads(raw[key]) for key in sorted(raw, key=int)]
+
+    def running(self) -> list[tuple[str, int, int, str, datetime, str]]:
+        """(job id, plan, window, worker, started at, mark) of every window being decoded."""
+        found = []
+        members: set[bytes] = self.redis.smembers(JOBS_KEY)  # type: ignore[assignment]
+        for member in members:
+            job_id = member.decode()
+            plan = self.redis.hget(plan_key(job_id), "plan")
+            if plan is None:
+                self.redis.srem(JOBS_KEY, job_id)  # expired
+                continue
+            marks: dict[bytes, bytes] = self.redis.hgetall(  # type: ignore[assignment]
+                _keys(job_id, "running")[0])
+            for index, mark in marks.items():
+                worker, _, at_ms = mark.decode().rpartition("|")
+                started = datetime.fromtimestamp(int(at_ms) / 1000, UTC)
+                found.append((job_id, int(plan), int(index), worker, started, mark.decode()))
+        return found
+
+    def take_running(self, job_id: str, index: int, mark: str) -> bool:
+        """Drop the window's running mark if it is still `mark` (one reaper wins)."""
+        return bool(self._take(keys=_keys(job_id, "running"), args=[index, mark]))
+
+    def remove(self, job_id: str) -> None:
+        """Forget the job's plan and results."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(*_keys(job_id, "", "results", "decoded", "running"))
+            pipe.srem(JOBS_KEY, job_id)
+            pipe.execute()

@@ -1,0 +1,237 @@
+"""Long recordings spread over workers: one task per window, any worker may take each.
+
+A recording whose probed duration passes `split_seconds` is planned by its transcribe task
+(`dispatch`): the upload streams once through the one window cutter (`worker/windows.py`), each
+window's samples go to a small file of their own (`{data_dir}/windows/{job}/{i}.npy`, int16),
+the language is detected once on the first window with speech (unless the job names one or runs
+in the code-switching mode, where each window detects its own), the plan goes to Redis
+(`shared/spreads.py`), and a Celery group sends one window task per window, on the same queue
+at the job's priority. The transcribe task then ends; the job stays `processing`.
+
+Each window task decodes its window as the one-process path would (`transcribe_window`), but
+without the prompt of the window before it, which runs elsewhere: a few words near a cut may
+read differently. Its result (segments on the recording's clock) goes to the job's results hash;
+the window that stores the last missing one, found in the same Lua script, stitches them in
+window order, renumbers them, publishes them as `segment` events in that order and completes
+the job (no Celery result backend: the job store is the join). Progress is the sum of the
+seconds each window has decoded, over the recording's length, and never goes down.
+
+A window is idempotent and acknowledged late: a pool process killed mid-window has only that
+window delivered again and redone; a whole worker gone has its windows requeued by the reaper
+(`worker/reaper.py`); a window that raises an unexpected error is retried alone until
+`max_attempts`, then fails the job. Windows of a deleted or ended job stop at their next
+segment, or are skipped when they start; the window files and the plan go with the job's end.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from celery import Task, group
+from celery.exceptions import Reject
+from faster_whisper import WhisperModel
+
+from shared.config import Settings, get_settings
+from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
+from shared.logs import bind
+from shared.queue import WINDOW_TASK, window_signature
+from shared.schemas import Job, LanguageProbability, Segment
+from shared.spreads import DONE, GONE, STALE, Spreads
+from worker import heartbeat, metrics
+from worker.audio import SAMPLE_RATE, pcm_blocks
+from worker.celery_app import app
+from worker.detection import Detection
+from worker.model import get_model
+from worker.tasks import REDIS_DOWN, JobDeleted, _failed, _log_deleted, job_events, job_store
+from worker.transcriber import (
+    assemble,
+    first_detection,
+    speech_regions,
+    transcribe_window,
+    window_lengths,
+)
+from worker.windows import Window, windows
+
+log = logging.getLogger(__name__)
+
+# Seconds before a window that raised is tried again.
+RETRY_SECONDS = 1.0
+
+
+@lru_cache
+def spreads() -> Spreads:
+    return Spreads(job_store())
+
+
+def splits(job: Job, settings: Settings) -> bool:
+    """Whether the job's recording is long enough to spread over the workers."""
+    return 0 < settings.split_seconds < (job.audio_duration or 0.0)
+
+
+def window_dir(settings: Settings, job_id: str) -> Path:
+    return settings.data_dir / "windows" / job_id
+
+
+def dispatch(job: Job, upload: Path, model: WhisperModel, settings: Settings,
+             plan: int) -> None:
+    """Cut the job's recording into window files, record the plan (made by attempt `plan` of
+    the job's task) and send a task for each window."""
+    if spreads().dispatched(job.id):
+        return  # delivered again after its windows were sent: they run on their own
+    folder = window_dir(settings, job.id)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    starts: list[int] = []
+    end, detection = 0, None
+    blocks = pcm_blocks(upload, settings.max_audio_seconds)
+    for window in windows(blocks, *window_lengths(job.options, settings), speech_regions):
+        np.save(folder / f"{window.index}.npy", window.samples)
+        starts.append(window.start)
+        end = window.start + window.samples.size
+        if detection is None:
+            detection = first_detection(model, window, job.options, settings)
+    ranked = [choice.model_dump() for choice in detection.ranked] if detection else None
+    spreads().plan(job.id, plan, starts, end / SAMPLE_RATE, ranked, settings.result_ttl_seconds)
+    priority = job_store().priority(job.id)
+    group(window_signature(app, job.id, plan, index, priority)
+          for index in range(len(starts))).apply_async()
+    if not spreads().mark_dispatched(job.id):
+        clean(job.id, settings)
+        raise JobDeleted
+    log.info("job spread over windows", extra={"event": "spread", "windows": len(starts)})
+
+
+@app.task(
+    name=WINDOW_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def transcribe_window_task(self: Task, job_id: str, plan: int, index: int) -> None:
+    """Transcribe one window of a spread job; the last one to finish completes the job."""
+    with bind(job_id=job_id, window=index), metrics.in_flight():
+        try:
+            _window(self, job_id, plan, index)
+        except REDIS_DOWN as exc:  # as `transcribe`: the window goes back on the queue
+            raise Reject(exc, requeue=True) from exc
+
+
+def _window(task: Task, job_id: str, plan: int, index: int) -> None:
+    settings = get_settings()
+    attempt = spreads().begin_window(job_id, plan, index, heartbeat.worker_id())
+    if attempt in (GONE, STALE):
+        if attempt == GONE:
+            clean(job_id, settings)
+        log.info("window skipped: %s", "job over" if attempt == GONE else "older plan",
+                 extra={"event": "skipped"})
+        return
+    if attempt == DONE:  # delivered again after its result was stored
+        if spreads().complete(job_id):
+            _stitch(job_id, settings)
+        return
+    try:
+        if attempt > settings.max_attempts:
+            raise TooManyAttempts(f"A window was delivered {attempt} times without finishing.")
+        result = _decode(job_id, index, settings)
+    except JobDeleted:
+        _log_deleted()
+        clean(job_id, settings)
+        return
+    except VerbatimError as exc:
+        _fail(job_id, exc, settings)
+        return
+    except REDIS_DOWN:
+        raise
+    except Exception as exc:
+        if attempt < settings.max_attempts:
+            log.warning("window failed; tried again alone", exc_info=True,
+                        extra={"event": "window_retry", "attempt": attempt})
+            raise task.retry(exc=exc, countdown=RETRY_SECONDS, max_retries=None) from exc
+        log.exception("unexpected error in the worker")
+        _fail(job_id, TranscriptionError("Transcription failed inside the worker."), settings)
+        return
+    joined = spreads().join(job_id, index, result)
+    if joined == 1:
+        _stitch(job_id, settings)
+    elif joined == -1:
+        clean(job_id, settings)
+
+
+def _decode(job_id: str, index: int, settings: Settings) -> dict[str, Any]:
+    """The window's segments and the languages it heard; raises `JobDeleted` as soon as the
+    job is gone or ended."""
+    job, plan = job_store().get(job_id), spreads().read_plan(job_id)
+    if job is None or not plan:
+        raise JobDeleted
+    samples = np.load(window_dir(settings, job_id) / f"{index}.npy")
+    window = Window(index, plan["starts"][index], samples)
+    model = get_model(settings)
+
+    def decoded(seconds: float) -> None:
+        fraction = spreads().progress(job_id, index, seconds)
+        if fraction is None:
+            raise JobDeleted
+        job_events().progress(job_id, fraction)
+
+    def on_segment(segment: Segment) -> None:
+        decoded(segment.end - window.start_seconds)
+
+    segments, heard = transcribe_window(model, window, job.options, settings,
+                                        _detection(plan["detection"]), on_segment)
+    decoded(window.end_seconds - window.start_seconds)
+    return {"segments": [s.model_dump(mode="json") for s in segments], "heard": heard}
+
+
+def _stitch(job_id: str, settings: Settings) -> None:
+    """Complete the job with every window's segments, in order, numbered from 0."""
+    store, events = job_store(), job_events()
+    job, plan = store.get(job_id), spreads().read_plan(job_id)
+    if job is None or not plan:
+        clean(job_id, settings)
+        return
+    segments: list[Segment] = []
+    heard: dict[str, float] = {}
+    for result in spreads().results(job_id):
+        for raw in result["segments"]:
+            segments.append(Segment.model_validate(raw | {"id": len(segments)}))
+        for language, weight in result["heard"].items():
+            heard[language] = heard.get(language, 0.0) + weight
+    transcript = assemble(segments, _detection(plan["detection"]), heard, job.options,
+                          settings, float(plan["seconds"]))
+    for segment in transcript.segments:
+        events.segment(job_id, segment)
+    if store.complete(job_id, transcript, settings.result_ttl_seconds):
+        events.completed(job_id, transcript)
+        seconds = time.time() - job.started_at.timestamp() if job.started_at else 0.0
+        metrics.job_completed(seconds, transcript.duration)
+        heartbeat.job_done()
+        log.info("job completed", extra={
+            "event": "completed", "duration_seconds": round(seconds, 3),
+            "audio_seconds": round(transcript.duration, 3), "segments": len(segments),
+            "windows": int(plan["windows"]),
+        })
+    clean(job_id, settings)
+
+
+def _fail(job_id: str, error: VerbatimError, settings: Settings) -> None:
+    _failed(job_id, error, job_store(), settings)
+    clean(job_id, settings)
+
+
+def clean(job_id: str, settings: Settings) -> None:
+    """Remove the job's window files and plan."""
+    spreads().remove(job_id)
+    shutil.rmtree(window_dir(settings, job_id), ignore_errors=True)
+
+
+def _detection(ranked: list[dict[str, Any]] | None) -> Detection | None:
+    if ranked is None:
+        return None
+    return Detection([LanguageProbability.model_validate(choice) for choice in ranked])
