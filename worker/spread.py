@@ -136,6 +136,7 @@ def _window(task: Task, job_id: str, plan: int, index: int) -> None:
         if spreads().complete(job_id):
             _stitch(job_id, settings)
         return
+    log.info("window started", extra={"event": "window_started", "attempt": attempt})
     try:
         if attempt > settings.max_attempts:
             raise TooManyAttempts(f"A window was delivered {attempt} times without finishing.")

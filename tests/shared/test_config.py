@@ -18,6 +18,7 @@ from shared.config import Settings
         ("upload_sweep_grace_seconds", -1), ("upload_sweep_grace_seconds", "never"),
         ("metrics_port", -1), ("metrics_port", 65536), ("metrics_port", "metrics"),
         ("docs_enabled", "perhaps"), ("openapi_enabled", "sometimes"),
+        ("split_seconds", -1), ("split_seconds", "long"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:

@@ -6,8 +6,9 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES
 
 from shared.config import get_settings
 from shared.languages import WHISPER_LANGUAGES
-from shared.queue import QUEUE, TRANSCRIBE_TASK
+from shared.queue import QUEUE, TRANSCRIBE_TASK, WINDOW_TASK
 from worker.celery_app import app
+from worker.spread import transcribe_window_task
 from worker.tasks import transcribe
 
 
@@ -16,6 +17,14 @@ def test_task_acks_late_and_requeues_when_its_process_dies() -> None:
     assert transcribe.acks_late is True
     assert transcribe.reject_on_worker_lost is True
     assert transcribe.ignore_result is True
+
+
+def test_a_window_task_acks_late_and_is_redone_alone_when_its_process_dies() -> None:
+    assert transcribe_window_task.name == WINDOW_TASK
+    assert WINDOW_TASK in app.tasks
+    assert transcribe_window_task.acks_late is True
+    assert transcribe_window_task.reject_on_worker_lost is True
+    assert transcribe_window_task.ignore_result is True
 
 
 def test_worker_takes_one_job_at_a_time_and_outwaits_the_longest_job() -> None:

@@ -1,0 +1,199 @@
+"""Long recordings spread over workers: each window a task any worker takes, stitched back in
+order with no word lost or doubled at a cut; a killed pool process costs only its window; a
+deleted job stops every window; progress never goes down."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+import wave
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jiwer
+import numpy as np
+import pytest
+import redis
+from faster_whisper import decode_audio
+from support import DATA, Process, start_api, start_worker, submit, wait_for_job
+
+from shared.localredis import LocalRedis
+from shared.spreads import plan_key
+
+# Recordings past 30 s are spread, in windows of at most 30 s: the test recording (about 64 s)
+# makes three.
+SPREAD = {
+    "VERBATIM_SPLIT_SECONDS": "30",
+    "VERBATIM_WINDOW_SECONDS": "30",
+    "VERBATIM_WINDOW_SEARCH_SECONDS": "10",
+    "VERBATIM_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    "VERBATIM_HEARTBEAT_TIMEOUT_SECONDS": "4",
+}
+PARTS = ["LJ001-0001", "LJ001-0003", "LJ001-0005", "LJ001-0007", "1089-134686-0000", "jfk",
+         "1089-134686-0001"]
+
+
+@dataclass
+class Stack:
+    http: httpx.Client
+    redis: redis.Redis
+    workers: list[Process]
+    data_dir: Path
+
+
+@pytest.fixture(scope="module")
+def spread(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A service of its own with two workers that spread recordings past 30 s."""
+    logs = tmp_path_factory.mktemp("spread")
+    with LocalRedis(logs / "redis") as server:
+        env = service_env | SPREAD | {
+            "VERBATIM_REDIS_URL": server.url, "VERBATIM_DATA_DIR": str(logs / "data"),
+        }
+        api, url = start_api(env, logs / "api.log")
+        workers = [start_worker(env, logs / f"worker-{n}.log", name=f"spread{n}")
+                   for n in (1, 2)]
+        client = redis.Redis.from_url(server.url)
+        try:
+            with httpx.Client(base_url=url, timeout=30) as http:
+                yield Stack(http, client, workers, logs / "data")
+        finally:
+            client.close()
+            for worker in workers:
+                worker.stop()
+            api.stop()
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 64 s of read speech (LJ Speech, LibriSpeech, JFK), half a second between parts."""
+    gap = np.zeros(8000, np.float32)
+    parts = [piece for name in PARTS for piece in (decode_audio(str(DATA / f"{name}.flac")), gap)]
+    path = tmp_path_factory.mktemp("audio") / "long.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def unsplit(client: httpx.Client, recording: Path) -> dict:
+    """The recording's transcript decoded in one task (the session's worker, default settings)."""
+    job = wait_for_job(client, submit(client, recording)["id"])
+    assert job["status"] == "completed", job
+    return client.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+
+
+def words(text: str) -> str:
+    return " ".join(jiwer.RemovePunctuation()(text.lower().replace("-", " ")).split())
+
+
+def letters(text: str) -> str:
+    return "".join(char for char in words(text) if char.isalnum())
+
+
+def assert_same_words(expected: str, found: str) -> None:
+    """No word lost or doubled: compared letter by letter, spaces aside, a lost or doubled
+    word shows as a run of missing or extra letters; a word heard differently near a cut
+    (without the prompt of the window before it) as a few substitutions."""
+    diff = jiwer.process_characters(letters(expected), letters(found))
+    assert diff.deletions + diff.insertions <= 3, (expected, found)
+    assert diff.substitutions <= 8, (expected, found)
+    assert abs(len(words(expected).split()) - len(words(found).split())) <= 2, (expected, found)
+
+
+def running_window(stack: Stack, job_id: str, timeout: float = 60) -> tuple[int, int]:
+    """(window, pid of the pool process) of a window of the job once it is mid-decoding."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        decoded = stack.redis.hgetall(f"{plan_key(job_id)}:decoded")
+        for index, mark in stack.redis.hgetall(f"{plan_key(job_id)}:running").items():
+            if float(decoded.get(index, b"0")) > 0:
+                return int(index), int(mark.decode().rpartition("|")[0].rpartition(":")[2])
+        time.sleep(0.02)
+    pytest.fail(f"no window of job {job_id} was seen decoding")
+
+
+def no_trace(stack: Stack, job_id: str) -> bool:
+    """The job's window files and plan are gone."""
+    keys = [plan_key(job_id) + suffix for suffix in ("", ":results", ":decoded", ":running")]
+    return not stack.redis.exists(*keys) and not (stack.data_dir / "windows" / job_id).exists()
+
+
+def window_lines(worker: Process, job_id: str) -> list[dict]:
+    return [r for r in worker.records() if r.get("job_id") == job_id and "window" in r]
+
+
+def test_a_spread_recording_keeps_every_word_once_in_order(
+    spread: Stack, unsplit: dict, recording: Path
+) -> None:
+    seen: list[float] = []
+    job = wait_for_job(spread.http, submit(spread.http, recording)["id"], seen)
+    assert job["status"] == "completed", job
+    assert job["language"] == "en"
+    cut = spread.http.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+    assert cut["duration"] == pytest.approx(unsplit["duration"], abs=0.01)
+    assert_same_words(unsplit["text"], cut["text"])
+    ends = [(s["start"], s["end"]) for s in cut["segments"]]
+    assert all(a <= b for a, b in ends)
+    assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(ends))
+    assert 0 <= ends[0][0]
+    assert ends[-1][1] <= cut["duration"]
+    assert [s["id"] for s in cut["segments"]] == list(range(len(ends)))
+    assert seen == sorted(seen)
+    assert seen[-1] == 1.0
+    # Three windows, taken by both workers; nothing of them is left behind.
+    ran = [{r["window"] for r in window_lines(w, job["id"])} for w in spread.workers]
+    assert set().union(*ran) == {0, 1, 2}, ran
+    assert all(ran), ran
+    assert no_trace(spread, job["id"])
+    srt = spread.http.get(f"/v1/jobs/{job['id']}/transcript.srt")
+    assert srt.status_code == 200
+    assert "-->" in srt.text
+
+
+def test_a_killed_pool_process_costs_only_its_window(
+    spread: Stack, unsplit: dict, recording: Path
+) -> None:
+    job_id = submit(spread.http, recording)["id"]
+    index, pid = running_window(spread, job_id)
+    os.kill(pid, signal.SIGKILL)
+    seen: list[float] = []
+    job = wait_for_job(spread.http, job_id, seen)
+    assert job["status"] == "completed", job
+    assert seen == sorted(seen)
+    cut = spread.http.get(f"/v1/jobs/{job_id}/transcript.json").json()
+    assert_same_words(unsplit["text"], cut["text"])
+    # The killed window was delivered again; the others ran once each.
+    starts = [r["window"] for w in spread.workers for r in window_lines(w, job_id)
+              if r.get("event") == "window_started"]
+    counts = Counter(starts)
+    assert counts[index] >= 2, starts
+    assert all(counts[i] == 1 for i in {0, 1, 2} - {index}), starts
+    assert no_trace(spread, job_id)
+
+
+def test_deleting_a_spread_job_stops_every_window(spread: Stack, recording: Path) -> None:
+    job_id = submit(spread.http, recording)["id"]
+    running_window(spread, job_id)
+    assert spread.http.delete(f"/v1/jobs/{job_id}").status_code == 204
+    deadline = time.monotonic() + 30
+    while not no_trace(spread, job_id):
+        assert time.monotonic() < deadline, "the windows of a deleted job went on"
+        time.sleep(0.1)
+    assert spread.http.get(f"/v1/jobs/{job_id}").status_code == 404
+    # No window of it decodes any more: the workers take the next job at once.
+    job = wait_for_job(spread.http, submit(spread.http, DATA / "jfk.flac")["id"])
+    assert job["status"] == "completed", job
+    lines = [r for w in spread.workers for r in w.records() if r.get("job_id") == job_id]
+    assert not any(r.get("event") == "completed" for r in lines)
+    assert json.dumps(lines).count('"deleted"') + json.dumps(lines).count('"skipped"') >= 1
