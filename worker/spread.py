@@ -84,6 +84,26 @@ def dispatch(job: Job, upload: Path, model: WhisperModel, settings: Settings,
     the job's task) and send a task for each window."""
     if spreads().dispatched(job.id):
         return  # delivered again after its windows were sent: they run on their own
+    try:
+        starts, seconds, detection = _cut(job, upload, model, settings)
+    except BaseException:
+        clean(job.id, settings)  # an upload that cannot be decoded, or a stop: no files left
+        raise
+    ranked = [choice.model_dump() for choice in detection.ranked] if detection else None
+    spreads().plan(job.id, plan, starts, seconds, ranked, settings.result_ttl_seconds)
+    priority = job_store().priority(job.id)
+    group(window_signature(app, job.id, plan, index, priority)
+          for index in range(len(starts))).apply_async()
+    if not spreads().mark_dispatched(job.id):
+        clean(job.id, settings)
+        raise JobDeleted
+    log.info("job spread over windows", extra={"event": "spread", "windows": len(starts)})
+
+
+def _cut(job: Job, upload: Path, model: WhisperModel,
+         settings: Settings) -> tuple[list[int], float, Detection | None]:
+    """Write the recording's windows to their files: each window's first sample, the
+    recording's length in seconds, and its language (see `first_detection`)."""
     folder = window_dir(settings, job.id)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -96,15 +116,7 @@ def dispatch(job: Job, upload: Path, model: WhisperModel, settings: Settings,
         end = window.start + window.samples.size
         if detection is None:
             detection = first_detection(model, window, job.options, settings)
-    ranked = [choice.model_dump() for choice in detection.ranked] if detection else None
-    spreads().plan(job.id, plan, starts, end / SAMPLE_RATE, ranked, settings.result_ttl_seconds)
-    priority = job_store().priority(job.id)
-    group(window_signature(app, job.id, plan, index, priority)
-          for index in range(len(starts))).apply_async()
-    if not spreads().mark_dispatched(job.id):
-        clean(job.id, settings)
-        raise JobDeleted
-    log.info("job spread over windows", extra={"event": "spread", "windows": len(starts)})
+    return starts, end / SAMPLE_RATE, detection
 
 
 @app.task(

@@ -12,6 +12,7 @@ import time
 import wave
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,15 @@ import numpy as np
 import pytest
 import redis
 from faster_whisper import decode_audio
-from support import DATA, Process, start_api, start_worker, submit, wait_for_job
+from support import (
+    DATA,
+    Process,
+    pool_children,
+    start_api,
+    start_worker,
+    submit,
+    wait_for_job,
+)
 
 from shared.localredis import LocalRedis
 from shared.spreads import plan_key
@@ -111,6 +120,16 @@ def assert_same_words(expected: str, found: str) -> None:
     assert abs(len(words(expected).split()) - len(words(found).split())) <= 2, (expected, found)
 
 
+def kill_whole_worker(worker: Process) -> None:
+    """SIGKILL a worker's main process and its pool together, as a lost host."""
+    children = pool_children(worker.popen.pid)
+    os.kill(worker.popen.pid, signal.SIGKILL)
+    worker.popen.wait()
+    for pid in children:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def running_window(stack: Stack, job_id: str, timeout: float = 60) -> tuple[int, int]:
     """(window, pid of the pool process) of a window of the job once it is mid-decoding."""
     deadline = time.monotonic() + timeout
@@ -197,3 +216,21 @@ def test_deleting_a_spread_job_stops_every_window(spread: Stack, recording: Path
     lines = [r for w in spread.workers for r in w.records() if r.get("job_id") == job_id]
     assert not any(r.get("event") == "completed" for r in lines)
     assert json.dumps(lines).count('"deleted"') + json.dumps(lines).count('"skipped"') >= 1
+
+
+def test_the_window_of_a_whole_worker_gone_is_requeued_alone(
+    spread: Stack, unsplit: dict, recording: Path
+) -> None:
+    """Run last: it leaves the module's stack with one worker."""
+    job_id = submit(spread.http, recording)["id"]
+    _, pid = running_window(spread, job_id)
+    (gone,) = [w for w in spread.workers if pid in pool_children(w.popen.pid)]
+    kill_whole_worker(gone)
+    job = wait_for_job(spread.http, job_id)
+    assert job["status"] == "completed", job
+    cut = spread.http.get(f"/v1/jobs/{job_id}/transcript.json").json()
+    assert_same_words(unsplit["text"], cut["text"])
+    lines = [r for w in spread.workers for r in w.records() if r.get("job_id") == job_id]
+    assert [r.get("event") for r in lines].count("spread") == 1  # the job was not planned again
+    assert any(r.get("event") == "requeued" and "window" in r for r in lines)
+    assert no_trace(spread, job_id)
