@@ -82,8 +82,16 @@ def dispatch(job: Job, upload: Path, model: WhisperModel, settings: Settings,
              plan: int) -> None:
     """Cut the job's recording into window files, record the plan (made by attempt `plan` of
     the job's task) and send a task for each window."""
-    if spreads().dispatched(job.id):
-        return  # delivered again after its windows were sent: they run on their own
+    # Delivered again after its windows were sent, the task only takes the job off its
+    # process again: the windows run on their own.
+    if not spreads().dispatched(job.id):
+        _send(job, upload, model, settings, plan)
+    if not spreads().mark_dispatched(job.id):
+        clean(job.id, settings)
+        raise JobDeleted
+
+
+def _send(job: Job, upload: Path, model: WhisperModel, settings: Settings, plan: int) -> None:
     try:
         starts, seconds, detection = _cut(job, upload, model, settings)
     except BaseException:
@@ -94,9 +102,6 @@ def dispatch(job: Job, upload: Path, model: WhisperModel, settings: Settings,
     priority = job_store().priority(job.id)
     group(window_signature(app, job.id, plan, index, priority)
           for index in range(len(starts))).apply_async()
-    if not spreads().mark_dispatched(job.id):
-        clean(job.id, settings)
-        raise JobDeleted
     log.info("job spread over windows", extra={"event": "spread", "windows": len(starts)})
 
 

@@ -131,13 +131,15 @@ def kill_whole_worker(worker: Process) -> None:
 
 
 def running_window(stack: Stack, job_id: str, timeout: float = 60) -> tuple[int, int]:
-    """(window, pid of the pool process) of a window of the job once it is mid-decoding."""
+    """(window, pid of the pool process) of one of the job's two long windows once it has run
+    for a second (of several: faster-whisper yields a 30-second stretch's segments at its end,
+    so a decoded count would show only as the window ends)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        decoded = stack.redis.hgetall(f"{plan_key(job_id)}:decoded")
         for index, mark in stack.redis.hgetall(f"{plan_key(job_id)}:running").items():
-            if float(decoded.get(index, b"0")) > 0:
-                return int(index), int(mark.decode().rpartition("|")[0].rpartition(":")[2])
+            worker, _, at_ms = mark.decode().rpartition("|")
+            if int(index) < 2 and time.time() - int(at_ms) / 1000 > 1:
+                return int(index), int(worker.rpartition(":")[2])
         time.sleep(0.02)
     pytest.fail(f"no window of job {job_id} was seen decoding")
 
