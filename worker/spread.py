@@ -39,6 +39,7 @@ from faster_whisper import WhisperModel
 
 from shared.config import Settings, get_settings
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
+from shared.jobs import JobStore
 from shared.logs import bind
 from shared.queue import WINDOW_TASK, window_signature
 from shared.schemas import Job, LanguageProbability, Segment
@@ -116,6 +117,8 @@ def _cut(job: Job, upload: Path, model: WhisperModel,
     end, detection = 0, None
     blocks = pcm_blocks(upload, settings.max_audio_seconds)
     for window in windows(blocks, *window_lengths(job.options, settings), speech_regions):
+        if not job_store().redis.exists(JobStore.job_key(job.id)):
+            raise JobDeleted  # deleted while it was being cut
         np.save(folder / f"{window.index}.npy", window.samples)
         starts.append(window.start)
         end = window.start + window.samples.size
