@@ -1,0 +1,63 @@
+"""The Redis side of a spread recording, on a real Redis: progress summed over windows and never
+lowered, the join found by exactly one window, stale and finished windows told apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.jobs import JobStore, new_job_id
+from shared.schemas import JobOptions, JobStatus
+from shared.spreads import DONE, GONE, STALE, Spreads
+
+
+@pytest.fixture
+def spreads(redis_url: str) -> Spreads:
+    return Spreads(JobStore.from_url(redis_url))
+
+
+def processing_job(spreads: Spreads, windows: int = 3, seconds: float = 30.0) -> str:
+    job_id = new_job_id()
+    spreads.store.create(job_id, "long.wav", JobOptions(), seconds, Path("/nonexistent"))
+    spreads.store.update(job_id, status=JobStatus.processing)
+    spreads.plan(job_id, 1, [i * 160000 for i in range(windows)], seconds, None, 60)
+    return job_id
+
+
+def test_progress_is_the_sum_over_windows_and_never_goes_down(spreads: Spreads) -> None:
+    job_id = processing_job(spreads)
+    assert spreads.progress(job_id, 0, 6.0) == pytest.approx(0.2)
+    assert spreads.progress(job_id, 1, 3.0) == pytest.approx(0.3)
+    assert spreads.progress(job_id, 0, 1.0) == pytest.approx(0.3)  # window 0 delivered again
+    job = spreads.store.get(job_id)
+    assert job is not None
+    assert job.progress == pytest.approx(0.3)
+    assert spreads.progress(job_id, 2, 10.0) == pytest.approx(19 / 30, abs=1e-4)
+
+
+def test_the_window_that_stores_the_last_result_stitches(spreads: Spreads) -> None:
+    job_id = processing_job(spreads)
+    assert spreads.begin_window(job_id, 1, 0, "host:1") == 1
+    assert spreads.begin_window(job_id, 2, 0, "host:1") == STALE  # a message of another plan
+    assert spreads.join(job_id, 2, {"segments": [], "heard": {}}) == 0
+    assert spreads.join(job_id, 0, {"segments": [{"id": 0}], "heard": {}}) == 0
+    assert spreads.begin_window(job_id, 1, 0, "host:2") == DONE
+    assert not spreads.complete(job_id)
+    assert spreads.join(job_id, 1, {"segments": [{"id": 5}], "heard": {}}) == 1
+    assert spreads.complete(job_id)
+    assert [r["segments"] for r in spreads.results(job_id)] == [[{"id": 0}], [{"id": 5}], []]
+
+
+def test_windows_of_a_deleted_job_stop(spreads: Spreads) -> None:
+    job_id = processing_job(spreads)
+    assert spreads.begin_window(job_id, 1, 1, "host:1") == 1
+    assert [(r[0], r[2], r[3]) for r in spreads.running() if r[0] == job_id] == [
+        (job_id, 1, "host:1")]
+    spreads.store.delete(job_id)
+    assert spreads.begin_window(job_id, 1, 0, "host:1") == GONE
+    assert spreads.progress(job_id, 1, 5.0) is None
+    assert spreads.join(job_id, 1, {"segments": [], "heard": {}}) == -1
+    assert not spreads.mark_dispatched(job_id)
+    spreads.remove(job_id)
+    assert not [r for r in spreads.running() if r[0] == job_id]
