@@ -52,18 +52,28 @@ def bearer_token(request: Request) -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
+def require_token(token: str | None) -> str:
+    """The token a request sent; 401 `unauthorized` when it sent none."""
+    if token is None:
+        raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
+    return token
+
+
+def accepted(key: ApiKey | None) -> ApiKey:
+    """The key a token was found to belong to; 401 `unauthorized` when none (or a revoked
+    one) was."""
+    if key is None:
+        raise Unauthorized("The API key is unknown or has been revoked.")
+    add_fields(key_id=key.id)  # the request's log lines name the key, never the token
+    return key
+
+
 async def _authenticate(
     settings: Settings, keys: KeyFinder, token: str | None
 ) -> ApiKey | None:
     if settings.auth == "off":
         return None
-    if token is None:
-        raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
-    key = await keys.find(token)
-    if key is None:
-        raise Unauthorized("The API key is unknown or has been revoked.")
-    add_fields(key_id=key.id)  # the request's log lines name the key, never the token
-    return key
+    return accepted(await keys.find(require_token(token)))
 
 
 async def caller(request: Request, settings: _SettingsDep, keys: KeyFinderDep) -> ApiKey | None:
@@ -71,13 +81,16 @@ async def caller(request: Request, settings: _SettingsDep, keys: KeyFinderDep) -
     return await _authenticate(settings, keys, bearer_token(request))
 
 
+# The `access_token` query parameter of the routes that opt in.
+AccessToken = Annotated[str | None, Query(
+    description="The API key, for clients that cannot send an `Authorization` header "
+    "(links, `EventSource`, `<audio>`); the header wins when both are sent.",
+    max_length=128,
+)]
+
+
 async def caller_or_query_token(
-    request: Request, settings: _SettingsDep, keys: KeyFinderDep,
-    access_token: Annotated[str | None, Query(
-        description="The API key, for clients that cannot send an `Authorization` header "
-        "(links, `EventSource`, `<audio>`); the header wins when both are sent.",
-        max_length=128,
-    )] = None,
+    request: Request, settings: _SettingsDep, keys: KeyFinderDep, access_token: AccessToken = None,
 ) -> ApiKey | None:
     """The calling key, from the `Authorization` header or the `access_token` parameter."""
     return await _authenticate(settings, keys, bearer_token(request) or access_token)

@@ -8,11 +8,16 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from api.auth import caller, caller_or_query_token
+from api.deps import existing_job, existing_job_query_token
 from api.main import create_app
 from shared.config import Settings
 
 # Opened by browsers without headers: download links (the page's, `curl -OJ`).
 QUERY_TOKEN_ROUTES = {"get_transcript", "get_transcript_json", "job_events", "get_audio"}
+# The dependencies that check the key: `caller`, and the job dependencies of `/jobs/{id}`
+# routes, which look the key up in the same round trip as the job.
+QUERY_TOKEN_CHECKS = {caller_or_query_token, existing_job_query_token}
+KEY_CHECKS = {caller, existing_job} | QUERY_TOKEN_CHECKS
 
 
 def calls(dependant: Dependant) -> set[object]:
@@ -44,12 +49,12 @@ def test_every_v1_route_depends_on_the_callers_key() -> None:
     routes = v1_routes()
     assert len(routes) >= 7
     for route in routes:
-        assert calls(route.dependant) & {caller, caller_or_query_token}, route.path
+        assert calls(route.dependant) & KEY_CHECKS, route.path
 
 
 def test_only_the_opted_in_routes_take_the_key_in_the_query_string() -> None:
     taking = {route.name for route in v1_routes()
-              if caller_or_query_token in calls(route.dependant)}
+              if calls(route.dependant) & QUERY_TOKEN_CHECKS}
     assert taking == QUERY_TOKEN_ROUTES
 
 
