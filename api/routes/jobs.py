@@ -154,6 +154,8 @@ async def list_own_jobs(
 @router.get("/jobs/{job_id}", responses=error_responses(JobNotFound, Unauthorized))
 async def get_job(job: ExistingJob) -> Job:
     """A job's status, progress, timings and, once failed, its error."""
+    # Served by `api.routes.status`, ahead of this route: this one defines it (the schema, and
+    # the answer that route must give byte for byte).
     return job
 
 
