@@ -24,6 +24,8 @@ import redis
 import redis.asyncio
 from pydantic import BaseModel, Field
 
+from shared.records import json_object
+
 TOKEN_PREFIX = "vb_"
 WEBHOOK_SECRET_PREFIX = "whsec_"
 IDS_KEY = "verbatim:apikeys"
@@ -185,9 +187,9 @@ def _live(flat: list[bytes] | None) -> ApiKey | None:
     """The key of a `_LOOKUP` answer, unless there is none or it is revoked."""
     if not flat:
         return None
-    key = _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+    key = ApiKey.model_validate_json(json_object(zip(flat[::2], flat[1::2], strict=True)))
     return None if key.revoked else key
 
 
 def _decode(raw: dict[bytes, bytes]) -> ApiKey:
-    return ApiKey.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
+    return ApiKey.model_validate_json(json_object(raw.items()))
