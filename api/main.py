@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     # long tail of the status reads' latency (`bench/status_bench.py`).
                     gc.freeze()
                     yield
+                    gc.unfreeze()  # a process that builds apps again (tests) collects this one
         app.state.celery.close()
         app.state.quotas.close()
         app.state.store.redis.close()

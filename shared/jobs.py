@@ -201,9 +201,9 @@ def owned_job(raw: dict[bytes, bytes]) -> tuple[Job, str | None] | None:
     """The job and its owner's key id from a record's hash as Redis returns it; None for none."""
     if not raw:
         return None
+    job = Job.model_validate_json(json_object(raw.items()))
     owner = raw.get(b"owner")
-    return Job.model_validate_json(json_object(raw.items())), (
-        json.loads(owner) if owner else None) or None
+    return job, (json.loads(owner) if owner else None) or None
 
 
 class JobReader:
