@@ -27,7 +27,11 @@ app.add_typer(keys.app, name="keys", rich_help_panel="Run the service")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
-Concurrency = Annotated[int, typer.Option(min=1, help="Transcribing processes (one model each).")]
+Concurrency = Annotated[int | None, typer.Option(
+    min=1, show_default="VERBATIM_WORKER_CONCURRENCY",
+    help="Jobs transcribed at once: processes (one model each) under VERBATIM_WORKER_POOL=prefork, "
+    "threads sharing one model under threads.")]
+IoConcurrency = Annotated[int, typer.Option(min=1, help="Deliveries and downloads at once.")]
 Language = Annotated[
     str | None, typer.Option(help="Spoken language (ISO 639-1, such as ko), or the candidates "
                              "to detect among (ko,en); unset detects it.")
@@ -80,7 +84,7 @@ ApiKey = Annotated[
 
 
 @app.command(rich_help_panel="Run the service")
-def serve(host: Host = "127.0.0.1", port: Port = 8000, concurrency: Concurrency = 1) -> None:
+def serve(host: Host = "127.0.0.1", port: Port = 8000, concurrency: Concurrency = None) -> None:
     """API + worker (+ a local Redis unless VERBATIM_REDIS_URL is set) for one machine."""
     raise typer.Exit(processes.serve(host, port, concurrency))
 
@@ -92,13 +96,13 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 
 @app.command(rich_help_panel="Run the service")
-def worker(concurrency: Concurrency = 1) -> None:
+def worker(concurrency: Concurrency = None) -> None:
     """Only a transcription worker (Celery)."""
     processes.run_worker(concurrency)
 
 
 @app.command("io-worker", rich_help_panel="Run the service")
-def io_worker(concurrency: Concurrency = 8) -> None:
+def io_worker(concurrency: IoConcurrency = 8) -> None:
     """Only the I/O worker (Celery threads): webhook deliveries and media URL downloads."""
     processes.run_io_worker(concurrency)
 

@@ -36,11 +36,15 @@ def api_command(host: str, port: int) -> list[str]:
             "--http", HTTP_PROTOCOL]
 
 
-def worker_command(concurrency: int) -> list[str]:
-    """The Celery command line of one worker with `concurrency` transcribing processes."""
+def worker_command(concurrency: int | None = None) -> list[str]:
+    """The Celery command line of one worker running `concurrency` jobs at once (default
+    `worker_concurrency`) in the pool `worker_pool` names: that many processes under
+    `prefork`, that many threads sharing one model under `threads`."""
+    settings = get_settings()
+    jobs = concurrency or settings.worker_concurrency
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-        "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
+        "--pool", settings.worker_pool, "--concurrency", str(jobs), "--loglevel", "INFO",
     ]  # fmt: skip
 
 
@@ -154,7 +158,7 @@ def run_api(host: str, port: int) -> NoReturn:
     _exec(api_command(host, port))
 
 
-def run_worker(concurrency: int) -> NoReturn:
+def run_worker(concurrency: int | None) -> NoReturn:
     """Become a worker process (`verbatim worker`)."""
     _exec(worker_command(concurrency), WORKER_ENV)
 
@@ -164,7 +168,7 @@ def run_io_worker(concurrency: int) -> NoReturn:
     _exec(io_worker_command(concurrency), WORKER_ENV)
 
 
-def serve(host: str, port: int, concurrency: int) -> int:
+def serve(host: str, port: int, concurrency: int | None) -> int:
     """Run the API, one worker and the I/O worker, on a private Redis unless
     VERBATIM_REDIS_URL names one."""
     signal.signal(signal.SIGTERM, _raise_interrupt)

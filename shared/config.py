@@ -47,7 +47,19 @@ class Settings(IntegrationSettings, BaseSettings):
     """CTranslate2 compute type; unset means `int8` on CPU and `int8_float16` on CUDA."""
 
     cpu_threads: int = Field(default=0, ge=0)
-    """CPU threads per worker process; 0 lets CTranslate2 choose."""
+    """CPU threads of each job running at once (CTranslate2's `intra_threads` of each model
+    replica); 0 lets CTranslate2 choose, or, in a `threads` pool running several jobs, shares
+    the machine's cores among them."""
+
+    worker_pool: Literal["prefork", "threads"] = "prefork"
+    """How `verbatim worker` and `verbatim serve` run their jobs: `prefork`, one process (and
+    one copy of the model) per job at once; `threads`, one process whose jobs run in threads
+    against one model (CTranslate2's `num_workers` replicas of its compute, sharing the
+    weights). A worker started with `celery` itself follows its own `--pool`."""
+
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    """Jobs one worker runs at once, unless `--concurrency` says otherwise: pool processes
+    under `prefork`, threads sharing one model under `threads`."""
 
     beam_size: int = Field(default=5, ge=1, le=20)
     """Default beam size when a job does not set one."""

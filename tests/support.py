@@ -102,14 +102,14 @@ def wait_until(check: object, what: str, process: Process, timeout: float = 60) 
 
 def start_worker(
     env: dict[str, str], log: Path, name: str = "test", wait_for_model: bool = True,
-    options: tuple[str, ...] = (),
+    options: tuple[str, ...] = (), pool: str = "prefork", concurrency: int = 1,
 ) -> Process:
-    """A Celery worker with one pool process (and extra command-line `options`), returned once
-    it consumes and (unless told otherwise) once its pool process has loaded the model. Its
-    `/metrics` port is free."""
+    """A Celery worker running `concurrency` jobs at once in `pool` (one pool process unless
+    told otherwise; extra command-line `options`), returned once it consumes and (unless told
+    otherwise) once it has loaded the model. Its `/metrics` port is free."""
     args = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-        "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
+        "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO",
         "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h", *options,
     ]  # fmt: skip
     port = int(env.get("VERBATIM_WORKER_METRICS_PORT") or free_port())

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from celery import signals
+from celery import concurrency, signals
+from celery.concurrency.thread import TaskPool as ThreadPool
 
 from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
-from worker import heartbeat, metrics
+from worker import heartbeat, metrics, model
 
 app = make_celery(get_settings(), main="verbatim-worker")
 app.conf.update(
@@ -39,12 +41,20 @@ def _early_logging(instance: Any, **_: Any) -> None:
 
 
 @signals.worker_init.connect
-def _start_metrics(**_: Any) -> None:
+def _start(sender: Any, **_: Any) -> None:
+    """Metrics in the main process; and there too, in a `threads` pool (which fires no
+    `worker_process_init`), the model, with one replica per job at once, and the heartbeat."""
     metrics.start_server(get_settings())
+    if concurrency.get_implementation(sender.pool_cls) is ThreadPool:
+        # `--concurrency auto` is resolved after this signal: it counts the CPUs.
+        jobs = sender.concurrency if isinstance(sender.concurrency, int) else None
+        model.use_replicas(jobs or len(os.sched_getaffinity(0)))
+        heartbeat.start(get_settings(), app, own_node=True)
 
 
 @signals.worker_shutdown.connect
-def _stop_metrics(**_: Any) -> None:
+def _stop(**_: Any) -> None:
+    heartbeat.stop()  # a `threads` pool's; a prefork main process has none to stop
     metrics.stop_server()
 
 

@@ -1,6 +1,8 @@
 """Each pool process loads its model as soon as it starts, then reports itself in Redis.
 
-`start()` runs from `worker_process_init`, which must return within 4 seconds, so the load
+`start()` runs from `worker_process_init` in each prefork pool process, or from `worker_init`
+in a `threads` pool's one process (which is then its own node, and runs several jobs under one
+beat). Either must return quickly (the first within 4 seconds), so the load
 happens in a background thread; a job that arrives meanwhile waits in `get_model` for that
 same load. A load that fails is tried again every `heartbeat_interval_seconds` until it
 succeeds (a job's own load may succeed first: the model is cached, so the next try finds it).
@@ -39,6 +41,7 @@ STOP_TIMEOUT_SECONDS = CONNECT_TIMEOUT_SECONDS + SOCKET_TIMEOUT_SECONDS + 1
 
 _stop = threading.Event()
 _jobs_done = 0
+_counting = threading.Lock()
 _thread: threading.Thread | None = None
 
 
@@ -52,23 +55,25 @@ def node_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
-def start(settings: Settings, celery: Celery) -> None:
-    """Load the model and start beating, in a thread of this pool process; after each beat,
-    requeue the jobs of workers that are gone (`worker/reaper.py`) through `celery`."""
+def start(settings: Settings, celery: Celery, own_node: bool = False) -> None:
+    """Load the model and start beating, in a thread of this pool process (of this worker's
+    main process where `own_node`: a `threads` pool); after each beat, requeue the jobs of
+    workers that are gone (`worker/reaper.py`) through `celery`."""
     global _thread
     _stop.clear()
+    parent = None if own_node else os.getppid()
     _thread = threading.Thread(
-        target=_run, args=(settings, celery, os.getppid()), name="verbatim-heartbeat",
-        daemon=True,
+        target=_run, args=(settings, celery, parent), name="verbatim-heartbeat", daemon=True,
     )
     _thread.start()
 
 
 def job_done() -> None:
-    """Count a finished job (completed or failed) for the next beat. Jobs run one at a time
-    per process, so a plain global is enough."""
+    """Count a finished job (completed or failed) for the next beat; the jobs of a `threads`
+    pool finish in threads of their own."""
     global _jobs_done
-    _jobs_done += 1
+    with _counting:
+        _jobs_done += 1
 
 
 def stop() -> None:
@@ -80,12 +85,12 @@ def stop() -> None:
             log.warning("heartbeat thread still busy at exit; its last beat will expire")
 
 
-def _running(parent: int) -> bool:
+def _running(parent: int | None) -> bool:
     # A pool process orphaned by a killed main process takes no jobs: it must not beat.
-    return not _stop.is_set() and os.getppid() == parent
+    return not _stop.is_set() and (parent is None or os.getppid() == parent)
 
 
-def _run(settings: Settings, celery: Celery, parent: int) -> None:
+def _run(settings: Settings, celery: Celery, parent: int | None) -> None:
     if not _load_model(settings, parent):
         return
     beats = Heartbeats(redis.Redis.from_url(
@@ -100,7 +105,7 @@ def _run(settings: Settings, celery: Celery, parent: int) -> None:
         beats.redis.close()
 
 
-def _load_model(settings: Settings, parent: int) -> bool:
+def _load_model(settings: Settings, parent: int | None) -> bool:
     """Try to load the model every interval until it loads (True) or the process stops."""
     while _running(parent):
         try:
@@ -116,7 +121,9 @@ def _load_model(settings: Settings, parent: int) -> bool:
     return False
 
 
-def _beat(beats: Heartbeats, settings: Settings, celery: Celery, parent: int) -> None:
+def _beat(
+    beats: Heartbeats, settings: Settings, celery: Celery, parent: int | None
+) -> None:
     device, compute_type = resolve_device(settings)
     deliveries = Deliveries(JobStore(beats.redis))
     spreads = Spreads(deliveries.store)

@@ -1,9 +1,15 @@
 """One Whisper model per worker process, loaded once (by `worker/heartbeat.py` as the process
-starts, or by whichever caller comes first) and kept."""
+starts, or by whichever caller comes first) and kept.
+
+A process that runs several jobs at once (Celery's `threads` pool) loads one model with that
+many CTranslate2 replicas (`num_workers`): the weights are held once, and calls from that many
+threads run in parallel instead of queueing for one replica.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -20,7 +26,9 @@ log = logging.getLogger(__name__)
 BUNDLED_MODEL = "base"
 
 _lock = threading.Lock()
-_cached: tuple[tuple[str, str, str, int], WhisperModel] | None = None
+_cached: tuple[tuple[str, str, str, int, int], WhisperModel] | None = None
+# Jobs this process runs at once; set by `use_replicas` before the first load.
+_replicas = 1
 
 
 def resolve_device(settings: Settings) -> tuple[str, str]:
@@ -40,18 +48,33 @@ def resolve_model_path(settings: Settings) -> str:
     return settings.model
 
 
+def use_replicas(count: int) -> None:
+    """Make the model this process loads able to run `count` jobs at once (`worker_init` of
+    a `threads` pool, before any load)."""
+    global _replicas
+    _replicas = count
+
+
+def threads_per_replica(settings: Settings, replicas: int) -> int:
+    """`cpu_threads` where set; with several replicas and 0, the cores shared among them
+    (CTranslate2 would give each replica up to 4, oversubscribing a small machine)."""
+    if settings.cpu_threads or replicas == 1:
+        return settings.cpu_threads
+    return max(1, len(os.sched_getaffinity(0)) // replicas)
+
+
 def get_model(settings: Settings) -> WhisperModel:
     """The process's model, loading it on first use (never at import, never per job)."""
     global _cached
     device, compute_type = resolve_device(settings)
-    key = (settings.model, device, compute_type, settings.cpu_threads)
+    key = (settings.model, device, compute_type, settings.cpu_threads, _replicas)
     with _lock:
         if _cached is None or _cached[0] != key:
-            _cached = (key, _load(settings, device, compute_type))
+            _cached = (key, _load(settings, device, compute_type, _replicas))
         return _cached[1]
 
 
-def _load(settings: Settings, device: str, compute_type: str) -> WhisperModel:
+def _load(settings: Settings, device: str, compute_type: str, replicas: int) -> WhisperModel:
     started = time.perf_counter()
     try:
         path = resolve_model_path(settings)
@@ -62,7 +85,8 @@ def _load(settings: Settings, device: str, compute_type: str) -> WhisperModel:
             path,
             device=device,
             compute_type=compute_type,
-            cpu_threads=settings.cpu_threads,
+            cpu_threads=threads_per_replica(settings, replicas),
+            num_workers=replicas,
             download_root=str(settings.model_dir / "hub"),
         )
     except Exception as exc:  # faster-whisper raises hub, OS and runtime errors alike
@@ -71,6 +95,7 @@ def _load(settings: Settings, device: str, compute_type: str) -> WhisperModel:
     metrics.model_loaded(seconds)
     log.info("model loaded", extra={
         "model": settings.model, "device": device, "compute_type": compute_type,
+        "replicas": replicas, "cpu_threads": threads_per_replica(settings, replicas),
         "seconds": round(seconds, 2),
     })
     return model
