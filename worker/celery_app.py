@@ -6,12 +6,13 @@ import os
 from typing import Any
 
 from celery import concurrency, signals
-from celery.concurrency.thread import TaskPool as ThreadPool
+from celery.concurrency import thread
 
 from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
 from worker import heartbeat, metrics, model
+from worker.pool import ThreadPool
 
 app = make_celery(get_settings(), main="verbatim-worker")
 app.conf.update(
@@ -45,7 +46,9 @@ def _start(sender: Any, **_: Any) -> None:
     """Metrics in the main process; and there too, in a `threads` pool (which fires no
     `worker_process_init`), the model, with one replica per job at once, and the heartbeat."""
     metrics.start_server(get_settings())
-    if concurrency.get_implementation(sender.pool_cls) is ThreadPool:
+    if issubclass(concurrency.get_implementation(sender.pool_cls), thread.TaskPool):
+        # Resolved right after this signal; ours can stop its jobs (`worker/pool.py`).
+        sender.pool_cls = ThreadPool
         # `--concurrency auto` is resolved after this signal: it counts the CPUs.
         jobs = sender.concurrency if isinstance(sender.concurrency, int) else None
         model.use_replicas(jobs or len(os.sched_getaffinity(0)))

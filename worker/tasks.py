@@ -24,6 +24,7 @@ from shared.storage import remove_upload
 from worker import heartbeat, metrics
 from worker.celery_app import app
 from worker.model import get_model
+from worker.pool import Stopped, check_stopping
 from worker.transcriber import transcribe as run_whisper
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ def transcribe(self: Task, job_id: str) -> None:
             log.error("Redis unreachable; the job goes back on the queue",
                       extra={"event": "requeued"})
             raise Reject(exc, requeue=True) from exc
+        except Stopped as exc:  # a `threads` pool out of shutdown grace (`worker/pool.py`)
+            log.warning("worker stopping; the job goes back on the queue",
+                        extra={"event": "requeued"})
+            raise Reject(exc, requeue=True) from exc
 
 
 @signals.task_received.connect
@@ -116,7 +121,7 @@ def _deliver(job_id: str, generation: int) -> None:
         _log_deleted()
     except VerbatimError as exc:
         _failed(job_id, exc, store, settings)
-    except REDIS_DOWN:
+    except (*REDIS_DOWN, Stopped):
         raise  # not the job's fault: it is kept, with its upload, for another delivery
     except Exception:
         log.exception("unexpected error in the worker")
@@ -161,6 +166,7 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: i
     started = time.perf_counter()
 
     def on_progress(fraction: float) -> None:
+        check_stopping()
         if not store.update(job.id, progress=round(fraction, 4)):
             raise JobDeleted
         events.progress(job.id, fraction)

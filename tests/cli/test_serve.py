@@ -26,13 +26,14 @@ from shared.localredis import free_port
 GRACE_SECONDS = 1
 
 
-def start_serve(data_dir: Path, log: Path) -> tuple[Process, str]:
+def start_serve(data_dir: Path, log: Path, pool: str) -> tuple[Process, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERBATIM_")} | {
         "VERBATIM_DATA_DIR": str(data_dir),  # its private Redis keeps its data there
         "VERBATIM_WORKER_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
         "VERBATIM_WORKER_METRICS_PORT": str(free_port()),
         "VERBATIM_PROGRESS_INTERVAL_SECONDS": "0",
+        "VERBATIM_WORKER_POOL": pool,
     }
     process = spawn([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], env, log)
     url = f"http://127.0.0.1:{port}"
@@ -48,10 +49,11 @@ def processes() -> Iterator[list[Process]]:
         process.stop()
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_a_job_interrupted_by_stopping_serve_runs_again_on_the_next_start(
-    tmp_path: Path, long_recording: Path, processes: list[Process]
+    tmp_path: Path, long_recording: Path, processes: list[Process], pool: str
 ) -> None:
-    first, url = start_serve(tmp_path / "data", tmp_path / "serve-1.log")
+    first, url = start_serve(tmp_path / "data", tmp_path / "serve-1.log", pool)
     processes.append(first)
     with httpx.Client(base_url=url, timeout=30) as http:
         job_id = submit(http, long_recording)["id"]
@@ -64,7 +66,7 @@ def test_a_job_interrupted_by_stopping_serve_runs_again_on_the_next_start(
     assert first.popen.wait(timeout=GRACE_SECONDS + 30) == 0, first.output()[-3000:]
     assert "did not stop in time" not in first.output()
 
-    second, url = start_serve(tmp_path / "data", tmp_path / "serve-2.log")
+    second, url = start_serve(tmp_path / "data", tmp_path / "serve-2.log", pool)
     processes.append(second)
     with httpx.Client(base_url=url, timeout=30) as http:
         job = wait_for_job(http, job_id)
