@@ -68,6 +68,10 @@ CONFIGS = {config.name: config for config in [
     Config("batch-8", "prefork", 1, batch_size=8),
     Config("threads-2-batch-4", "threads", 2, cpu_threads=1, batch_size=4),
     Config("threads-2-batch-8", "threads", 2, cpu_threads=1, batch_size=8),
+    Config("threads-4", "threads", 4, cpu_threads=1),
+    Config("threads-4-batch-4", "threads", 4, cpu_threads=1, batch_size=4),
+    Config("threads-2x2-batch-8", "threads", 2, cpu_threads=2, batch_size=8),
+    Config("prefork-2-batch-8", "prefork", 2, cpu_threads=1, batch_size=8),
 ]}
 DEFAULT_CONFIGS = ["prefork-1", "threads-2", "batch-8", "threads-2-batch-8"]
 
