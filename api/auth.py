@@ -76,6 +76,12 @@ async def _authenticate(
     return accepted(await keys.find(require_token(token)))
 
 
+async def key_of_token(settings: Settings, keys: KeyFinder, token: str | None) -> ApiKey | None:
+    """The key of a token sent some other way than a header (a live session's `start`
+    message or `access_token`); raises `Unauthorized` as the dependencies do."""
+    return await _authenticate(settings, keys, token)
+
+
 async def caller(request: Request, settings: _SettingsDep, keys: KeyFinderDep) -> ApiKey | None:
     """The calling key, from the `Authorization` header only."""
     return await _authenticate(settings, keys, bearer_token(request))

@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from api import metrics
 from api.errors import install_error_handlers
 from api.events import JobStreams
+from api.live import LiveRelay
 from api.observability import ObservabilityMiddleware
 from api.quotas import Quotas
-from api.routes import audio, events, health, jobs, page, playback, status
+from api.routes import audio, events, health, jobs, live, page, playback, status
 from api.security import SecurityHeadersMiddleware
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events_redis = events_client(settings.redis_url, EVENT_READ_CONNECTIONS)
         async with EventHub(events_redis, settings.events_check_seconds) as hub:
             app.state.job_streams = JobStreams(hub, settings)
+            app.state.live = LiveRelay(settings, hub, app.state.store, app.state.quotas,
+                                       app.state.celery, app.state.key_finder)
             with metrics.listener(settings, app.state.store):
                 async with sweeping(settings, app.state.store):
                     # What start-up made (modules, the app, pydantic's validators) lives as long
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(playback.router)
+    app.include_router(live.router)
     app.include_router(audio.router)
     app.include_router(health.router)
     if not settings.metrics_port:  # else served by `metrics.listener` on a port of its own

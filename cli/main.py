@@ -101,6 +101,17 @@ def worker(concurrency: Concurrency = None) -> None:
     processes.run_worker(concurrency)
 
 
+@app.command("live-worker", rich_help_panel="Run the service")
+def live_worker(
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, help="Live sessions at once (default: VERBATIM_LIVE_MAX_SESSIONS).")] = None,
+) -> None:
+    """Only a live worker (Celery threads, one model): live sessions of WS /v1/live."""
+    from shared.config import get_settings
+
+    processes.run_live_worker(concurrency or get_settings().live_max_sessions)
+
+
 @app.command("io-worker", rich_help_panel="Run the service")
 def io_worker(concurrency: IoConcurrency = 8) -> None:
     """Only the I/O worker (Celery threads): webhook deliveries and media URL downloads."""

@@ -60,6 +60,22 @@ def io_worker_command(concurrency: int = 8) -> list[str]:
     ]  # fmt: skip
 
 
+def live_worker_command(concurrency: int) -> list[str]:
+    """The Celery command line of a live worker (`worker/live.py`): a thread pool on the live
+    queue alone, its `concurrency` threads (live sessions) sharing one model."""
+    from shared.live import LIVE_QUEUE
+
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
+        "--pool", "threads", "--concurrency", str(concurrency), "--queues", LIVE_QUEUE,
+        "--loglevel", "INFO", "--hostname", "live@%h",
+    ]  # fmt: skip
+
+
+# `serve` runs a worker and a live worker on one host: only the first serves worker metrics.
+LIVE_WORKER_ENV = {**WORKER_ENV, "VERBATIM_WORKER_METRICS_PORT": "0"}
+
+
 def _exec(command: list[str], env: dict[str, str] | None = None) -> NoReturn:
     """Replace this process with `command`, so that signals reach it directly."""
     sys.stdout.flush()
@@ -163,13 +179,18 @@ def run_worker(concurrency: int | None) -> NoReturn:
     _exec(worker_command(concurrency), WORKER_ENV)
 
 
+def run_live_worker(concurrency: int) -> NoReturn:
+    """Become a live worker process (`verbatim live-worker`)."""
+    _exec(live_worker_command(concurrency), WORKER_ENV)
+
+
 def run_io_worker(concurrency: int) -> NoReturn:
     """Become the I/O worker process (`verbatim io-worker`)."""
     _exec(io_worker_command(concurrency), WORKER_ENV)
 
 
 def serve(host: str, port: int, concurrency: int | None) -> int:
-    """Run the API, one worker and the I/O worker, on a private Redis unless
+    """Run the API, one worker, a live worker and the I/O worker, on a private Redis unless
     VERBATIM_REDIS_URL names one."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -185,6 +206,10 @@ def serve(host: str, port: int, concurrency: int | None) -> int:
             children["worker"] = subprocess.Popen(
                 worker_command(concurrency), env={**os.environ, **WORKER_ENV},
                 start_new_session=True,
+            )
+            children["live worker"] = subprocess.Popen(
+                live_worker_command(get_settings().live_max_sessions),
+                env={**os.environ, **LIVE_WORKER_ENV}, start_new_session=True,
             )
             children["I/O worker"] = subprocess.Popen(
                 io_worker_command(), env={**os.environ, **WORKER_ENV}, start_new_session=True

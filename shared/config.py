@@ -190,6 +190,56 @@ class Settings(IntegrationSettings, BaseSettings):
     openapi_enabled: bool = True
     """Serve the OpenAPI document at `/openapi.json` (the documentation pages need it)."""
 
+    live_max_sessions: int = Field(default=2, ge=1, le=64)
+    """Live sessions (`WS /v1/live`) one live worker holds at once (its thread pool's size,
+    sharing one model); a session that finds every slot taken is refused with
+    `no_live_worker`."""
+
+    live_claim_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    """How long the API waits for a live worker to take a new session before it answers
+    `no_live_worker`."""
+
+    live_max_session_seconds: float = Field(default=4 * 3600, gt=0)
+    """Longest live session, in seconds of audio; it then ends with `session_too_long` (its
+    transcript is kept)."""
+
+    live_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A live session that receives no audio for this long ends with `idle_timeout` (its
+    transcript is kept)."""
+
+    live_lost_seconds: float = Field(default=10.0, gt=0)
+    """A live worker silent about a session for this long is gone: the session ends with
+    `live_worker_lost`, and its job keeps the text confirmed so far."""
+
+    live_step_seconds: float = Field(default=1.0, gt=0, le=10)
+    """Least new audio between two decodes of a live session's buffer."""
+
+    live_max_step_seconds: float = Field(default=5.0, gt=0, le=30)
+    """Most new audio one decode takes in: a client ahead of real time is worked through in
+    steps of this size (captions lag; no audio is skipped)."""
+
+    live_buffer_seconds: float = Field(default=15.0, ge=5, le=15)
+    """A live session's buffer is trimmed, at the end of a confirmed segment, once it is longer
+    than this; it never grows past twice this (at most 30 s, Whisper's window)."""
+
+    live_segment_seconds: float = Field(default=5.0, gt=0)
+    """Confirmed words are sent as a `final` segment at a sentence's end, or once they span
+    this long (cut at the last comma, if any)."""
+
+    live_beam_size: int = Field(default=1, ge=1, le=20)
+    """Beam size of live decoding (each buffer is decoded about once a second)."""
+
+    live_vad_filter: bool = True
+    """Skip non-speech in a live session's buffer with Silero VAD (no captions from silence)."""
+
+    live_max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Largest binary frame a live client may send; a larger one ends the session with
+    `frame_too_large`."""
+
+    live_backlog_frames: int = Field(default=2000, ge=10)
+    """Audio frames that may wait in Redis for the live worker; more (a client far faster than
+    real time) end the session with `backlog_exceeded`."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -209,6 +259,8 @@ class Settings(IntegrationSettings, BaseSettings):
                 "heartbeat_timeout_seconds must exceed heartbeat_interval_seconds, or live "
                 "workers would be reported as gone between two heartbeats"
             )
+        if self.live_max_step_seconds > self.live_buffer_seconds:
+            raise ValueError("live_max_step_seconds must be at most live_buffer_seconds")
         return self
 
     @property

@@ -177,3 +177,48 @@ class IdempotencyInProgress(VerbatimError):
 
     status_code = 409
     code = "idempotency_in_progress"
+
+
+# Live sessions (`WS /v1/live`): sent to the client as an `error` event, never as HTTP.
+class InvalidMessage(VerbatimError):
+    """A client message the protocol does not allow where it came (or not JSON at all)."""
+
+    code = "invalid_message"
+
+
+class UnsupportedEncoding(VerbatimError):
+    code = "unsupported_encoding"
+
+
+class InvalidOption(VerbatimError):
+    """A `start` message's rate, language or task that a session cannot use."""
+
+    code = "invalid_option"
+
+
+class FrameTooLarge(VerbatimError):
+    code = "frame_too_large"
+
+
+class NoLiveWorker(VerbatimError):
+    """No live worker took the session within `live_claim_timeout_seconds`."""
+
+    code = "no_live_worker"
+
+
+class SessionTooLong(VerbatimError):
+    code = "session_too_long"
+
+
+class IdleTimeout(VerbatimError):
+    code = "idle_timeout"
+
+
+class BacklogExceeded(VerbatimError):
+    """Audio arrives faster than the live worker transcribes it, past `live_backlog_frames`."""
+
+    code = "backlog_exceeded"
+
+
+class LiveWorkerLost(VerbatimError):
+    code = "live_worker_lost"

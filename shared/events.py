@@ -151,14 +151,16 @@ class EventHub:
                 self._task.cancel()  # Redis is away: nothing left to read anyway
 
     async def follow(
-        self, key: str, after: str, final: Collection[str], idle: IdleCheck
+        self, key: str, after: str, final: Collection[str], idle: IdleCheck,
+        idle_seconds: float | None = None,
     ) -> AsyncIterator[Event]:
         """Events of `key` after the id `after`, ending with the first one named in `final`.
 
         The history is replayed first. Then, each time nothing arrives for `idle_seconds`
-        (and once right after the replay), `idle(last id)` is asked whether the subject still
-        lives: an event it returns is yielded as the last one. A reader that falls
-        `READER_BACKLOG` events behind is ended, to resume with its last id."""
+        (the hub's unless given; and once right after the replay), `idle(last id)` is asked
+        whether the subject still lives: an event it returns is yielded as the last one. A
+        reader that falls `READER_BACKLOG` events behind is ended, to resume with its last id."""
+        idle_seconds = idle_seconds or self.idle_seconds
         reader = _Reader()
         await self._join(key, reader)
         try:
@@ -177,7 +179,7 @@ class EventHub:
                         yield ended
                         return
                 try:
-                    queued = await asyncio.wait_for(reader.queue.get(), self.idle_seconds)
+                    queued = await asyncio.wait_for(reader.queue.get(), idle_seconds)
                 except TimeoutError:
                     check = True
                     continue

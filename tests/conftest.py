@@ -18,7 +18,7 @@ from faster_whisper import decode_audio
 from media_samples import KINDS, make_sample
 from support import DATA, Process, spawn, start_api, start_auth_api, start_worker, wait_until
 
-from cli.serve import io_worker_command
+from cli.serve import io_worker_command, live_worker_command
 from shared.localredis import LocalRedis, free_port
 
 # Today's open behaviour for every `Settings()` the tests build in this process (and, through
@@ -50,6 +50,12 @@ def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         "VERBATIM_WEBHOOK_WINDOW_SECONDS": "7.5",
         "VERBATIM_WEBHOOK_TIMEOUT_SECONDS": "3",
         "VERBATIM_IO_METRICS_PORT": str(free_port()),
+        # Live sessions (`tests/e2e/test_live.py`): one slot, so that a second session finds
+        # none; short limits, so that the tests of them stay short.
+        "VERBATIM_LIVE_MAX_SESSIONS": "1",
+        "VERBATIM_LIVE_IDLE_TIMEOUT_SECONDS": "3",
+        "VERBATIM_LIVE_LOST_SECONDS": "3",
+        "VERBATIM_LIVE_MAX_FRAME_BYTES": "65536",
     }
 
 
@@ -61,6 +67,19 @@ def io_worker(
     process = spawn(io_worker_command(4), service_env, tmp_path_factory.mktemp("logs") / "io.log")
     wait_until(lambda: " ready." in process.output(), "I/O worker start", process)
     process.metrics_url = f"http://127.0.0.1:{service_env['VERBATIM_IO_METRICS_PORT']}/metrics"
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def live_worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    """A live worker (thread pool on the live queue) with one session slot, once its model is
+    loaded."""
+    env = service_env | {"VERBATIM_WORKER_METRICS_PORT": "0"}
+    process = spawn(live_worker_command(1), env, tmp_path_factory.mktemp("logs") / "live.log")
+    wait_until(lambda: "model loaded" in process.output(), "live worker start", process)
     yield process
     process.stop()
 

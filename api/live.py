@@ -1,0 +1,324 @@
+"""The API's side of live sessions (`WS /v1/live`): a relay, never a decoder.
+
+The socket's `start` message makes the session's job (owned by the caller's key, counted as
+one of its active jobs) and asks the live workers to take it; a worker must claim it within
+`live_claim_timeout_seconds`, else the client hears `no_live_worker` at once. Audio frames go
+to the session's Redis stream as they come; the worker's events come back through the process's
+`EventHub` (the one multiplexed XREAD that job events use), each sent on as a JSON text frame.
+A worker whose `alive` key lapses is gone: the client gets `live_worker_lost` and the job is
+saved with the segments confirmed so far. See `shared/live.py` for the keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Literal
+
+import anyio
+import redis.asyncio
+from celery import Celery
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.auth import key_of_token, owner_of
+from api.deps import run_sync
+from api.quotas import Quotas
+from shared.config import Settings
+from shared.errors import (
+    BacklogExceeded,
+    FrameTooLarge,
+    IdleTimeout,
+    InvalidMessage,
+    InvalidOption,
+    LiveWorkerLost,
+    NoLiveWorker,
+    UnsupportedEncoding,
+    VerbatimError,
+)
+from shared.events import BEGINNING, Event, EventHub
+from shared.jobs import JobStore, new_job_id
+from shared.keys import ApiKey, KeyFinder
+from shared.live import (
+    ABORT,
+    AUDIO,
+    DATA_FIELD,
+    ENCODINGS,
+    ENDS,
+    ERROR,
+    KEY_TTL_SECONDS,
+    KIND_FIELD,
+    LIVE_QUEUE,
+    LIVE_TASK,
+    REFUSED,
+    STARTED,
+    STOP,
+    LiveSession,
+    session_key,
+    transcript_of,
+)
+from shared.logs import bind
+from shared.schemas import JobOptions, JobStatus, Segment
+
+log = logging.getLogger(__name__)
+
+MIN_RATE, MAX_RATE = 8000, 48000
+# How often a quiet session checks that its worker still holds it.
+LOST_CHECK_SECONDS = 1.0
+CLAIM_POLL_SECONDS = 0.05
+# Longest a client may take to accept one event (a client that stops reading is dropped).
+SEND_TIMEOUT_SECONDS = 10
+# A session's task message is dropped by a live worker that receives it later than this.
+TASK_EXPIRES_SECONDS = 60
+FILENAME = "live"
+
+
+class StartMessage(BaseModel):
+    """The client's first message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["start"]
+    encoding: str
+    sample_rate: int | None = None
+    language: str = Field(default="auto", max_length=20)
+    task: Literal["transcribe", "translate"] = "transcribe"
+    word_timestamps: bool = False
+    token: str | None = Field(default=None, max_length=128)
+
+
+def parse_start(text: str) -> tuple[StartMessage, JobOptions]:
+    """The `start` message and the job options it asks for; raises the error to send."""
+    message = _json(text)
+    if message.get("type") != "start":
+        raise InvalidMessage("The first message must be {\"type\": \"start\", ...}.")
+    try:
+        start = StartMessage.model_validate(message)
+    except ValidationError as exc:
+        raise _start_error(exc) from exc
+    if start.encoding not in ENCODINGS:
+        raise UnsupportedEncoding(
+            f"Encoding {start.encoding[:40]!r} is not one of {', '.join(ENCODINGS)}.")
+    if start.encoding == "pcm_s16le" and not (
+        start.sample_rate and MIN_RATE <= start.sample_rate <= MAX_RATE
+    ):
+        raise InvalidOption(f"pcm_s16le needs a sample_rate from {MIN_RATE} to {MAX_RATE}.")
+    if "," in start.language:
+        raise InvalidOption("A live session takes one language code, or auto.")
+    try:
+        options = JobOptions(language=start.language, task=start.task,
+                             word_timestamps=start.word_timestamps)
+    except ValidationError as exc:
+        raise InvalidOption(f"Unknown language {start.language!r}; use an ISO 639-1 code "
+                            "or auto.") from exc
+    return start, options
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidMessage("Text messages must be JSON objects.") from exc
+    if not isinstance(message, dict):
+        raise InvalidMessage("Text messages must be JSON objects.")
+    return message
+
+
+def _start_error(exc: ValidationError) -> VerbatimError:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "extra_forbidden":
+        return InvalidMessage(f"Unknown field {field!r} in the start message.")
+    if field == "encoding":
+        return UnsupportedEncoding("encoding must be a string: " + ", ".join(ENCODINGS) + ".")
+    return InvalidOption(f"{field}: {error['msg']}.")
+
+
+async def receive(websocket: WebSocket) -> str | bytes:
+    """The next frame's text or bytes; raises `WebSocketDisconnect` when the client left."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    if message.get("bytes") is not None:
+        return bytes(message["bytes"])
+    return str(message.get("text") or "")
+
+
+async def send(websocket: WebSocket, name: str, data: dict[str, Any]) -> None:
+    await asyncio.wait_for(websocket.send_text(json.dumps({"type": name, **data})),
+                           SEND_TIMEOUT_SECONDS)
+
+
+class LiveRelay:
+    """Opens sessions and relays them (one per API process, on `app.state.live`)."""
+
+    def __init__(self, settings: Settings, hub: EventHub, store: JobStore, quotas: Quotas,
+                 celery: Celery, keys: KeyFinder) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.redis: redis.asyncio.Redis = hub.redis
+        self.store = store
+        self.quotas = quotas
+        self.celery = celery
+        self.keys = keys
+
+    async def serve(self, websocket: WebSocket, access_token: str | None) -> None:
+        """One session, from the handshake to the socket's close."""
+        await websocket.accept()
+        try:
+            session = await self._open(websocket, access_token)
+        except WebSocketDisconnect:
+            return
+        except VerbatimError as exc:
+            await self._end(websocket, exc)
+            return
+        with bind(job_id=session.job_id, session_id=session.id):
+            await send(websocket, STARTED, {"session_id": session.id, "job_id": session.job_id})
+            await self._relay(websocket, session)
+
+    async def _open(self, websocket: WebSocket, access_token: str | None) -> LiveSession:
+        key = await key_of_token(self.settings, self.keys, access_token) if access_token else None
+        try:
+            first = await asyncio.wait_for(receive(websocket),
+                                           self.settings.live_idle_timeout_seconds)
+        except TimeoutError as exc:
+            raise IdleTimeout("No start message arrived.") from exc
+        if isinstance(first, bytes):
+            raise InvalidMessage("Audio came before the start message.")
+        start, options = parse_start(first)
+        if not access_token:
+            key = await key_of_token(self.settings, self.keys, start.token)
+        session = LiveSession(id=new_job_id(), job_id=new_job_id(), encoding=start.encoding,  # type: ignore[arg-type]
+                              sample_rate=start.sample_rate, options=options)
+        await self._create(session, key)
+        if not await self._claimed(session.id):
+            await run_sync(self.store.delete, session.job_id)
+            raise NoLiveWorker("No live worker is free to take the session; try again later.")
+        return session
+
+    async def _create(self, session: LiveSession, key: ApiKey | None) -> None:
+        """The session's job (as one of the key's active jobs), its record, its task."""
+        await run_sync(self.quotas.admit, key)
+        await run_sync(
+            self.store.create, session.job_id, FILENAME, session.options, None,
+            self.settings.upload_dir / f"{session.job_id}.live", owner_of(key),
+            key.limits if key else None, status=JobStatus.processing,
+        )
+        await self.redis.set(session_key(session.id), session.model_dump_json(),
+                             ex=KEY_TTL_SECONDS)
+        await run_sync(self.celery.send_task, LIVE_TASK, args=[session.id], queue=LIVE_QUEUE,
+                       expires=TASK_EXPIRES_SECONDS)
+
+    async def _claimed(self, session_id: str) -> bool:
+        """Whether a worker claimed the session in time; if not, it is refused for good."""
+        claim = session_key(session_id, "claim")
+        deadline = anyio.current_time() + self.settings.live_claim_timeout_seconds
+        while anyio.current_time() < deadline:
+            if await self.redis.exists(claim):
+                return True
+            await asyncio.sleep(CLAIM_POLL_SECONDS)
+        return not await self.redis.set(claim, REFUSED, nx=True, ex=KEY_TTL_SECONDS)
+
+    async def _relay(self, websocket: WebSocket, session: LiveSession) -> None:
+        """Audio in and events out, until the session's last event or the client's end."""
+        broken: list[VerbatimError] = []
+        async with anyio.create_task_group() as group:
+
+            async def pump() -> None:
+                try:
+                    await self._audio(websocket, session)
+                except VerbatimError as exc:
+                    broken.append(exc)
+                except (WebSocketDisconnect, RuntimeError):
+                    log.info("live client gone", extra={"event": "live_client_gone"})
+                await self._push(session, ABORT)
+                group.cancel_scope.cancel()
+
+            group.start_soon(pump)
+            try:
+                await self._events(websocket, session)
+            except (TimeoutError, WebSocketDisconnect, RuntimeError):
+                await self._push(session, ABORT)
+            group.cancel_scope.cancel()
+        if broken:
+            await self._end(websocket, broken[0])
+            return
+        await self._close(websocket)
+
+    async def _audio(self, websocket: WebSocket, session: LiveSession) -> None:
+        """Relay frames to the worker; returns only by raising (the client left or erred)."""
+        stopped = False
+        while True:
+            frame = await receive(websocket)
+            if isinstance(frame, str):
+                if _json(frame).get("type") != "stop":
+                    raise InvalidMessage("After start, the only text message is "
+                                         "{\"type\": \"stop\"}.")
+                if not stopped:
+                    await self._push(session, STOP)
+                stopped = True
+            elif len(frame) > self.settings.live_max_frame_bytes:
+                raise FrameTooLarge(f"Audio frames may hold {self.settings.live_max_frame_bytes}"
+                                    f" bytes; this one held {len(frame)}.")
+            elif not stopped:
+                if await self._push(session, AUDIO, frame) > self.settings.live_backlog_frames:
+                    raise BacklogExceeded("Audio arrives much faster than it is transcribed; "
+                                          "send it at most a little faster than real time.")
+
+    async def _push(self, session: LiveSession, kind: bytes, data: bytes = b"") -> int:
+        """Append to the session's audio stream; its length (the worker's backlog)."""
+        key = session_key(session.id, "audio")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            fields = {KIND_FIELD: kind, DATA_FIELD: data} if data else {KIND_FIELD: kind}
+            pipe.xadd(key, fields)  # type: ignore[arg-type]
+            pipe.expire(key, KEY_TTL_SECONDS)
+            pipe.xlen(key)
+            *_, length = await pipe.execute()
+        return int(length)
+
+    async def _events(self, websocket: WebSocket, session: LiveSession) -> None:
+        async def lost(last: str) -> Event | None:
+            return await self._lost(session, last)
+
+        async for event in self.hub.follow(session_key(session.id, "events"), BEGINNING, ENDS,
+                                           lost, LOST_CHECK_SECONDS):
+            await send(websocket, event.name, event.data)
+            if event.name in ENDS:
+                return
+
+    async def _lost(self, session: LiveSession, last: str) -> Event | None:
+        """The session's end when its worker stopped keeping it alive, else None."""
+        if await self.redis.exists(session_key(session.id, "alive")):
+            return None
+        log.warning("live worker lost", extra={"event": "live_worker_lost"})
+        await self._push(session, ABORT)
+        await self._save_confirmed(session)
+        error = LiveWorkerLost("The live worker stopped; the text confirmed so far is saved "
+                               f"as job {session.job_id}.")
+        return Event(last, ERROR, {"code": error.code, "message": error.message})
+
+    async def _save_confirmed(self, session: LiveSession) -> None:
+        raw: list[bytes] = await self.redis.lrange(  # type: ignore[misc,assignment]
+            session_key(session.id, "segments"), 0, -1)
+        language: bytes | None = await self.redis.get(session_key(session.id, "language"))
+        segments = [Segment.model_validate_json(item) for item in raw]
+        duration = segments[-1].end if segments else 0.0
+        transcript = transcript_of(segments, language.decode() if language else None, duration)
+        await run_sync(self.store.update, session.job_id, audio_duration=transcript.duration)
+        await run_sync(self.store.complete, session.job_id, transcript,
+                       self.settings.result_ttl_seconds)
+
+    async def _end(self, websocket: WebSocket, error: VerbatimError) -> None:
+        try:
+            await send(websocket, ERROR, {"code": error.code, "message": error.message})
+        except (TimeoutError, WebSocketDisconnect, RuntimeError):
+            return
+        await self._close(websocket)
+
+    @staticmethod
+    async def _close(websocket: WebSocket) -> None:
+        try:
+            await websocket.close()
+        except RuntimeError:
+            pass  # already closed by the client

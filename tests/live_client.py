@@ -1,0 +1,84 @@
+"""A small client of `WS /v1/live` for the tests: stream a recording, collect the events."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from faster_whisper import decode_audio
+from websockets.sync.client import ClientConnection, connect
+
+FRAME_SECONDS = 0.1
+
+
+def ws_url(api_url: str, token: str | None = None) -> str:
+    url = api_url.replace("http://", "ws://") + "/v1/live"
+    return f"{url}?access_token={token}" if token else url
+
+
+def pcm16(path: Path, rate: int = 16000) -> bytes:
+    """A recording as little-endian 16-bit mono PCM at `rate`."""
+    samples = decode_audio(str(path), sampling_rate=rate)
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def start_message(**options: Any) -> str:
+    return json.dumps({"type": "start", "encoding": "pcm_s16le", "sample_rate": 16000,
+                       "language": "en", **options})
+
+
+def receive(ws: ClientConnection, timeout: float = 30) -> dict[str, Any]:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+@contextmanager
+def open_session(url: str, **options: Any) -> Iterator[tuple[ClientConnection, dict[str, Any]]]:
+    """A session asked for: the socket and its first event (`started`, or the error)."""
+    with connect(url, open_timeout=10) as ws:
+        ws.send(start_message(**options))
+        yield ws, receive(ws)
+
+
+@dataclass
+class Streamer:
+    """Sends audio at real-time pace from a thread, noting when it sent its last frame."""
+
+    ws: ClientConnection
+    audio: bytes
+    rate: int = 16000
+    seconds: float | None = None  # stop early, without `stop` (a client that goes away)
+    finished_at: float | None = None
+    thread: threading.Thread = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread.start()
+
+    def _send(self) -> None:
+        frame = int(FRAME_SECONDS * self.rate) * 2
+        began = time.monotonic()
+        for index, start in enumerate(range(0, len(self.audio), frame)):
+            if self.seconds is not None and index * FRAME_SECONDS >= self.seconds:
+                break
+            time.sleep(max(0.0, began + index * FRAME_SECONDS - time.monotonic()))
+            self.ws.send(self.audio[start:start + frame])
+        self.finished_at = time.monotonic()
+        if self.seconds is None:
+            self.ws.send(json.dumps({"type": "stop"}))
+
+
+def events_until_end(ws: ClientConnection, timeout: float = 60) -> list[tuple[float, dict]]:
+    """(arrival time, event) up to and including `done` or `error`."""
+    events = []
+    while True:
+        event = receive(ws, timeout)
+        events.append((time.monotonic(), event))
+        if event["type"] in ("done", "error"):
+            return events

@@ -1,0 +1,229 @@
+"""The live session task: a live worker's thread holds one session from `start` to `done`.
+
+Live workers are Celery workers on the `live` queue with a thread pool (`verbatim
+live-worker`, started by `verbatim serve`): one model in the process, shared by its
+`live_max_sessions` threads, so a session never waits behind a batch job. The session's
+audio arrives on its Redis stream (`shared/live.py`); what is decoded goes back on its event
+stream, and every final segment also to the job's own events and to a list from which the API
+saves the job should this worker die. When the session ends (stop, the client gone, a limit) the
+confirmed segments are stored as the job's transcript.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import redis
+from celery import Task, signals
+
+from shared.config import Settings, get_settings
+from shared.errors import IdleTimeout, SessionTooLong, TranscriptionError, VerbatimError
+from shared.events import EventLog
+from shared.job_events import segment_data, transcript_links
+from shared.jobs import JobStore, utcnow
+from shared.live import (
+    ABORT,
+    AUDIO,
+    DATA_FIELD,
+    DONE,
+    ERROR,
+    FINAL,
+    KEY_TTL_SECONDS,
+    KIND_FIELD,
+    LIVE_QUEUE,
+    LIVE_TASK,
+    PARTIAL,
+    READ_FRAMES,
+    STOP,
+    LiveSession,
+    session_key,
+    transcript_of,
+)
+from shared.logs import bind
+from shared.schemas import Segment
+from worker.celery_app import app
+from worker.heartbeat import worker_id
+from worker.live_audio import decoder_for
+from worker.model import get_model
+from worker.streaming import RATE, StreamingTranscriber, Update, whisper_decode
+from worker.tasks import job_events, job_store
+
+log = logging.getLogger(__name__)
+
+# Longest a read of the audio stream blocks while the session has nothing to decode.
+READ_BLOCK_MS = 250
+
+
+@app.task(name=LIVE_TASK, bind=True, acks_late=True, ignore_result=True)
+def live_session(self: Task, session_id: str) -> None:
+    """Hold one live session, unless the API already gave up waiting for a worker."""
+    settings, store = get_settings(), job_store()
+    client = store.redis
+    with _alive(client, session_id, settings.live_lost_seconds):
+        if not client.set(session_key(session_id, "claim"), worker_id(), nx=True,
+                          ex=KEY_TTL_SECONDS):
+            log.info("live session skipped: refused before a slot was free",
+                     extra={"event": "live_skipped", "session_id": session_id})
+            return
+        raw = client.get(session_key(session_id))
+        if raw is None:
+            return
+        session = LiveSession.model_validate_json(raw)
+        with bind(job_id=session.job_id, session_id=session_id):
+            LiveRun(session, store, settings).run()
+
+
+@contextmanager
+def _alive(client: redis.Redis, session_id: str, lost_seconds: float) -> Iterator[None]:
+    """Keep the session's `alive` key while the block runs (the API's test of this worker);
+    it then expires on its own, after the session's last event is out."""
+    key, stop = session_key(session_id, "alive"), threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                client.set(key, worker_id(), px=int(lost_seconds * 1000))
+            except redis.RedisError as exc:
+                log.warning("live session heartbeat failed: %s", exc)
+            if stop.wait(lost_seconds / 4):
+                return
+
+    thread = threading.Thread(target=beat, name=f"live-{session_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class LiveRun:
+    """One session's loop: read audio, decode in steps, publish, save."""
+
+    def __init__(self, session: LiveSession, store: JobStore, settings: Settings) -> None:
+        self.session = session
+        self.store = store
+        self.redis = store.redis
+        self.settings = settings
+        self.events = EventLog(store.redis, settings.events_max_length)
+        self.segments: list[Segment] = []
+        self._partial: str | None = None
+        self._language: str | None = None
+
+    def run(self) -> None:
+        options = self.session.options
+        self.store.update(self.session.job_id, started_at=utcnow())
+        decode = whisper_decode(get_model(self.settings), options.task, self.settings)
+        stream = StreamingTranscriber(decode, self.settings, options.fixed_language,
+                                      options.word_timestamps)
+        log.info("live session started", extra={"event": "live_started"})
+        error: VerbatimError | None = None
+        try:
+            error = self._loop(stream)
+            self._publish(stream, stream.finish())
+        except VerbatimError as exc:
+            error = exc
+            self._publish(stream, stream.settle())
+        except Exception:
+            log.exception("unexpected error in a live session")
+            error = TranscriptionError("Live transcription failed inside the worker.")
+            self._publish(stream, stream.settle())
+        self._save(stream)
+        if error is None:
+            self._emit(DONE, {"job_id": self.session.job_id,
+                              "links": transcript_links(self.session.job_id)})
+        else:
+            self._emit(ERROR, {"code": error.code, "message": error.message})
+        log.info("live session ended", extra={
+            "event": "live_ended", "code": error.code if error else None,
+            "audio_seconds": round(stream.stream_seconds, 3), "segments": len(self.segments)})
+
+    def _loop(self, stream: StreamingTranscriber) -> VerbatimError | None:
+        """Until the client stops (None) or a limit ends the session (its error)."""
+        decoder = decoder_for(self.session.encoding, self.session.sample_rate)
+        key, last, heard = session_key(self.session.id, "audio"), "0-0", time.monotonic()
+        while True:
+            # A backlog in hand is decoded first; Redis holds the rest (`live_backlog_frames`).
+            reading = stream.backlog_seconds < self.settings.live_max_step_seconds
+            entries = self._read(key, last, block=not stream.ready) if reading else []
+            if entries or not reading:
+                heard = time.monotonic()
+            for entry_id, fields in entries:
+                last = entry_id.decode()
+                kind = fields.get(KIND_FIELD)
+                if kind == AUDIO:
+                    stream.append(decoder.feed(fields.get(DATA_FIELD, b"")))
+                elif kind in (STOP, ABORT):
+                    stream.append(decoder.close())
+                    return None
+            if stream.stream_seconds > self.settings.live_max_session_seconds:
+                return SessionTooLong(
+                    f"A live session may last {self.settings.live_max_session_seconds:g} s "
+                    "of audio; the transcript so far is kept.")
+            if time.monotonic() - heard > self.settings.live_idle_timeout_seconds:
+                return IdleTimeout(
+                    f"No audio arrived for {self.settings.live_idle_timeout_seconds:g} s; "
+                    "the transcript so far is kept.")
+            if stream.ready:
+                self._publish(stream, stream.step())
+
+    def _read(self, key: str, last: str, block: bool) -> list[tuple[bytes, dict[bytes, Any]]]:
+        found: Any = self.redis.xread({key: last}, count=READ_FRAMES,
+                                      block=READ_BLOCK_MS if block else None)
+        entries = found[0][1] if found else []
+        if entries:  # read once: what stays in the stream is the backlog
+            self.redis.xdel(key, *[entry_id for entry_id, _ in entries])
+        return entries  # type: ignore[no-any-return]
+
+    def _publish(self, stream: StreamingTranscriber, update: Update) -> None:
+        if stream.language and stream.language != self._language:
+            self._language = stream.language
+            self.redis.set(session_key(self.session.id, "language"), stream.language,
+                           ex=KEY_TTL_SECONDS)
+        for segment in update.finals:
+            self.segments.append(segment)
+            with self.redis.pipeline() as pipe:
+                pipe.rpush(session_key(self.session.id, "segments"), segment.model_dump_json())
+                pipe.expire(session_key(self.session.id, "segments"), KEY_TTL_SECONDS)
+                pipe.execute()
+            self._emit(FINAL, {"segment": segment_data(segment)})
+            job_events().segment(self.session.job_id, segment)
+        text = "".join(w.text for w in update.partial)
+        if text != self._partial:
+            self._partial = text
+            start = update.partial[0].start if update.partial else stream.stream_seconds
+            end = update.partial[-1].end if update.partial else stream.stream_seconds
+            self._emit(PARTIAL, {"text": text, "start": round(start, 3), "end": round(end, 3)})
+
+    def _emit(self, name: str, data: dict[str, Any]) -> None:
+        self.events.publish(session_key(self.session.id, "events"), name, data, KEY_TTL_SECONDS)
+
+    def _save(self, stream: StreamingTranscriber) -> None:
+        job_id = self.session.job_id
+        transcript = transcript_of(self.segments, stream.language, stream.stream_seconds)
+        self.store.update(job_id, audio_duration=transcript.duration)
+        if self.store.complete(job_id, transcript, self.settings.result_ttl_seconds):
+            job_events().completed(job_id, transcript)
+
+
+@signals.worker_ready.connect
+def _load_model_early(sender: Any, **_: Any) -> None:
+    """A live worker loads its model as it starts, so that the first session does not wait."""
+    if LIVE_QUEUE in sender.app.amqp.queues.consume_from:
+        threading.Thread(target=_warm_up, args=(get_settings(),), daemon=True).start()
+
+
+def _warm_up(settings: Settings) -> None:
+    """Load the model and decode a second of silence: a model's first decode is several
+    times slower than the next ones, and a session's first caption should not pay for it."""
+    try:
+        model = get_model(settings)
+        whisper_decode(model, "transcribe", settings)(np.zeros(RATE, dtype=np.float32), "en", "")
+    except VerbatimError as exc:
+        log.error("live worker: model not loaded: %s", exc.message)
