@@ -301,10 +301,12 @@ class LiveRelay:
     async def _save_confirmed(self, session: LiveSession) -> None:
         raw: list[bytes] = await self.redis.lrange(  # type: ignore[misc,assignment]
             session_key(session.id, "segments"), 0, -1)
-        language: bytes | None = await self.redis.get(session_key(session.id, "language"))
+        language = await self.redis.get(session_key(session.id, "language"))
         segments = [Segment.model_validate_json(item) for item in raw]
         duration = segments[-1].end if segments else 0.0
-        transcript = transcript_of(segments, language.decode() if language else None, duration)
+        if isinstance(language, bytes):
+            language = language.decode()
+        transcript = transcript_of(segments, language, duration)
         await run_sync(self.store.update, session.job_id, audio_duration=transcript.duration)
         await run_sync(self.store.complete, session.job_id, transcript,
                        self.settings.result_ttl_seconds)

@@ -82,3 +82,34 @@ def events_until_end(ws: ClientConnection, timeout: float = 60) -> list[tuple[fl
         events.append((time.monotonic(), event))
         if event["type"] in ("done", "error"):
             return events
+
+
+def stop(ws: ClientConnection) -> None:
+    ws.send(json.dumps({"type": "stop"}))
+
+
+@contextmanager
+def started_session(url: str, timeout: float = 30,
+                    **options: Any) -> Iterator[tuple[ClientConnection, dict[str, Any]]]:
+    """A started session, asked for again while the live worker's one slot is still taken
+    (by a session just ended, whose last decode is under way)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open_session(url, **options) as (ws, first):
+            if first["type"] == "started":
+                yield ws, first
+                return
+            assert first.get("code") == "no_live_worker", first
+        assert time.monotonic() < deadline, "no live worker became free"
+        time.sleep(0.5)
+
+
+def received_so_far(ws: ClientConnection, until: float) -> list[dict[str, Any]]:
+    """The events that arrive until the monotonic time `until`."""
+    events = []
+    while (left := until - time.monotonic()) > 0:
+        try:
+            events.append(json.loads(ws.recv(timeout=left)))
+        except TimeoutError:
+            break
+    return events

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 
 import httpx
 import jiwer
+import pytest
 import srt
-from live_client import Streamer, events_until_end, open_session, pcm16, ws_url
-from support import DATA, Process, wait_for_job
+from live_client import (
+    Streamer,
+    events_until_end,
+    open_session,
+    pcm16,
+    receive,
+    received_so_far,
+    start_message,
+    started_session,
+    stop,
+    ws_url,
+)
+from support import DATA, Process, keyed_client, make_key, wait_for_job
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 REFERENCES = {item["file"]: item["reference"]
               for item in json.loads((DATA / "manifest.json").read_text())}
@@ -65,3 +80,130 @@ def test_a_recording_streamed_at_real_time_is_captioned_as_it_is_spoken(
     assert done["links"]["srt"] == f"/v1/jobs/{job['id']}/transcript.srt"
     cues = list(srt.parse(client.get(done["links"]["srt"]).text))
     assert wer(reference, " ".join(cue.content for cue in cues)) <= 0.15
+
+
+def test_no_free_worker_is_said_at_once_and_a_client_that_leaves_frees_its_slot(
+    api_url: str, live_worker: Process, client: httpx.Client
+) -> None:
+    audio = pcm16(DATA / "LJ001-0001.flac", rate=48000)
+    with started_session(ws_url(api_url), sample_rate=48000) as (ws, started):
+        streamer = Streamer(ws, audio, rate=48000, seconds=7)
+        # The live worker's one slot is taken: another session is refused, not kept waiting.
+        began = time.monotonic()
+        with open_session(ws_url(api_url)) as (_, refused):
+            assert refused["type"] == "error"
+            assert refused["code"] == "no_live_worker"
+            assert time.monotonic() - began < 2.0  # the claim timeout (1 s) and a connection
+        streamer.thread.join()
+        events = received_so_far(ws, time.monotonic() + 0.5)
+    # The socket closed without `stop`: the session ends and its job keeps the words.
+    job = wait_for_job(client, started["job_id"])
+    assert job["status"] == "completed"
+    saved = client.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+    confirmed = [event["segment"]["text"] for event in events if event["type"] == "final"]
+    assert [segment["text"] for segment in saved["segments"]][:len(confirmed)] == confirmed
+    assert "printing" in words(saved["text"])
+    assert 6.5 <= saved["duration"] <= 7.5
+    # Its slot is free again.
+    with started_session(ws_url(api_url)) as (ws, _):
+        stop(ws)
+        assert events_until_end(ws)[-1][1]["type"] == "done"
+
+
+def _start(**options: object) -> str:
+    return start_message(**options)
+
+
+@pytest.mark.parametrize(("first", "code"), [
+    pytest.param(_start(encoding="mp3"), "unsupported_encoding", id="unknown-encoding"),
+    pytest.param(_start(encoding=7), "unsupported_encoding", id="encoding-not-text"),
+    pytest.param(_start(sample_rate=1000), "invalid_option", id="rate-too-low"),
+    pytest.param(_start(sample_rate=96000), "invalid_option", id="rate-too-high"),
+    pytest.param(_start(sample_rate=None), "invalid_option", id="pcm-without-rate"),
+    pytest.param(_start(sample_rate="fast"), "invalid_option", id="rate-not-a-number"),
+    pytest.param(_start(language="xx"), "invalid_option", id="unknown-language"),
+    pytest.param(_start(language="en,de"), "invalid_option", id="several-languages"),
+    pytest.param(_start(task="summarize"), "invalid_option", id="unknown-task"),
+    pytest.param(_start(word_timestamps="lots"), "invalid_option", id="word-timestamps"),
+    pytest.param(_start(colour="red"), "invalid_message", id="unknown-field"),
+    pytest.param('{"type": "stop"}', "invalid_message", id="stop-before-start"),
+    pytest.param("hello", "invalid_message", id="text-not-json"),
+    pytest.param("[1, 2]", "invalid_message", id="json-not-an-object"),
+    pytest.param(b"\x00\x01" * 800, "invalid_message", id="audio-before-start"),
+])
+def test_a_bad_first_message_is_refused_with_a_stable_code(
+    api_url: str, first: str | bytes, code: str
+) -> None:
+    with connect(ws_url(api_url), open_timeout=10) as ws:
+        ws.send(first)
+        event = receive(ws)
+        assert event["type"] == "error"
+        assert event["code"] == code
+        assert event["message"]
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+
+
+def test_a_client_that_never_starts_is_told_so(api_url: str) -> None:
+    with connect(ws_url(api_url), open_timeout=10) as ws:
+        event = receive(ws, timeout=10)  # VERBATIM_LIVE_IDLE_TIMEOUT_SECONDS is 3 here
+        assert event["type"] == "error"
+        assert event["code"] == "idle_timeout"
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    pytest.param(b"\x00" * 70_000, "frame_too_large", id="oversize-frame"),
+    pytest.param('{"type": "pause"}', "invalid_message", id="unknown-message"),
+    pytest.param("not json", "invalid_message", id="text-not-json"),
+])
+def test_a_bad_message_mid_session_ends_it_with_a_stable_code(
+    api_url: str, live_worker: Process, client: httpx.Client, frame: str | bytes, code: str
+) -> None:
+    with started_session(ws_url(api_url)) as (ws, started):
+        ws.send(b"\x00\x00" * 1600)
+        ws.send(frame)
+        events = events_until_end(ws)
+        assert events[-1][1]["code"] == code
+    assert wait_for_job(client, started["job_id"])["status"] == "completed"
+
+
+def test_a_session_that_stalls_ends_with_idle_timeout_and_keeps_its_words(
+    api_url: str, live_worker: Process, client: httpx.Client
+) -> None:
+    with started_session(ws_url(api_url)) as (ws, started):
+        Streamer(ws, pcm16(DATA / "1089-134686-0001.flac"), seconds=3.3).thread.join()
+        end = events_until_end(ws)[-1][1]  # no more audio, no stop
+        assert end["type"] == "error"
+        assert end["code"] == "idle_timeout"
+    job = wait_for_job(client, started["job_id"])
+    text = client.get(f"/v1/jobs/{job['id']}/transcript.txt").text
+    assert {"into", "you", "his", "belly", "him"} <= set(words(text)), text
+
+
+def test_live_sessions_need_a_key_and_their_jobs_stay_private(
+    auth_api: tuple[Process, str], live_worker: Process, redis_url: str
+) -> None:
+    url = auth_api[1]
+    _, token = make_key(redis_url, "live-owner", max_active_jobs=1)
+    _, other = make_key(redis_url, "live-other")
+    refusals = [(ws_url(url), {}), (ws_url(url, "vb_unknown"), {}),
+                (ws_url(url), {"token": "vb_unknown"})]
+    for address, options in refusals:
+        with open_session(address, **options) as (_, refused):
+            assert refused["type"] == "error"
+            assert refused["code"] == "unauthorized"
+    with started_session(ws_url(url), token=token) as (ws, started):
+        # A session is one of the key's active jobs.
+        with open_session(ws_url(url, token)) as (_, second):
+            assert second["code"] == "too_many_active_jobs"
+        stop(ws)
+        assert events_until_end(ws)[-1][1]["type"] == "done"
+    with started_session(ws_url(url, token)) as (ws, by_query):
+        stop(ws)
+        assert events_until_end(ws)[-1][1]["type"] == "done"
+    with keyed_client(url, token) as owner, keyed_client(url, other) as stranger:
+        for job_id in (started["job_id"], by_query["job_id"]):
+            assert owner.get(f"/v1/jobs/{job_id}").json()["status"] == "completed"
+            response = stranger.get(f"/v1/jobs/{job_id}")
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "job_not_found"
