@@ -103,13 +103,11 @@ def worker(concurrency: Concurrency = None) -> None:
 
 @app.command("live-worker", rich_help_panel="Run the service")
 def live_worker(
-    concurrency: Annotated[int | None, typer.Option(
-        min=1, help="Live sessions at once (default: VERBATIM_LIVE_MAX_SESSIONS).")] = None,
+    number: Annotated[int, typer.Option(
+        min=1, help="Told apart from other live workers on this host by this number.")] = 1,
 ) -> None:
-    """Only a live worker (Celery threads, one model): live sessions of WS /v1/live."""
-    from shared.config import get_settings
-
-    processes.run_live_worker(concurrency or get_settings().live_max_sessions)
+    """Only a live worker (Celery, one model): one session of WS /v1/live at a time."""
+    processes.run_live_worker(number)
 
 
 @app.command("io-worker", rich_help_panel="Run the service")

@@ -60,15 +60,16 @@ def io_worker_command(concurrency: int = 8) -> list[str]:
     ]  # fmt: skip
 
 
-def live_worker_command(concurrency: int) -> list[str]:
-    """The Celery command line of a live worker (`worker/live.py`): a thread pool on the live
-    queue alone, its `concurrency` threads (live sessions) sharing one model."""
+def live_worker_command(number: int = 1) -> list[str]:
+    """The Celery command line of a live worker (`worker/live.py`): one process on the live
+    queue alone, holding one live session at a time with its own model (Celery's solo pool:
+    decodes in a pool child or a thread ran several times slower, see `worker/live.py`)."""
     from shared.live import LIVE_QUEUE
 
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-        "--pool", "threads", "--concurrency", str(concurrency), "--queues", LIVE_QUEUE,
-        "--loglevel", "INFO", "--hostname", "live@%h",
+        "--pool", "solo", "--queues", LIVE_QUEUE, "--loglevel", "INFO",
+        "--hostname", f"live{number}@%h",
     ]  # fmt: skip
 
 
@@ -179,9 +180,9 @@ def run_worker(concurrency: int | None) -> NoReturn:
     _exec(worker_command(concurrency), WORKER_ENV)
 
 
-def run_live_worker(concurrency: int) -> NoReturn:
+def run_live_worker(number: int) -> NoReturn:
     """Become a live worker process (`verbatim live-worker`)."""
-    _exec(live_worker_command(concurrency), WORKER_ENV)
+    _exec(live_worker_command(number), WORKER_ENV)
 
 
 def run_io_worker(concurrency: int) -> NoReturn:
@@ -190,8 +191,8 @@ def run_io_worker(concurrency: int) -> NoReturn:
 
 
 def serve(host: str, port: int, concurrency: int | None) -> int:
-    """Run the API, one worker, a live worker and the I/O worker, on a private Redis unless
-    VERBATIM_REDIS_URL names one."""
+    """Run the API, one worker, `live_max_sessions` live workers and the I/O worker, on a
+    private Redis unless VERBATIM_REDIS_URL names one."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with ExitStack() as stack:
@@ -207,10 +208,11 @@ def serve(host: str, port: int, concurrency: int | None) -> int:
                 worker_command(concurrency), env={**os.environ, **WORKER_ENV},
                 start_new_session=True,
             )
-            children["live worker"] = subprocess.Popen(
-                live_worker_command(get_settings().live_max_sessions),
-                env={**os.environ, **LIVE_WORKER_ENV}, start_new_session=True,
-            )
+            for number in range(1, get_settings().live_max_sessions + 1):
+                children[f"live worker {number}"] = subprocess.Popen(
+                    live_worker_command(number), env={**os.environ, **LIVE_WORKER_ENV},
+                    start_new_session=True,
+                )
             children["I/O worker"] = subprocess.Popen(
                 io_worker_command(), env={**os.environ, **WORKER_ENV}, start_new_session=True
             )

@@ -190,10 +190,10 @@ class Settings(IntegrationSettings, BaseSettings):
     openapi_enabled: bool = True
     """Serve the OpenAPI document at `/openapi.json` (the documentation pages need it)."""
 
-    live_max_sessions: int = Field(default=2, ge=1, le=64)
-    """Live sessions (`WS /v1/live`) one live worker holds at once (its thread pool's size,
-    sharing one model); a session that finds every slot taken is refused with
-    `no_live_worker`."""
+    live_max_sessions: int = Field(default=1, ge=1, le=64)
+    """Live sessions (`WS /v1/live`) that `verbatim serve` holds at once: it starts this many
+    live workers, each holding one session with a model of its own. A session that finds
+    every live worker busy is refused with `no_live_worker`."""
 
     live_claim_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     """How long the API waits for a live worker to take a new session before it answers
@@ -214,7 +214,7 @@ class Settings(IntegrationSettings, BaseSettings):
     live_step_seconds: float = Field(default=1.0, gt=0, le=10)
     """Least new audio between two decodes of a live session's buffer."""
 
-    live_max_step_seconds: float = Field(default=5.0, gt=0, le=30)
+    live_max_step_seconds: float = Field(default=10.0, gt=0, le=15)
     """Most new audio one decode takes in: a client ahead of real time is worked through in
     steps of this size (captions lag; no audio is skipped)."""
 

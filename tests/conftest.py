@@ -50,9 +50,8 @@ def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         "VERBATIM_WEBHOOK_WINDOW_SECONDS": "7.5",
         "VERBATIM_WEBHOOK_TIMEOUT_SECONDS": "3",
         "VERBATIM_IO_METRICS_PORT": str(free_port()),
-        # Live sessions (`tests/e2e/test_live.py`): one slot, so that a second session finds
-        # none; short limits, so that the tests of them stay short.
-        "VERBATIM_LIVE_MAX_SESSIONS": "1",
+        # Live sessions (`tests/e2e/test_live.py`): one live worker, so that a second session
+        # finds none; short limits, so that the tests of them stay short.
         "VERBATIM_LIVE_IDLE_TIMEOUT_SECONDS": "3",
         "VERBATIM_LIVE_LOST_SECONDS": "3",
         "VERBATIM_LIVE_MAX_FRAME_BYTES": "65536",
@@ -75,11 +74,11 @@ def io_worker(
 def live_worker(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
-    """A live worker (thread pool on the live queue) with one session slot, once its model is
-    loaded."""
+    """A live worker (one session at a time), once its model is loaded and has made its first
+    (slowest) decode."""
     env = service_env | {"VERBATIM_WORKER_METRICS_PORT": "0"}
-    process = spawn(live_worker_command(1), env, tmp_path_factory.mktemp("logs") / "live.log")
-    wait_until(lambda: "model loaded" in process.output(), "live worker start", process)
+    process = spawn(live_worker_command(), env, tmp_path_factory.mktemp("logs") / "live.log")
+    wait_until(lambda: "live worker warmed up" in process.output(), "live worker start", process)
     yield process
     process.stop()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from faster_whisper import decode_audio
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 FRAME_SECONDS = 0.1
@@ -68,7 +69,10 @@ class Streamer:
             if self.seconds is not None and index * FRAME_SECONDS >= self.seconds:
                 break
             time.sleep(max(0.0, began + index * FRAME_SECONDS - time.monotonic()))
-            self.ws.send(self.audio[start:start + frame])
+            try:
+                self.ws.send(self.audio[start:start + frame])
+            except ConnectionClosed:
+                return  # the server ended the session
         self.finished_at = time.monotonic()
         if self.seconds is None:
             self.ws.send(json.dumps({"type": "stop"}))

@@ -63,6 +63,11 @@ def _stop(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _warm_up(**_: Any) -> None:
+    from worker import live  # imports this module (its tasks use `app`)
+
+    if live.consumes_live_queue(app):
+        live.warm_up(get_settings())  # a live worker: not a transcription worker of /readyz
+        return
     heartbeat.start(get_settings(), app)
 
 

@@ -1,12 +1,16 @@
-"""The live session task: a live worker's thread holds one session from `start` to `done`.
+"""The live session task: a live worker's pool process holds one session, start to end.
 
-Live workers are Celery workers on the `live` queue with a thread pool (`verbatim
-live-worker`, started by `verbatim serve`): one model in the process, shared by its
-`live_max_sessions` threads, so a session never waits behind a batch job. The session's
+Live workers are Celery workers on the `live` queue alone (`verbatim live-worker`, started by
+`verbatim serve`), so a session never waits behind a batch job. Each is one process with
+Celery's solo pool: it holds one session at a time, in its main thread, with its model loaded
+and warmed up as it starts. (A thread pool sharing one model, and prefork pool processes, were
+measured first on the 2-core machine: each decode took three to five times as long as in the
+solo worker, Celery's consumer loop competing with it in the thread pool's case.) The session's
 audio arrives on its Redis stream (`shared/live.py`); what is decoded goes back on its event
 stream, and every final segment also to the job's own events and to a list from which the API
-saves the job should this worker die. When the session ends (stop, the client gone, a limit) the
-confirmed segments are stored as the job's transcript.
+saves the job should this worker die. When the session ends (stop, the client gone, a limit)
+the confirmed segments are stored as the job's transcript: after `stop` all the audio is
+decoded first; after `abort` (the client gone) what was heard last is settled as it stands.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import redis
-from celery import Task, signals
+from celery import Task
 
 from shared.config import Settings, get_settings
 from shared.errors import IdleTimeout, SessionTooLong, TranscriptionError, VerbatimError
@@ -125,8 +129,8 @@ class LiveRun:
         log.info("live session started", extra={"event": "live_started"})
         error: VerbatimError | None = None
         try:
-            error = self._loop(stream)
-            self._publish(stream, stream.finish())
+            error, aborted = self._loop(stream)
+            self._publish(stream, stream.settle() if aborted else stream.finish())
         except VerbatimError as exc:
             error = exc
             self._publish(stream, stream.settle())
@@ -144,8 +148,9 @@ class LiveRun:
             "event": "live_ended", "code": error.code if error else None,
             "audio_seconds": round(stream.stream_seconds, 3), "segments": len(self.segments)})
 
-    def _loop(self, stream: StreamingTranscriber) -> VerbatimError | None:
-        """Until the client stops (None) or a limit ends the session (its error)."""
+    def _loop(self, stream: StreamingTranscriber) -> tuple[VerbatimError | None, bool]:
+        """Until the client stops or leaves (no error; True when it left) or a limit ends the
+        session (its error)."""
         decoder = decoder_for(self.session.encoding, self.session.sample_rate)
         key, last, heard = session_key(self.session.id, "audio"), "0-0", time.monotonic()
         while True:
@@ -161,15 +166,15 @@ class LiveRun:
                     stream.append(decoder.feed(fields.get(DATA_FIELD, b"")))
                 elif kind in (STOP, ABORT):
                     stream.append(decoder.close())
-                    return None
+                    return None, kind == ABORT
             if stream.stream_seconds > self.settings.live_max_session_seconds:
                 return SessionTooLong(
                     f"A live session may last {self.settings.live_max_session_seconds:g} s "
-                    "of audio; the transcript so far is kept.")
+                    "of audio; the transcript so far is kept."), False
             if time.monotonic() - heard > self.settings.live_idle_timeout_seconds:
                 return IdleTimeout(
                     f"No audio arrived for {self.settings.live_idle_timeout_seconds:g} s; "
-                    "the transcript so far is kept.")
+                    "the transcript so far is kept."), False
             if stream.ready:
                 self._publish(stream, stream.step())
 
@@ -212,18 +217,23 @@ class LiveRun:
             job_events().completed(job_id, transcript)
 
 
-@signals.worker_ready.connect
-def _load_model_early(sender: Any, **_: Any) -> None:
-    """A live worker loads its model as it starts, so that the first session does not wait."""
-    if LIVE_QUEUE in sender.app.amqp.queues.consume_from:
-        threading.Thread(target=_warm_up, args=(get_settings(),), daemon=True).start()
+def consumes_live_queue(celery: Any) -> bool:
+    """Whether this worker (`verbatim live-worker`) takes live sessions."""
+    return LIVE_QUEUE in celery.amqp.queues.consume_from
+
+
+def warm_up(settings: Settings) -> None:
+    """In a live worker: load the model and make the first decode in a thread
+    (`worker_process_init` must return within 4 seconds)."""
+    threading.Thread(target=_warm_up, args=(settings,), name="live-warm-up", daemon=True).start()
 
 
 def _warm_up(settings: Settings) -> None:
-    """Load the model and decode a second of silence: a model's first decode is several
-    times slower than the next ones, and a session's first caption should not pay for it."""
+    """Load the model and decode a second of silence: a model's first decode is several times
+    slower than the next ones, and a session's first caption should not pay for it."""
     try:
         model = get_model(settings)
         whisper_decode(model, "transcribe", settings)(np.zeros(RATE, dtype=np.float32), "en", "")
+        log.info("live worker warmed up", extra={"event": "live_ready"})
     except VerbatimError as exc:
         log.error("live worker: model not loaded: %s", exc.message)

@@ -62,6 +62,10 @@ def whisper_decode(model: Any, task: str, settings: Settings) -> Decode:
             audio, language=language, task=task, beam_size=settings.live_beam_size,
             word_timestamps=True, vad_filter=settings.live_vad_filter,
             condition_on_previous_text=False, initial_prompt=prompt or None,
+            # One decode at temperature 0: the fallback's retries (up to six decodes when a
+            # buffer's text looks unlikely, as a buffer cut mid-word often does) would cost
+            # seconds, and the next step decodes the buffer again anyway.
+            temperature=0.0,
         )
         words: list[TimedWord] = []
         ends: list[float] = []
