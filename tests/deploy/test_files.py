@@ -291,6 +291,22 @@ def test_nginx_request_id_and_log() -> None:
     assert [args[1] for args in nginx_values(NGINX, "access_log")] == ["verbatim_json"]
 
 
+def test_nginx_passes_live_sessions_websocket_upgrades() -> None:
+    [block] = re.findall(r"location = /v1/live \{[^}]*\}", NGINX)
+    live = nginx_directives(block)
+    headers = {d.args[0]: d.args[1] for d in live if d.name == "proxy_set_header"}
+    assert headers["Upgrade"] == "$http_upgrade"
+    assert headers["Connection"] == "upgrade"
+    assert headers["X-Request-ID"] == "$verbatim_request_id"
+    assert ["off"] in [d.args for d in live if d.name == "proxy_buffering"]
+
+
+def test_a_live_worker_consumes_the_live_queue_alone() -> None:
+    command = compose()["services"]["live-worker"]["command"]
+    assert command[command.index("--queues") + 1] == "live"
+    assert command[command.index("--pool") + 1] == "solo"
+
+
 def test_nginx_keeps_metrics_internal() -> None:
     text = re.sub(r"\s+", " ", NGINX)
     assert "location ~ ^/metrics(/|$) { return 404; }" in text
