@@ -32,8 +32,9 @@ class PcmDecoder:
     def __init__(self, sample_rate: int) -> None:
         self.rate = sample_rate
         self._odd = b""  # a frame may split a sample
-        self._carry = np.zeros(0, dtype=np.int16)  # input samples not yet resampled
-        self._position = 0.0  # next output sample's place in `_carry`, in input samples
+        self._carry = np.zeros(0, dtype=np.int16)  # input samples still needed
+        self._base = 0  # the index of `_carry[0]` in the whole input
+        self._made = 0  # output samples made so far
 
     def feed(self, data: bytes) -> np.ndarray:
         data = self._odd + data
@@ -48,16 +49,16 @@ class PcmDecoder:
         return np.zeros(0, dtype=np.int16)
 
     def _resample(self, samples: np.ndarray) -> np.ndarray:
+        """Output sample k lies at input position k * rate / 16000 of the whole stream, so
+        frames of any size give the same samples as the stream resampled at once."""
         carry = np.concatenate([self._carry, samples])
         step = self.rate / RATE
-        positions = np.arange(self._position, len(carry) - 1, step)
-        if len(positions) == 0:
-            self._carry = carry
-            return np.zeros(0, dtype=np.int16)
+        end = int((self._base + len(carry) - 1) // step) + 1  # outputs within the input so far
+        positions = np.arange(self._made, end) * step - self._base
         out = np.interp(positions, np.arange(len(carry)), carry.astype(np.float32))
-        following = positions[-1] + step
-        keep = int(following)
-        self._carry, self._position = carry[keep:], following - keep
+        self._made = end
+        keep = min(len(carry), max(0, int(end * step) - self._base))
+        self._carry, self._base = carry[keep:], self._base + keep
         return np.round(out).astype(np.int16)
 
 
