@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_client import events_until_end, pcm16, started_session, stop, ws_url
 from support import (
+    DATA,
     JOB_TIMEOUT_SECONDS,
     Process,
     answers_ok,
@@ -72,4 +74,12 @@ def test_a_job_interrupted_by_stopping_serve_runs_again_on_the_next_start(
         job = wait_for_job(http, job_id)
         assert (job["status"], job["attempts"]) == ("completed", 2), job
         text = http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
-    assert "printing" in text
+        assert "printing" in text
+        # `serve` alone serves live sessions too: its live worker takes them.
+        with started_session(ws_url(url), timeout=90) as (ws, _):
+            ws.send(pcm16(DATA / "jfk.flac")[:64000])  # the first 2 s, at once
+            stop(ws)
+            done = events_until_end(ws)[-1][1]
+        assert done["type"] == "done", done
+        live = http.get(done["links"]["txt"]).text.lower()
+    assert "fellow" in live
