@@ -42,7 +42,7 @@ def receive(ws: ClientConnection, timeout: float = 30) -> dict[str, Any]:
 @contextmanager
 def open_session(url: str, **options: Any) -> Iterator[tuple[ClientConnection, dict[str, Any]]]:
     """A session asked for: the socket and its first event (`started`, or the error)."""
-    with connect(url, open_timeout=10) as ws:
+    with connect(url, open_timeout=10, close_timeout=30) as ws:
         ws.send(start_message(**options))
         yield ws, receive(ws)
 

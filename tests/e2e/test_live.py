@@ -151,7 +151,7 @@ def _start(**options: object) -> str:
 def test_a_bad_first_message_is_refused_with_a_stable_code(
     api_url: str, first: str | bytes, code: str
 ) -> None:
-    with connect(ws_url(api_url), open_timeout=10) as ws:
+    with connect(ws_url(api_url), open_timeout=10, close_timeout=30) as ws:
         ws.send(first)
         event = receive(ws)
         assert event["type"] == "error"
@@ -162,7 +162,7 @@ def test_a_bad_first_message_is_refused_with_a_stable_code(
 
 
 def test_a_client_that_never_starts_is_told_so(api_url: str) -> None:
-    with connect(ws_url(api_url), open_timeout=10) as ws:
+    with connect(ws_url(api_url), open_timeout=10, close_timeout=30) as ws:
         event = receive(ws, timeout=10)  # VERBATIM_LIVE_IDLE_TIMEOUT_SECONDS is 3 here
         assert event["type"] == "error"
         assert event["code"] == "idle_timeout"
