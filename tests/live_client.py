@@ -78,8 +78,9 @@ class Streamer:
             self.ws.send(json.dumps({"type": "stop"}))
 
 
-def events_until_end(ws: ClientConnection, timeout: float = 60) -> list[tuple[float, dict]]:
-    """(arrival time, event) up to and including `done` or `error`."""
+def events_until_end(ws: ClientConnection, timeout: float = 180) -> list[tuple[float, dict]]:
+    """(arrival time, event) up to and including `done` or `error`; `timeout` between two
+    events (on the busy 2-core test machine one decode of a full buffer took up to a minute)."""
     events = []
     while True:
         event = receive(ws, timeout)
