@@ -178,7 +178,6 @@ class LiveRelay:
             await self._relay(websocket, session)
 
     async def _open(self, websocket: WebSocket, access_token: str | None) -> LiveSession:
-        key = await key_of_token(self.settings, self.keys, access_token) if access_token else None
         try:
             first = await asyncio.wait_for(receive(websocket),
                                            self.settings.live_idle_timeout_seconds)
@@ -187,8 +186,9 @@ class LiveRelay:
         if isinstance(first, bytes):
             raise InvalidMessage("Audio came before the start message.")
         start, options = parse_start(first)
-        if not access_token:
-            key = await key_of_token(self.settings, self.keys, start.token)
+        # Checked once the start message is in, so that a refused client always reads its
+        # `error` after sending `start`, never finds the socket closed under it.
+        key = await key_of_token(self.settings, self.keys, access_token or start.token)
         session = LiveSession(id=new_job_id(), job_id=new_job_id(), encoding=start.encoding,  # type: ignore[arg-type]
                               sample_rate=start.sample_rate, options=options)
         await self._create(session, key)

@@ -89,6 +89,11 @@ def test_a_recording_streamed_at_real_time_is_captioned_as_it_is_spoken(
     assert wer(reference, " ".join(cue.content for cue in cues)) <= 0.15
 
 
+def plain(segment: dict) -> tuple:
+    """What a client sees of a segment: its id, times and text."""
+    return segment["id"], segment["start"], segment["end"], segment["text"]
+
+
 def first_finals(ws: ClientConnection, seconds: float = 90) -> list[dict]:
     """The events up to and including the first with a final segment."""
     seen: list[dict] = []
@@ -118,7 +123,7 @@ def test_no_free_worker_is_said_at_once_and_a_client_that_leaves_frees_its_slot(
     assert job["status"] == "completed"
     saved = client.get(f"/v1/jobs/{job['id']}/transcript.json").json()
     confirmed = [event["segment"] for event in events if event["type"] == "final"]
-    assert saved["segments"][:len(confirmed)] == confirmed
+    assert [plain(s) for s in saved["segments"]][:len(confirmed)] == [plain(s) for s in confirmed]
     assert "printing" in words(saved["text"])
     assert 11 < saved["duration"] < 20
     # Its slot is free again.
@@ -245,9 +250,7 @@ def test_a_live_worker_that_stops_answering_ends_the_session_and_the_job_keeps_t
             assert events[-1][0] - frozen < 3 + 2  # VERBATIM_LIVE_LOST_SECONDS is 3 here
             confirmed += [e["segment"] for _, e in events if e["type"] == "final"]
             saved = client.get(f"/v1/jobs/{started['job_id']}/transcript.json").json()
-            fields = ("id", "start", "end", "text")
-            assert [[s[f] for f in fields] for s in saved["segments"]] == [
-                [s[f] for f in fields] for s in confirmed]
+            assert [plain(s) for s in saved["segments"]] == [plain(s) for s in confirmed]
         finally:
             os.kill(holder, signal.SIGCONT)
         streamer.thread.join()
