@@ -6,7 +6,6 @@ Helpers shared by test modules live in `support.py`, imported as `from support i
 from __future__ import annotations
 
 import os
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,16 @@ import pytest
 import redis
 from faster_whisper import decode_audio
 from media_samples import KINDS, make_sample
-from support import DATA, Process, spawn, start_api, start_auth_api, start_worker, wait_until
+from support import (
+    DATA,
+    Process,
+    spawn,
+    start_api,
+    start_auth_api,
+    start_worker,
+    wait_until,
+    write_wav,
+)
 
 from cli.serve import io_worker_command, live_worker_command
 from shared.localredis import LocalRedis, free_port
@@ -145,13 +153,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def long_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 36 s of continuous read speech: long enough to act on a job mid-run."""
     parts = [decode_audio(str(DATA / f"LJ001-000{i}.flac")) for i in (1, 3, 5, 7)]
-    path = tmp_path_factory.mktemp("audio") / "lj-passage.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_wav(tmp_path_factory.mktemp("audio") / "lj-passage.wav", np.concatenate(parts))
 
 
 @pytest.fixture(scope="session")

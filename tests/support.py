@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import wave
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,6 +213,26 @@ def write_silence(path: Path, seconds: float, rate: int = 16000) -> Path:
         out.setframerate(rate)
         out.writeframes(b"\0\0" * int(seconds * rate))
     return path
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """float32 mono `samples` in [-1, 1] (as faster-whisper decodes them) as 16-bit PCM WAV."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def kill_whole_worker(worker: Process) -> None:
+    """SIGKILL a worker's main process and its pool together, as a lost host."""
+    children = pool_children(worker.popen.pid)
+    os.kill(worker.popen.pid, signal.SIGKILL)
+    worker.popen.wait()
+    for pid in children:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def apt_install(package: str) -> None:

@@ -9,10 +9,8 @@ import json
 import os
 import signal
 import time
-import wave
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +23,13 @@ from faster_whisper import decode_audio
 from support import (
     DATA,
     Process,
+    kill_whole_worker,
     pool_children,
     start_api,
     start_worker,
     submit,
     wait_for_job,
+    write_wav,
 )
 
 from shared.localredis import LocalRedis
@@ -85,13 +85,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 64 s of read speech (LJ Speech, LibriSpeech, JFK), half a second between parts."""
     gap = np.zeros(8000, np.float32)
     parts = [piece for name in PARTS for piece in (decode_audio(str(DATA / f"{name}.flac")), gap)]
-    path = tmp_path_factory.mktemp("audio") / "long.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_wav(tmp_path_factory.mktemp("audio") / "long.wav", np.concatenate(parts))
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +112,6 @@ def assert_same_words(expected: str, found: str) -> None:
     assert diff.deletions + diff.insertions <= 3, (expected, found)
     assert diff.substitutions <= 8, (expected, found)
     assert abs(len(words(expected).split()) - len(words(found).split())) <= 2, (expected, found)
-
-
-def kill_whole_worker(worker: Process) -> None:
-    """SIGKILL a worker's main process and its pool together, as a lost host."""
-    children = pool_children(worker.popen.pid)
-    os.kill(worker.popen.pid, signal.SIGKILL)
-    worker.popen.wait()
-    for pid in children:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def running_window(stack: Stack, job_id: str, timeout: float = 60) -> tuple[int, int]:

@@ -4,17 +4,21 @@ broker's visibility timeout, and it completes."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import httpx
 import pytest
 from sse_client import Received, events
-from support import JOB_TIMEOUT_SECONDS, Process, pool_children, start_api, start_worker, submit
+from support import (
+    JOB_TIMEOUT_SECONDS,
+    Process,
+    kill_whole_worker,
+    start_api,
+    start_worker,
+    submit,
+)
 
 from shared.localredis import LocalRedis
 
@@ -28,15 +32,6 @@ FAST_HEARTBEATS = {
 def env(service_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
     with LocalRedis(tmp_path / "redis-data") as server:
         yield service_env | FAST_HEARTBEATS | {"VERBATIM_REDIS_URL": server.url}
-
-
-def kill_whole_worker(worker: Process) -> None:
-    children = pool_children(worker.popen.pid)
-    os.kill(worker.popen.pid, signal.SIGKILL)
-    worker.popen.wait()
-    for pid in children:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def job_when(http: httpx.Client, job_id: str, done: tuple[str, ...]) -> dict:
