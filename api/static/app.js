@@ -31,11 +31,14 @@ const MESSAGES = {
   rate_limited: () => "Too many jobs were submitted with this key; wait a minute and try again.",
   too_many_active_jobs: () => "This key has as many jobs running as it may; wait for one to finish.",
   quota_exceeded: () => "This key has used its audio hours for today.",
+  microphone_blocked: () =>
+    "Microphone access was blocked. Allow it in the browser's site settings, or upload a file.",
+  no_microphone: () => "No microphone could be opened. Connect one, or upload a file instead.",
 };
 
 const $ = (id) => document.getElementById(id);
 const languageNames = new Intl.DisplayNames(["en"], { type: "language" });
-const state = { source: null, previewUrl: null, recorder: null, busy: false };
+const state = { source: null, previewUrl: null, recorder: null, busy: false, live: null };
 
 class ApiError extends Error {
   constructor(code, message, status) {
@@ -98,6 +101,7 @@ function setUpDropzone() {
 }
 
 function setUpMicrophone() {
+  $("live").disabled = !liveSupported();  // livemic.js
   if (navigator.mediaDevices?.getUserMedia && window.MediaRecorder) return;
   $("record").disabled = true;
   $("mic-note").hidden = false;
@@ -140,6 +144,26 @@ async function startRecording() {
   $("record-time").textContent = "0:00";
   showRecording(true);
   $("stop").focus();
+}
+
+// Live transcription (livemic.js): the page's other actions wait until it is over.
+function startLive() {
+  if (state.busy || state.live || state.recorder?.state === "recording") return;
+  $("error").hidden = true;
+  $("result").hidden = true;
+  for (const id of ["live", "record", "submit"]) $(id).disabled = true;
+  state.live = new LiveSession({ language: $("language").value, task: $("task").value }, {
+    clock,
+    error: (code, detail) => showError(
+      MESSAGES[code]?.("The audio") || "The live transcription stopped.", detail),
+    ended: () => {
+      state.live = null;
+      $("live").disabled = false;
+      $("record").disabled = !(navigator.mediaDevices?.getUserMedia && window.MediaRecorder);
+      $("submit").disabled = state.busy;
+    },
+  });
+  state.live.start();
 }
 
 function showRecording(on) {
@@ -346,6 +370,8 @@ function init() {
     if (file) choose(file, file.name);
   });
   $("record").addEventListener("click", startRecording);
+  $("live").addEventListener("click", startLive);
+  $("live-stop").addEventListener("click", () => state.live?.stop());
   $("stop").addEventListener("click", () => {
     if (state.recorder?.state === "recording") state.recorder.stop();
   });
