@@ -34,6 +34,12 @@ const MESSAGES = {
   microphone_blocked: () =>
     "Microphone access was blocked. Allow it in the browser's site settings, or upload a file.",
   no_microphone: () => "No microphone could be opened. Connect one, or upload a file instead.",
+  no_live_worker: () => "No live transcription worker is free right now. Try again shortly.",
+  live_worker_lost: () => "The live transcription worker stopped; what was final is kept.",
+  backlog_exceeded: () => "The server could not keep up with the live audio, so it stopped.",
+  session_too_long: () => "The live session reached the longest this server allows.",
+  idle_timeout: () => "No audio arrived for a while, so the live session ended.",
+  unsupported_encoding: () => "The server cannot decode the audio this browser records.",
 };
 
 const $ = (id) => document.getElementById(id);

@@ -1,0 +1,94 @@
+"""Live transcription on the page: Chromium's fake microphone plays jfk.flac into `Transcribe
+live`, the words show while it plays, and Stop gives the downloads (real API, worker, model)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import srt
+from playwright.sync_api import Browser, Page, expect
+from support import Process, make_key
+
+from browser.conftest import DESKTOP, MIC_LEAD_SECONDS, open_page
+from browser.test_page import words
+
+SPEECH_SECONDS = 11.0  # jfk.flac
+KEY_WORDS = {"fellow", "americans", "american", "ask", "country"}
+DONE_TIMEOUT_MS = 60_000
+
+
+def live_words(page: Page) -> set[str]:
+    return set(words(" ".join(page.locator("#live-lines .segment-text").all_inner_texts())).split())
+
+
+def heard_while_speaking(page: Page) -> tuple[set[str], bool]:
+    """The words on the page by the time the recording has played, and whether provisional
+    (grey, italic) text showed on the way."""
+    deadline = time.monotonic() + MIC_LEAD_SECONDS + SPEECH_SECONDS
+    provisional = False
+    heard: set[str] = set()
+    while time.monotonic() < deadline and len(heard & KEY_WORDS) < 3:
+        heard = live_words(page)
+        shown = page.locator("#live-lines .provisional .segment-text")
+        if shown.count():
+            provisional = provisional or shown.first.evaluate(
+                "(text) => getComputedStyle(text).fontStyle") == "italic"
+        page.wait_for_timeout(100)
+    return heard, provisional
+
+
+def stop_and_download_srt(page: Page, tmp_path: Path) -> list[srt.Subtitle]:
+    page.get_by_role("button", name="Stop live transcription").click()
+    link = page.get_by_role("link", name="Download the live transcript as .srt")
+    expect(link).to_be_visible(timeout=DONE_TIMEOUT_MS)
+    expect(page.locator("#live-lines .provisional")).to_have_count(0)
+    with page.expect_download() as started:
+        link.click()
+    saved = tmp_path / "live.srt"
+    started.value.save_as(saved)
+    return list(srt.parse(saved.read_text()))
+
+
+def test_live_text_shows_while_speaking_and_stop_gives_the_downloads(
+    page: Page, artifacts: Path, tmp_path: Path
+) -> None:
+    page.get_by_role("button", name="Transcribe live").click()
+    heard, provisional = heard_while_speaking(page)
+    assert len(heard & KEY_WORDS) >= 3, heard
+    assert provisional, "no provisional text was shown"
+    page.screenshot(path=artifacts / "live-transcript.png", full_page=True)
+
+    cues = stop_and_download_srt(page, tmp_path)
+    finals = live_words(page)
+    assert len(finals & KEY_WORDS) >= 3, finals
+    assert "country" in words(" ".join(cue.content for cue in cues))
+    expect(page.get_by_role("button", name="Transcribe live")).to_be_enabled()
+
+
+@pytest.fixture
+def keyed_page(browser: Browser, auth_api: tuple[Process, str]) -> Iterator[Page]:
+    yield from open_page(browser, f"{auth_api[1]}/", **DESKTOP)
+
+
+def test_with_keys_on_live_asks_for_a_key_and_sends_it(
+    keyed_page: Page, redis_url: str, tmp_path: Path
+) -> None:
+    page = keyed_page
+    _, token = make_key(redis_url, "live-browser")
+    dialog = page.get_by_role("dialog", name="API key needed")
+
+    page.get_by_role("button", name="Transcribe live").click()
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("alert")).to_contain_text("needs an API key")
+
+    page.get_by_role("button", name="Transcribe live").click()
+    dialog.get_by_label("API key").fill(token)
+    dialog.get_by_role("button", name="Use key").click()
+    heard, _ = heard_while_speaking(page)
+    assert len(heard & KEY_WORDS) >= 3, heard
+    cues = stop_and_download_srt(page, tmp_path)  # the link carries the key
+    assert "country" in words(" ".join(cue.content for cue in cues))
