@@ -1,17 +1,20 @@
-// Live transcription from the microphone over `WS /v1/live` (README "Live transcription"): the
-// browser's MediaRecorder sends WebM/Opus chunks every 250 ms, the server answers with
-// provisional text (`partial`, shown grey and italic, replaced by the next one) and finished
-// segments (`final`, kept); Stop sends `stop`, and `done` brings the job's download links.
+// Live transcription from the microphone over `WS /v1/live` (README "Browser"): the audio goes
+// out as the browser records it, the server answers with provisional text (`partial`, shown
+// grey and italic, replaced by the next one) and finished segments (`final`, kept); Stop sends
+// `stop`, and `done` brings the job's download links.
 "use strict";
 
 const LIVE_MIME = "audio/webm;codecs=opus";
 const LIVE_CHUNK_MS = 250;  // a chunk's wait is latency; smaller chunks cost more frames
+const LIVE_PCM_RATE = 16000;  // what the server decodes at: no resampling on either side
 const LIVE_FORMATS = ["txt", "srt", "vtt", "json", "tsv"];
 
-// Whether this browser can stream: a page that cannot says why and offers the upload instead.
+const canRecordWebm = () => Boolean(window.MediaRecorder?.isTypeSupported(LIVE_MIME));
+
+// Whether this browser can stream: WebM/Opus from MediaRecorder, else PCM from an AudioWorklet.
 function liveSupported() {
-  return Boolean(window.WebSocket && window.MediaRecorder && navigator.mediaDevices?.getUserMedia
-    && MediaRecorder.isTypeSupported(LIVE_MIME));
+  return Boolean(window.WebSocket && navigator.mediaDevices?.getUserMedia
+    && (canRecordWebm() || window.AudioWorkletNode));
 }
 
 function liveUrl() {
@@ -21,6 +24,79 @@ function liveUrl() {
   const keyed = new URL(window.verbatimKeys.withToken(url.pathname), location.href);
   url.search = keyed.search;
   return url.href;
+}
+
+// MediaRecorder's WebM/Opus: the first chunk holds the header, later ones continue it.
+class WebmCapture {
+  constructor(stream) {
+    this.recorder = new MediaRecorder(stream, { mimeType: LIVE_MIME });
+  }
+
+  get format() { return { encoding: "webm_opus" }; }
+
+  start(send) {
+    this.recorder.ondataavailable = (event) => { if (event.data.size) send(event.data); };
+    this.recorder.start(LIVE_CHUNK_MS);
+  }
+
+  // Calls `done` after the last chunk went to `send`.
+  stop(done) {
+    if (this.recorder.state === "inactive") return;
+    this.recorder.onstop = done;
+    this.recorder.stop();
+  }
+
+  cancel() {
+    this.recorder.ondataavailable = null;
+    this.recorder.onstop = null;
+    if (this.recorder.state !== "inactive") this.recorder.stop();
+  }
+}
+
+// Raw pcm_s16le from an AudioWorklet (pcm-worklet.js), for browsers that record no WebM/Opus.
+class PcmCapture {
+  static async open(stream) {
+    let context;
+    try {
+      context = new AudioContext({ sampleRate: LIVE_PCM_RATE });
+    } catch {
+      context = new AudioContext();  // the device's rate; the server resamples 8-48 kHz
+    }
+    await context.audioWorklet.addModule("/static/pcm-worklet.js");
+    return new PcmCapture(context, stream);
+  }
+
+  constructor(context, stream) {
+    this.context = context;
+    this.source = context.createMediaStreamSource(stream);
+    this.node = new AudioWorkletNode(context, "pcm-capture", {
+      numberOfOutputs: 0, processorOptions: { chunkMs: LIVE_CHUNK_MS / 2 },
+    });
+  }
+
+  get format() { return { encoding: "pcm_s16le", sample_rate: this.context.sampleRate }; }
+
+  start(send) {
+    this.node.port.onmessage = (event) => {
+      if (event.data === "flushed") this.finished?.();
+      else send(event.data);
+    };
+    this.source.connect(this.node);
+    this.context.resume();  // a context made after an await may start suspended
+  }
+
+  stop(done) {
+    this.finished = () => { this.cancel(); done(); };
+    this.node.port.postMessage("flush");
+  }
+
+  cancel() {
+    if (this.closed) return;
+    this.closed = true;
+    this.node.port.onmessage = null;
+    this.source.disconnect();
+    this.context.close();
+  }
 }
 
 // One live session: `options` {language, task}; `show` from app.js: clock(seconds),
@@ -45,6 +121,13 @@ class LiveSession {
         err.message);
       return;
     }
+    try {
+      this.capture = canRecordWebm()
+        ? new WebmCapture(this.stream) : await PcmCapture.open(this.stream);
+    } catch (err) {
+      this.fail("no_microphone", err.message);
+      return;
+    }
     this.connect();
   }
 
@@ -60,7 +143,7 @@ class LiveSession {
     this.sentToken = window.verbatimKeys.token();
     this.socket = new WebSocket(liveUrl());
     this.socket.onopen = () => this.socket.send(JSON.stringify({
-      type: "start", encoding: "webm_opus", language: this.options.language,
+      type: "start", ...this.capture.format, language: this.options.language,
       task: this.options.task, word_timestamps: true,
     }));
     this.socket.onmessage = (message) => {
@@ -81,22 +164,16 @@ class LiveSession {
 
   // Audio goes out only once the server has a session for it.
   record() {
-    this.recorder = new MediaRecorder(this.stream, { mimeType: LIVE_MIME });
-    this.recorder.ondataavailable = (event) => {
-      if (event.data.size && this.socket.readyState === WebSocket.OPEN) {
-        this.socket.send(event.data);  // Blobs are sent in order, before the `stop` after them
-      }
-    };
-    this.recorder.onstop = () => {
-      if (this.socket.readyState === WebSocket.OPEN) {
-        this.socket.send(JSON.stringify({ type: "stop" }));
-      }
-    };
-    this.recorder.start(LIVE_CHUNK_MS);
+    this.recording = true;
+    this.capture.start((chunk) => {
+      // Sent in order, before the `stop` that follows them (Blobs included).
+      if (this.socket.readyState === WebSocket.OPEN) this.socket.send(chunk);
+    });
     const started = Date.now();
     const time = document.getElementById("live-time");
     time.textContent = "0:00";
-    this.timer = setInterval(() => { time.textContent = this.show.clock((Date.now() - started) / 1000); }, 250);
+    const tick = () => { time.textContent = this.show.clock((Date.now() - started) / 1000); };
+    this.timer = setInterval(tick, 250);
     this.setStatus("Listening… speak, and the text appears as you talk.");
     document.getElementById("live-stop").focus();
   }
@@ -106,8 +183,17 @@ class LiveSession {
     this.stopping = true;
     this.setStatus("Finishing the transcript…");
     document.getElementById("live-controls").hidden = true;
-    this.releaseMicrophone();
-    if (!this.recorder) this.end();  // stopped before the session started: nothing to keep
+    clearInterval(this.timer);
+    if (!this.recording) {
+      this.end();  // stopped before the session started: nothing to keep
+      return;
+    }
+    this.capture.stop(() => {
+      this.stream.getTracks().forEach((track) => track.stop());
+      if (this.socket.readyState === WebSocket.OPEN) {
+        this.socket.send(JSON.stringify({ type: "stop" }));
+      }
+    });
   }
 
   showPartial(message) {
@@ -162,7 +248,7 @@ class LiveSession {
   // An `error` frame. A missing or refused key, before any audio went, asks for one and
   // connects again with the microphone still open.
   async refused(message) {
-    if (message.code === "unauthorized" && !this.recorder && !this.stopping) {
+    if (message.code === "unauthorized" && !this.recording && !this.stopping) {
       this.socket.onclose = null;
       this.socket.close();
       const given = await window.verbatimKeys.ask(Boolean(this.sentToken));
@@ -185,19 +271,13 @@ class LiveSession {
     if (this.status.textContent !== text) this.status.textContent = text;
   }
 
-  releaseMicrophone() {
-    clearInterval(this.timer);
-    if (this.recorder?.state === "recording") this.recorder.stop();  // onstop sends `stop`
-    this.stream?.getTracks().forEach((track) => track.stop());
-  }
-
   // Over, whichever way: the socket is closed, the microphone let go, the page usable again.
   end() {
     if (this.over) return;
     this.over = true;
-    if (this.recorder?.state === "recording") this.recorder.ondataavailable = null;
-    this.releaseMicrophone();
-    if (this.recorder) this.recorder.onstop = null;
+    clearInterval(this.timer);
+    this.capture?.cancel();
+    this.stream?.getTracks().forEach((track) => track.stop());
     document.getElementById("live-controls").hidden = true;
     if (this.socket && this.socket.readyState <= WebSocket.OPEN) this.socket.close();
     this.show.ended();

@@ -68,6 +68,17 @@ def test_live_text_shows_while_speaking_and_stop_gives_the_downloads(
     expect(page.get_by_role("button", name="Transcribe live")).to_be_enabled()
 
 
+def test_a_browser_that_records_no_webm_streams_pcm(page: Page, tmp_path: Path) -> None:
+    """Safari before 18.4 records no WebM/Opus: the page sends PCM16 from an AudioWorklet."""
+    page.add_init_script("MediaRecorder.isTypeSupported = () => false;")
+    page.reload()
+    page.get_by_role("button", name="Transcribe live").click()
+    heard, _ = heard_while_speaking(page)
+    assert len(heard & KEY_WORDS) >= 3, heard
+    cues = stop_and_download_srt(page, tmp_path)
+    assert "country" in words(" ".join(cue.content for cue in cues))
+
+
 @pytest.fixture
 def keyed_page(browser: Browser, auth_api: tuple[Process, str]) -> Iterator[Page]:
     yield from open_page(browser, f"{auth_api[1]}/", **DESKTOP)
