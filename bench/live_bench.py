@@ -79,7 +79,8 @@ def stream_audio(seconds: float) -> np.ndarray:
 
     gap = np.zeros(int(GAP_SECONDS * RATE), dtype=np.float32)
     parts = [np.concatenate([decode_audio(str(DATA / name)), gap]) for name in RECORDINGS]
-    audio = np.concatenate(parts)[: int(seconds * RATE)]
+    audio = np.concatenate(parts)
+    audio = audio[: int(seconds * RATE)] if seconds else audio
     return (np.clip(audio, -1, 1) * 32767).astype("<i2")
 
 
@@ -90,7 +91,7 @@ def reference_words(samples: np.ndarray) -> list[Word]:
     model = get_model(Settings())
     segments, _ = model.transcribe(samples.astype(np.float32) / 32768, language="en",
                                    word_timestamps=True, vad_filter=False)
-    words = [Word(normal(w.word), w.end) for s in segments for w in (s.words or [])]
+    words = [Word(normal(w.word), float(w.end)) for s in segments for w in (s.words or [])]
     return [w for w in words if w.text]
 
 
@@ -220,7 +221,8 @@ def level(url: str, worker: Worker, pcm: bytes, words: list[Word], count: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--seconds", type=float, default=40.0, help="length of each stream")
+    parser.add_argument("--seconds", type=float, default=0.0,
+                        help="cut each stream to this length (default: the whole ~43 s)")
     args = parser.parse_args()
     samples = stream_audio(args.seconds)
     words = reference_words(samples)
