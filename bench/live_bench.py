@@ -28,16 +28,17 @@ import json
 import os
 import statistics
 import string
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 import websockets
-from stack import ROOT, Worker, start_api, wait_ready
+from stack import ROOT, start_api, wait_healthy
 
+from cli.serve import live_worker_command
 from shared.config import Settings
 from shared.localredis import LocalRedis, stop_process
 
@@ -176,17 +177,22 @@ def keeps_up(session: Session, words: list[Word], seconds: float) -> bool:
     return session.done_at - session.stop_sent < KEEPS_UP_END_LAG_S and drift < KEEPS_UP_DRIFT_S
 
 
-def cpu_seconds(worker: Worker) -> float:
-    """User and system CPU time of the worker's processes so far."""
-    assert worker.process is not None
-    total = 0
-    for pid in [worker.process.pid, *worker.pool()]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(worker: subprocess.Popen[bytes]) -> float:
+    """User and system CPU time of the live worker (one process: its sessions are threads)."""
+    fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_live_worker(env: dict[str, str], log: Path, slots: int) -> subprocess.Popen[bytes]:
+    """A live worker with `slots` sessions, once its model is loaded."""
+    worker = subprocess.Popen(live_worker_command(slots), env=env, cwd=ROOT,
+                              stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while "model loaded" not in log.read_text(errors="replace"):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the live worker did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.5)
+    return worker
 
 
 async def concurrent(url: str, pcm: bytes, reference: list[str], count: int) -> list[Session]:
@@ -195,7 +201,9 @@ async def concurrent(url: str, pcm: bytes, reference: list[str], count: int) -> 
     return sessions
 
 
-def level(url: str, worker: Worker, pcm: bytes, words: list[Word], count: int) -> str:
+def level(
+    url: str, worker: subprocess.Popen[bytes], pcm: bytes, words: list[Word], count: int
+) -> str:
     seconds = len(pcm) / 2 / RATE
     reference = [w.text for w in words]
     cpu_before = cpu_seconds(worker)
@@ -232,27 +240,28 @@ def main() -> None:
 
 def run(tmp: Path, args: argparse.Namespace, pcm: bytes, words: list[Word]) -> None:
     redis_server = LocalRedis(tmp / "redis").start()
+    slots = max(args.sessions)
     env = {**os.environ, "VERBATIM_REDIS_URL": redis_server.url,
-           "VERBATIM_DATA_DIR": str(tmp / "data")}
+           "VERBATIM_DATA_DIR": str(tmp / "data"), "VERBATIM_LIVE_MAX_SESSIONS": str(slots),
+           "VERBATIM_WORKER_METRICS_PORT": "0"}
     api, url = start_api(env, tmp / "api.log")
-    worker = Worker("live", env, tmp)
+    worker: subprocess.Popen[bytes] | None = None
     ws_url = url.replace("http://", "ws://")
     try:
-        worker.start()
-        with httpx.Client(base_url=url, timeout=60) as http:
-            wait_ready(http)
+        wait_healthy(url)
+        worker = start_live_worker(env, tmp / "live-worker.log", slots)
         asyncio.run(concurrent(ws_url, pcm[: 4 * RATE * 2], [], 1))  # warm-up, untimed
         print(f"{len(pcm) / 2 / RATE:.1f} s streams of tests/data speech at 1x as pcm_s16le "
-              f"16 kHz, {len(words)} reference words ({os.cpu_count()} CPUs; API, Redis, "
-              "worker and clients on this host). Latencies in seconds from a word's end.",
-              flush=True)
+              f"16 kHz, {len(words)} reference words ({os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f} before the runs; API, Redis, live worker and clients "
+              "on this host). Latencies in seconds from a word's end.", flush=True)
         print(f"{'sessions':>8} {'final':>6} {'p95':>6} {'partial':>6} {'p95':>6} "
               f"{'end lag':>7} {'words':>6} {'cpu/s':>7} {'keeps up':>8}")
         for count in args.sessions:
             print(level(ws_url, worker, pcm, words, count), flush=True)
     finally:
-        if worker.process is not None:
-            worker.kill()
+        if worker is not None:
+            stop_process(worker, 20)
         stop_process(api, 20)
         redis_server.stop()
 
