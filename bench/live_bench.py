@@ -9,11 +9,13 @@ sent on schedule), so a word ending at `t` and first shown at `arrival` has a la
 text after each event (finals so far, plus the partial for `partial` events) with the
 reference words (difflib), so a word counts once it is shown in its place.
 
-Per concurrency level it prints: word end -> its `final` (p50, p95), word end -> the first
-`partial` that shows it, the end lag (from `stop`, sent right after the last chunk, to
-`done`: how far behind the stream the finals run at the end), the worker's CPU seconds per
-second of audio, and whether every session kept up (end lag under 3 s and the finals' median
-latency in the last third of the stream under 2 s above the first third's).
+Each session has a live worker of its own (a live worker holds one session, with its own
+model), so `--sessions 1 2 3 4` starts four. Per concurrency level it prints: word end -> its
+`final` (p50, p95), word end -> the first `partial` that shows it, the end lag (from `stop`,
+sent right after the last chunk, to `done`: how far behind the stream the finals run at the
+end), the live workers' CPU seconds per second of audio, and whether every session kept up
+(end lag under 3 s and the finals' median latency in the last third of the stream under 2 s
+above the first third's).
 
     .venv/bin/python bench/live_bench.py                    # 1, 2, 3, 4 sessions
     .venv/bin/python bench/live_bench.py --sessions 1 2 --seconds 20
@@ -177,22 +179,31 @@ def keeps_up(session: Session, words: list[Word], seconds: float) -> bool:
     return session.done_at - session.stop_sent < KEEPS_UP_END_LAG_S and drift < KEEPS_UP_DRIFT_S
 
 
-def cpu_seconds(worker: subprocess.Popen[bytes]) -> float:
-    """User and system CPU time of the live worker (one process: its sessions are threads)."""
-    fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(workers: list[subprocess.Popen[bytes]]) -> float:
+    """User and system CPU time of the live workers so far."""
+    total = 0
+    for worker in workers:
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def start_live_worker(env: dict[str, str], log: Path, slots: int) -> subprocess.Popen[bytes]:
-    """A live worker with `slots` sessions, once its model is loaded."""
-    worker = subprocess.Popen(live_worker_command(slots), env=env, cwd=ROOT,
-                              stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while "model loaded" not in log.read_text(errors="replace"):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the live worker did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.5)
-    return worker
+def start_live_workers(
+    env: dict[str, str], logs: Path, count: int
+) -> list[subprocess.Popen[bytes]]:
+    """`count` live workers (one session each), once each has its model loaded and warm."""
+    workers, paths = [], []
+    for number in range(1, count + 1):
+        paths.append(logs / f"live-worker-{number}.log")
+        workers.append(subprocess.Popen(live_worker_command(number), env=env, cwd=ROOT,
+                                        stdout=paths[-1].open("wb"), stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + 300
+    for worker, path in zip(workers, paths, strict=True):
+        while "live worker warmed up" not in path.read_text(errors="replace"):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"a live worker did not start: {path.read_text()[-2000:]}")
+            time.sleep(0.5)
+    return workers
 
 
 async def concurrent(url: str, pcm: bytes, reference: list[str], count: int) -> list[Session]:
@@ -202,13 +213,13 @@ async def concurrent(url: str, pcm: bytes, reference: list[str], count: int) -> 
 
 
 def level(
-    url: str, worker: subprocess.Popen[bytes], pcm: bytes, words: list[Word], count: int
+    url: str, workers: list[subprocess.Popen[bytes]], pcm: bytes, words: list[Word], count: int
 ) -> str:
     seconds = len(pcm) / 2 / RATE
     reference = [w.text for w in words]
-    cpu_before = cpu_seconds(worker)
+    cpu_before = cpu_seconds(workers)
     sessions = asyncio.run(concurrent(url, pcm, reference, count))
-    cpu = (cpu_seconds(worker) - cpu_before) / (seconds * count)
+    cpu = (cpu_seconds(workers) - cpu_before) / (seconds * count)
     errors = [s.error for s in sessions if s.error]
     finals = [x for s in sessions for x in latencies(s, s.final_at, words)]
     partials = [x for s in sessions for x in latencies(s, s.partial_at, words)]
@@ -240,16 +251,14 @@ def main() -> None:
 
 def run(tmp: Path, args: argparse.Namespace, pcm: bytes, words: list[Word]) -> None:
     redis_server = LocalRedis(tmp / "redis").start()
-    slots = max(args.sessions)
     env = {**os.environ, "VERBATIM_REDIS_URL": redis_server.url,
-           "VERBATIM_DATA_DIR": str(tmp / "data"), "VERBATIM_LIVE_MAX_SESSIONS": str(slots),
-           "VERBATIM_WORKER_METRICS_PORT": "0"}
+           "VERBATIM_DATA_DIR": str(tmp / "data"), "VERBATIM_WORKER_METRICS_PORT": "0"}
     api, url = start_api(env, tmp / "api.log")
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     ws_url = url.replace("http://", "ws://")
     try:
         wait_healthy(url)
-        worker = start_live_worker(env, tmp / "live-worker.log", slots)
+        workers = start_live_workers(env, tmp, max(args.sessions))
         asyncio.run(concurrent(ws_url, pcm[: 4 * RATE * 2], [], 1))  # warm-up, untimed
         print(f"{len(pcm) / 2 / RATE:.1f} s streams of tests/data speech at 1x as pcm_s16le "
               f"16 kHz, {len(words)} reference words ({os.cpu_count()} CPUs, load average "
@@ -258,9 +267,9 @@ def run(tmp: Path, args: argparse.Namespace, pcm: bytes, words: list[Word]) -> N
         print(f"{'sessions':>8} {'final':>6} {'p95':>6} {'partial':>6} {'p95':>6} "
               f"{'end lag':>7} {'words':>6} {'cpu/s':>7} {'keeps up':>8}")
         for count in args.sessions:
-            print(level(ws_url, worker, pcm, words, count), flush=True)
+            print(level(ws_url, workers, pcm, words, count), flush=True)
     finally:
-        if worker is not None:
+        for worker in workers:
             stop_process(worker, 20)
         stop_process(api, 20)
         redis_server.stop()
