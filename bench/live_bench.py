@@ -270,6 +270,8 @@ def run(tmp: Path, args: argparse.Namespace, pcm: bytes, words: list[Word]) -> N
             print(level(ws_url, workers, pcm, words, count), flush=True)
     finally:
         for worker in workers:
+            worker.terminate()  # all at once: each may first finish its session
+        for worker in workers:
             stop_process(worker, 20)
         stop_process(api, 20)
         redis_server.stop()
