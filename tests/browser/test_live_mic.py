@@ -1,5 +1,5 @@
 """Live transcription on the page: Chromium's fake microphone plays jfk.flac into `Transcribe
-live`, the words show while it plays, and Stop gives the downloads (real API, worker, model)."""
+live`, the words show before Stop, and Stop gives the downloads (real API, live worker, model)."""
 
 from __future__ import annotations
 
