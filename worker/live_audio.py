@@ -29,6 +29,7 @@ ENCODINGS = ("pcm_s16le", "webm_opus")
 # 250 ms chunk), so only a stuck decoder reaches it.
 _DECODE_TIMEOUT_S = 10.0
 _EMPTY = np.zeros(0, dtype=np.int16)
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # how every WebM stream begins
 
 
 class UndecodableAudio(DecodeError):
@@ -101,13 +102,14 @@ class _Pipe:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self._ended = False
+        self.head = b""  # the stream's first bytes
+        self.ended = False
         self._starved = False
         self._cond = threading.Condition()
 
     def read(self, size: int = -1) -> bytes:
         with self._cond:
-            while not self._buffer and not self._ended:
+            while not self._buffer and not self.ended:
                 self._starved = True
                 self._cond.notify_all()
                 self._cond.wait()
@@ -118,13 +120,15 @@ class _Pipe:
 
     def write(self, data: bytes) -> None:
         with self._cond:
+            if len(self.head) < len(_EBML_MAGIC):
+                self.head = (self.head + data)[: len(_EBML_MAGIC)]
             self._buffer += data
             self._starved = False
             self._cond.notify_all()
 
     def end(self) -> None:
         with self._cond:
-            self._ended = True
+            self.ended = True
             self._cond.notify_all()
 
     def wait_starved(self, done: threading.Event, timeout: float) -> bool:
@@ -191,10 +195,16 @@ class _DecodingThread(threading.Thread):
                     self._out.append(block)
         except Exception as exc:  # any decoder failure ends the stream; `take` reports it
             with self._lock:
-                self._error = exc
+                self._error = None if self._cut_short(exc) else exc
         finally:
             self.done.set()
             self.pipe.wake()
+
+    def _cut_short(self, exc: Exception) -> bool:
+        """A WebM stream that ended before its first block (Stop pressed at once): no audio,
+        not bad audio."""
+        return (isinstance(exc, av.error.FFmpegError) and self.pipe.ended
+                and self.pipe.head == _EBML_MAGIC)
 
     def _decode(self) -> Iterator[np.ndarray]:
         # Small probe sizes: the header says all there is to know, and the defaults (5 MB,

@@ -33,11 +33,13 @@ def stems(heard: set[str]) -> set[str]:
     return {stem for stem in STEMS if any(word.startswith(stem) for word in heard)}
 
 
-def start_live(page: Page) -> None:
+def start_live(page: Page) -> float:
+    """Clicks `Transcribe live`; the time by which the microphone has played the speech."""
     # English, as a speaker would pick: detecting the language is the server's cost, not the
     # page's, and a busy 2-core machine pays seconds for it.
     page.get_by_label("Language").select_option("en")
     page.get_by_role("button", name="Transcribe live").click()
+    return time.monotonic() + MIC_LEAD_SECONDS + SPEECH_SECONDS + 0.5
 
 
 def heard_while_speaking(page: Page, enough: int = 3) -> tuple[set[str], bool]:
@@ -71,11 +73,12 @@ def stop_and_download_srt(page: Page, tmp_path: Path) -> list[srt.Subtitle]:
 def test_live_text_shows_while_speaking_and_stop_gives_the_downloads(
     page: Page, live_worker: Process, artifacts: Path, tmp_path: Path
 ) -> None:
-    start_live(page)
+    spoken = start_live(page)
     heard, provisional = heard_while_speaking(page)
     assert len(stems(heard)) >= 3, heard
     assert provisional, "no provisional text was shown"
     page.screenshot(path=artifacts / "live-transcript.png", full_page=True)
+    page.wait_for_timeout(max(0.0, spoken - time.monotonic()) * 1000)  # the whole speech
 
     cues = stop_and_download_srt(page, tmp_path)
     finals = live_words(page)

@@ -112,6 +112,11 @@ def test_a_stream_without_its_header_is_undecodable(webm: bytes) -> None:
     assert raised.value.code == "decode_error"
 
 
+@pytest.mark.parametrize("kept", [40, 200])
+def test_a_stream_stopped_within_its_header_is_empty(webm: bytes, kept: int) -> None:
+    assert fed(decoder_for("webm_opus", None), [webm[:kept]]).size == 0
+
+
 @pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
 def test_pcm_at_any_rate_becomes_16_khz(rate: int, reference: np.ndarray) -> None:
     data = pcm_at(rate)
