@@ -4,8 +4,11 @@ The policy of whisper_streaming (Macháček et al., "Turning Whisper into Real-T
 System", 2023, https://github.com/ufal/whisper_streaming): the buffer is decoded again each
 time audio has been added, and a word is confirmed once two consecutive hypotheses agree on it
 and on every word before it. Confirmed words are never taken back nor repeated: each new
-hypothesis is first cut to the words that start after the last confirmed one, less the n-gram
-(up to 5 words) with which it repeats the confirmed tail.
+hypothesis is first cut after the confirmed tail, found by its words (the longest run of up to 5
+of them repeated near the confirmed end), else by time: the words that start after the last
+confirmed one. Words are aligned by text first because Whisper's word times at a buffer's cut
+edge are loose: a last word can be stretched over seconds of speech that the next decode hears,
+and a cut by time alone would lose that speech.
 
 Words are compared without case and punctuation, so that `you,` then `you` still agree.
 """
@@ -18,10 +21,13 @@ from dataclasses import dataclass
 # A new hypothesis's words that start this little before the last confirmed word's end are
 # still taken as new (word timings are approximate).
 OVERLAP_SLACK_SECONDS = 0.1
-# Longest repeat of the confirmed tail looked for at the start of a hypothesis.
+# Longest repeat of the confirmed tail looked for in a hypothesis.
 MAX_NGRAM = 5
-# A hypothesis starting this close to the confirmed end may repeat its last words.
-NGRAM_WINDOW_SECONDS = 1.0
+# Words of a hypothesis starting this long before the confirmed end may repeat its tail.
+NGRAM_WINDOW_SECONDS = 2.0
+# The confirmed end is at most this long after the last confirmed word's start: no word takes
+# longer, and one stretched over the following speech must not hide it.
+MAX_WORD_SECONDS = 1.0
 
 _NOT_WORD = re.compile(r"[^\w']+")
 
@@ -60,7 +66,11 @@ class LocalAgreement:
         for word, before in zip(new, self._previous, strict=False):
             if word.key != before.key:
                 break
-            agreed.append(word)
+            # The earlier timing of the two: a decode that ends a buffer stretches its last
+            # words over speech it did not hear out, and the next decode hears it.
+            start = min(word.start, before.start)
+            agreed.append(TimedWord(start, max(start, min(word.end, before.end)), word.text,
+                                    word.probability))
         self._previous = new[len(agreed):]
         self._confirm(agreed)
         return agreed
@@ -74,17 +84,27 @@ class LocalAgreement:
 
     def _confirm(self, words: list[TimedWord]) -> None:
         if words:
-            self.confirmed_end = words[-1].end
+            last = words[-1]
+            self.confirmed_end = max(self.confirmed_end,
+                                     min(last.end, last.start + MAX_WORD_SECONDS))
             self._confirmed_tail = (self._confirmed_tail + words)[-MAX_NGRAM:]
 
     def _unconfirmed(self, hypothesis: list[TimedWord]) -> list[TimedWord]:
-        new = [w for w in hypothesis if w.start > self.confirmed_end - OVERLAP_SLACK_SECONDS]
-        if not new or not self._confirmed_tail:
-            return new
-        if abs(new[0].start - self.confirmed_end) >= NGRAM_WINDOW_SECONDS:
-            return new
-        tail = [w.key for w in self._confirmed_tail]
-        for size in range(min(len(tail), len(new), MAX_NGRAM), 0, -1):
-            if tail[-size:] == [w.key for w in new[:size]]:
-                return new[size:]
-        return new
+        """The hypothesis's words after the confirmed ones."""
+        near = [w for w in hypothesis if w.start > self.confirmed_end - NGRAM_WINDOW_SECONDS]
+        if self._confirmed_tail and (after := self._after_tail(near)) is not None:
+            return after
+        return [w for w in hypothesis if w.start > self.confirmed_end - OVERLAP_SLACK_SECONDS]
+
+    def _after_tail(self, near: list[TimedWord]) -> list[TimedWord] | None:
+        """`near`'s words after its longest repeat of the confirmed tail (two words at least,
+        or the very first word alone) that starts among the confirmed words, None when it
+        repeats none of it there."""
+        tail, keys = [w.key for w in self._confirmed_tail], [w.key for w in near]
+        for size in range(min(len(tail), len(keys), MAX_NGRAM), 0, -1):
+            starts = range(len(keys) - size + 1) if size > 1 else range(min(1, len(keys)))
+            for at in starts:
+                begins_confirmed = near[at].start <= self.confirmed_end + OVERLAP_SLACK_SECONDS
+                if begins_confirmed and keys[at:at + size] == tail[-size:]:
+                    return near[at + size:]
+        return None

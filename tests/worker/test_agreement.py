@@ -13,6 +13,10 @@ def words(*spans: tuple[float, str]) -> list[TimedWord]:
     return [TimedWord(start, start + 0.4, text) for start, text in spans]
 
 
+def timed(*spans: tuple[str, float, float]) -> list[TimedWord]:
+    return [TimedWord(start, end, text) for text, start, end in spans]
+
+
 def test_words_are_confirmed_once_two_hypotheses_agree_on_them() -> None:
     agreement = LocalAgreement()
     assert agreement.agree(words((0.0, " And"), (0.5, " so"))) == []
@@ -36,6 +40,20 @@ def test_confirmed_words_are_never_repeated() -> None:
     agreement.agree(again)
     assert [w.text for w in agreement.agree(again)] == [" your", " country"]
     assert [w.text for w in agreement.flush()] == []
+
+
+def test_a_word_stretched_at_a_buffer_edge_hides_no_speech() -> None:
+    """A decode that ends its buffer stretches its last words over speech it did not hear
+    out; the next decode hears that speech, and it is confirmed, not dropped as old."""
+    agreement = LocalAgreement()
+    agreement.agree(timed(("of", 16.5, 16.66), ("the", 16.66, 16.8), ("nether", 16.8, 16.98)))
+    stretched = agreement.agree(timed(("of", 16.48, 19.28), ("the", 19.28, 19.28)))
+    assert [(w.text, w.start, w.end) for w in stretched] == [("of", 16.48, 16.66),
+                                                          ("the", 16.66, 16.8)]
+    heard = timed(("of", 16.5, 16.66), ("the", 16.66, 16.8), ("Netherlands", 16.8, 17.2),
+                  ("by", 17.2, 17.4), ("a", 17.9, 18.0))
+    agreement.agree(heard)
+    assert [w.text for w in agreement.agree(heard)] == ["Netherlands", "by", "a"]
 
 
 def test_flush_confirms_the_last_hypothesis() -> None:
