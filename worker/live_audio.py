@@ -175,6 +175,7 @@ class _DecodingThread(threading.Thread):
         self._resampler = _Resampler()
         self._out: list[np.ndarray] = []
         self._error: BaseException | None = None
+        self._produced = False  # whether any samples came out
         self._lock = threading.Lock()
 
     def take(self) -> np.ndarray:
@@ -193,6 +194,7 @@ class _DecodingThread(threading.Thread):
             for block in self._decode():
                 with self._lock:
                     self._out.append(block)
+                    self._produced = self._produced or bool(block.size)
         except Exception as exc:  # any decoder failure ends the stream; `take` reports it
             with self._lock:
                 self._error = None if self._cut_short(exc) else exc
@@ -201,10 +203,10 @@ class _DecodingThread(threading.Thread):
             self.pipe.wake()
 
     def _cut_short(self, exc: Exception) -> bool:
-        """A WebM stream that ended before its first block (Stop pressed at once): no audio,
-        not bad audio."""
-        return (isinstance(exc, av.error.FFmpegError) and self.pipe.ended
-                and self.pipe.head == _EBML_MAGIC)
+        """A WebM stream that ended before its first block, or before its first byte (Stop
+        pressed at once): no audio, not bad audio."""
+        return (isinstance(exc, av.error.FFmpegError | UndecodableAudio) and self.pipe.ended
+                and self.pipe.head in (_EBML_MAGIC, b"") and not self._produced)
 
     def _decode(self) -> Iterator[np.ndarray]:
         # Small probe sizes: the header says all there is to know, and the defaults (5 MB,

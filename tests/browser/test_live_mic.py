@@ -16,10 +16,7 @@ from browser.conftest import DESKTOP, MIC_LEAD_SECONDS, open_page
 from browser.test_page import words
 
 SPEECH_SECONDS = 11.0  # jfk.flac
-# Words must show while the session is still open, before Stop: within the recording's own
-# length on an idle machine (bench/live_bench.py measures it), later on a busy 2-core one,
-# where each decoding step of the live worker takes seconds.
-BUSY_GRACE_SECONDS = 15.0
+# Words must show while the speech is still playing into the microphone, before it ends.
 # Stems of the speech's words ("America"/"Americans", "ask"/"asked" both count).
 STEMS = ("fellow", "americ", "ask", "not", "countr")
 DONE_TIMEOUT_MS = 60_000
@@ -45,7 +42,7 @@ def start_live(page: Page) -> float:
 def heard_while_speaking(page: Page, enough: int = 3) -> tuple[set[str], bool]:
     """The words on the page before Stop (until `enough` of the speech's stems show), and
     whether provisional (grey, italic) text showed on the way."""
-    deadline = time.monotonic() + MIC_LEAD_SECONDS + SPEECH_SECONDS + BUSY_GRACE_SECONDS
+    deadline = time.monotonic() + MIC_LEAD_SECONDS + SPEECH_SECONDS
     provisional = False
     heard: set[str] = set()
     while time.monotonic() < deadline and len(stems(heard)) < enough:

@@ -112,8 +112,9 @@ def test_a_stream_without_its_header_is_undecodable(webm: bytes) -> None:
     assert raised.value.code == "decode_error"
 
 
-@pytest.mark.parametrize("kept", [40, 200])
+@pytest.mark.parametrize("kept", [0, 40, 200])
 def test_a_stream_stopped_within_its_header_is_empty(webm: bytes, kept: int) -> None:
+    """Stop pressed before the recorder's first chunk, or inside its header."""
     assert fed(decoder_for("webm_opus", None), [webm[:kept]]).size == 0
 
 
