@@ -339,7 +339,7 @@ function showTranscript(job, transcript) {
   const task = job.options.task === "translate" ? " · translated to English" : "";
   $("result-meta").textContent = `${job.filename} · ${language} · ${clock(transcript.duration)}${task}`;
   const base = `/v1/jobs/${encodeURIComponent(job.id)}/transcript.`;
-  document.querySelectorAll(".downloads [data-format]").forEach((link) => {
+  document.querySelectorAll("#result .downloads [data-format]").forEach((link) => {
     link.href = window.verbatimKeys.withToken(base + link.dataset.format);  // links send no header
   });
   $("download-main").dataset.base = base;

@@ -177,7 +177,7 @@ function cueOptions() {
 // Sets the cue options on the subtitle links (keeping any other parameter, the key's).
 function applySubtitleOptions() {
   const options = cueOptions();
-  document.querySelectorAll(".downloads a[href]").forEach((link) => {
+  document.querySelectorAll("#result .downloads a[href]").forEach((link) => {
     const url = new URL(link.href, location.href);
     CUE_PARAMETERS.forEach((name) => url.searchParams.delete(name));
     if (SUBTITLE_FORMATS.has(url.pathname.split(".").pop())) {
@@ -222,14 +222,14 @@ function buildControls() {
       placeholder="columns"></label>
     <label>Lines <input id="cue-lines" type="number" min="1" max="10" inputmode="numeric"
       placeholder="per cue"></label>`;
-  const downloads = document.querySelector(".downloads");
+  const downloads = document.querySelector("#result .downloads");
   downloads.before(panel);
   downloads.after(cues);
   const ass = Object.assign(document.createElement("a"), { className: "button secondary",
     textContent: ".ass" });
   ass.dataset.format = "ass";
   ass.download = "";
-  document.querySelector(".other-formats").append(ass);
+  document.querySelector("#result .other-formats").append(ass);
 
   byId("segments").addEventListener("click", onTranscriptClick);
   byId("player-audio").addEventListener("timeupdate", (e) => highlight(e.target.currentTime));
@@ -248,7 +248,7 @@ async function show(job, transcript) {
   byId("player-search").value = "";
   byId("player-matches").textContent = "";
   decorateSegments(transcript);
-  const ass = document.querySelector('.other-formats [data-format="ass"]');
+  const ass = document.querySelector('#result .other-formats [data-format="ass"]');
   ass.href = withToken(`/v1/jobs/${encodeURIComponent(job.id)}/transcript.ass`);
   applySubtitleOptions();
   const audio = byId("player-audio");
