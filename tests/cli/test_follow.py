@@ -45,9 +45,10 @@ def test_follow_prints_each_segment_as_it_is_decoded(
     server: str, long_recording: Path, tmp_path: Path
 ) -> None:
     audio = Path(shutil.copy(long_recording, tmp_path / long_recording.name))
-    lines, ended, _ = run_following(audio, server)
+    lines, _, _ = run_following(audio, server)
     assert len(lines) >= 3
-    assert ended - lines[0][0] > 1.0, "the first segment was printed only at the end"
+    # The last 30-s stretch is decoded after the first one's segments were printed.
+    assert lines[-1][0] - lines[0][0] > 0.3, "the segments were printed all at once"
     parsed = [LINE.match(text) for _, text in lines]
     assert all(parsed), [text for _, text in lines]
     starts = [seconds(*m.groups()[:3]) for m in parsed if m]

@@ -39,7 +39,8 @@ def test_segments_come_through_nginx_as_they_are_decoded(
         transcript = http.get(f"/v1/jobs/{job['id']}/transcript.json").json()
     segments = [event for event in received if event.name == "segment"]
     assert received[-1].name == "completed"
-    assert received[-1].at - segments[0].at > 1.0, "nginx held the events back"
+    # The last 30-s stretch is decoded after the first one's segments came through.
+    assert segments[-1].at - segments[0].at > 0.3, "nginx held the events back"
     assert "".join(s.data["text"] for s in segments).strip() == transcript["text"]
 
 
