@@ -43,7 +43,8 @@ def test_sdk_yields_deltas_while_the_job_runs(
     deltas = [event for event in received if event.name == "transcript.text.delta"]
     assert len(deltas) >= 3
     done = received[-1]
-    assert done.at - deltas[0].at > 1.0, "the first delta came only at the end"
+    # The last 30-s stretch is decoded after the first one's deltas came.
+    assert deltas[-1].at - deltas[0].at > 0.3, "the deltas came all at once, at the end"
     transcript = client.get(f"/v1/jobs/{job_id}/transcript.json").json()
     assert done.data["text"] == transcript["text"]
     assert "".join(d.data["delta"] for d in deltas).strip() == transcript["text"]
