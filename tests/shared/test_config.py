@@ -19,6 +19,15 @@ from shared.config import Settings
         ("metrics_port", -1), ("metrics_port", 65536), ("metrics_port", "metrics"),
         ("docs_enabled", "perhaps"), ("openapi_enabled", "sometimes"),
         ("split_seconds", -1), ("split_seconds", "long"),
+        ("live_max_sessions", 0), ("live_max_sessions", 65), ("live_max_sessions", "many"),
+        ("live_claim_timeout_seconds", 0), ("live_claim_timeout_seconds", 31),
+        ("live_max_session_seconds", 0), ("live_idle_timeout_seconds", -1),
+        ("live_lost_seconds", 0), ("live_step_seconds", 0), ("live_step_seconds", 11),
+        ("live_max_step_seconds", 0), ("live_max_step_seconds", 16),
+        ("live_buffer_seconds", 4), ("live_buffer_seconds", 16),
+        ("live_segment_seconds", 0), ("live_beam_size", 0), ("live_beam_size", 21),
+        ("live_vad_filter", "perhaps"), ("live_max_frame_bytes", 1023),
+        ("live_backlog_frames", 9),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:
@@ -42,3 +51,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     settings = Settings()
     assert (settings.metrics_port, settings.docs_enabled) == (9100, False)
     assert settings.request_head_timeout_seconds == 5
+
+
+def test_a_live_step_longer_than_the_live_buffer_is_refused() -> None:
+    with pytest.raises(ValidationError, match="live_max_step_seconds"):
+        Settings.model_validate({"live_max_step_seconds": 12, "live_buffer_seconds": 10})
