@@ -3,11 +3,13 @@ two single-thread workers; wall time and WER of each, and the ratios, in one run
 
 The recording (20 minutes or more) is the LJ Speech passage and the LibriSpeech utterances of
 `../shared/audio` (their manifest holds the references), a third of a second apart, repeated
-until long enough. Each configuration gets workers of its own (one pool process each, with
-`VERBATIM_CPU_THREADS` threads) on one Redis and API, warmed up on `jfk.flac` before the timed
-job; wall time runs from the upload to the job's completion.
+until long enough. Each configuration gets workers of its own (one pool process each) on one
+Redis and API, warmed up on `jfk.flac` before the timed job; wall time runs from the upload to
+the job's completion. Sequential and batched run one worker as it runs by default
+(`--threads`, 0: CTranslate2's choice, every core here); the spread ones one and two workers
+of `--spread-threads` (1) each, so that two of them fit the cores one uses.
 
-    .venv/bin/python bench/spread_bench.py                    # 20 min, batch_size 8, 1 thread
+    .venv/bin/python bench/spread_bench.py                    # 20 min, batch_size 8
     .venv/bin/python bench/spread_bench.py --minutes 30 --batch-size 4 --only spread-1 spread-2
 """
 
@@ -40,18 +42,21 @@ GAP_SECONDS = 0.33
 class Config:
     name: str
     workers: int
+    threads: int
     env: dict[str, str]
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def configs(batch_size: int, split_seconds: float) -> list[Config]:
-    whole, spread = {"VERBATIM_SPLIT_SECONDS": "0"}, {
-        "VERBATIM_SPLIT_SECONDS": f"{split_seconds:g}"}
+def configs(args: argparse.Namespace) -> list[Config]:
+    whole = {"VERBATIM_SPLIT_SECONDS": "0"}
+    spread = {"VERBATIM_SPLIT_SECONDS": f"{args.split_seconds:g}"}
+    if args.spread_window_seconds:
+        spread["VERBATIM_SPREAD_WINDOW_SECONDS"] = f"{args.spread_window_seconds:g}"
     return [
-        Config("sequential", 1, whole),
-        Config("batched", 1, whole, {"batch_size": str(batch_size)}),
-        Config("spread-1", 1, spread),
-        Config("spread-2", 2, spread),
+        Config("sequential", 1, args.threads, whole),
+        Config("batched", 1, args.threads, whole, {"batch_size": str(args.batch_size)}),
+        Config("spread-1", 1, args.spread_threads, spread),
+        Config("spread-2", 2, args.spread_threads, spread),
     ]
 
 
@@ -59,9 +64,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1, help="VERBATIM_CPU_THREADS")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="VERBATIM_CPU_THREADS of sequential and batched")
+    parser.add_argument("--spread-threads", type=int, default=1,
+                        help="VERBATIM_CPU_THREADS of each spread worker")
     parser.add_argument("--split-seconds", type=float, default=600)
-    parser.add_argument("--window-seconds", type=float, default=600)
+    parser.add_argument("--spread-window-seconds", type=float,
+                        help="VERBATIM_SPREAD_WINDOW_SECONDS (default: the server's)")
     parser.add_argument("--only", nargs="+", help="configurations to run (default: all)")
     parser.add_argument("--keep", type=Path, help="a folder to keep the logs in")
     args = parser.parse_args()
@@ -105,19 +114,18 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
     path, reference = recording(tmp / "long.flac", args.minutes)
     seconds = av.open(str(path)).duration / 1e6
     print(f"recording: {seconds / 60:.1f} min, {len(reference.split())} reference words; "
-          f"cpu_threads {args.threads}, batch_size {args.batch_size}, split past "
-          f"{args.split_seconds:g} s, windows of at most {args.window_seconds:g} s", flush=True)
+          f"cpu_threads {args.threads} (spread: {args.spread_threads} a worker), batch_size "
+          f"{args.batch_size}, split past {args.split_seconds:g} s, spread windows of at most "
+          f"{args.spread_window_seconds or 'the default'} s", flush=True)
     server = LocalRedis(tmp / "redis").start()
     env = {**os.environ, "VERBATIM_REDIS_URL": server.url, "VERBATIM_DATA_DIR": str(tmp / "data"),
-           "VERBATIM_CPU_THREADS": str(args.threads), "VERBATIM_LOG_FORMAT": "text",
-           "VERBATIM_WINDOW_SECONDS": f"{args.window_seconds:g}",
-           "VERBATIM_WINDOW_SEARCH_SECONDS": f"{args.window_seconds / 10:g}"}
+           "VERBATIM_LOG_FORMAT": "text"}
     api, url = start_api(env, tmp / "api.log")
     results: dict[str, tuple[float, float]] = {}
     try:
         wait_healthy(url)
         with httpx.Client(base_url=url, timeout=120) as http:
-            for config in configs(args.batch_size, args.split_seconds):
+            for config in configs(args):
                 if args.only and config.name not in args.only:
                     continue
                 wall, text = measure(http, config, env, tmp, path)
@@ -133,7 +141,8 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
 def measure(http: httpx.Client, config: Config, env: dict[str, str], tmp: Path,
             path: Path) -> tuple[float, str]:
     """Wall seconds of the recording's job under `config`, and its transcript's text."""
-    workers = [Worker(f"{config.name}-{n}", env | config.env, tmp) for n in range(config.workers)]
+    env = env | config.env | {"VERBATIM_CPU_THREADS": str(config.threads)}
+    workers = [Worker(f"{config.name}-{n}", env, tmp) for n in range(config.workers)]
     for worker in workers:
         worker.start()
     try:

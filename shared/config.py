@@ -106,6 +106,12 @@ class Settings(IntegrationSettings, BaseSettings):
     into windows at pauses, each a task of its own that any worker may take, stitched back
     when the last one ends. 0 decodes every recording in one task."""
 
+    spread_window_seconds: float = Field(default=120.0, ge=10)
+    """Longest window of a spread recording. Its windows are of about equal length, so that
+    workers taking one at a time end together: shorter ones share a recording more evenly
+    among many workers, at the cost of more cuts (a window is decoded without the text of the
+    one before it)."""
+
     delete_upload_when_done: bool = True
     """Remove the uploaded file once its job completes or fails."""
 

@@ -26,6 +26,7 @@ segment, or are skipped when they start; the window files and the plan go with t
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from functools import lru_cache
@@ -75,6 +76,21 @@ def splits(job: Job, settings: Settings) -> bool:
     return 0 < settings.split_seconds < (job.audio_duration or 0.0)
 
 
+def spread_lengths(job: Job, settings: Settings) -> tuple[float, float]:
+    """The longest window of a spread recording and the stretch before its end searched for a
+    pause: windows of about equal length, none longer than `spread_window_seconds` or the job's
+    own windows (`window_lengths`), so that a recording of ten windows keeps two workers, or
+    five, busy to the end (windows of at most 600 s cut 1245 s into 600, 600 and 45)."""
+    longest, search = window_lengths(job.options, settings)
+    longest = min(longest, settings.spread_window_seconds)
+    duration = job.audio_duration or 0.0
+    even = duration / max(1, math.ceil(duration / longest))
+    # A window ends in the longest pause of its last fifth: on average a tenth short of its
+    # longest, which the half-search of slack makes up.
+    search = min(search, even / 5)
+    return min(longest, even + search / 2), search
+
+
 def window_dir(settings: Settings, job_id: str) -> Path:
     return settings.data_dir / "windows" / job_id
 
@@ -116,7 +132,7 @@ def _cut(job: Job, upload: Path, model: WhisperModel,
     starts: list[int] = []
     end, detection = 0, None
     blocks = pcm_blocks(upload, settings.max_audio_seconds)
-    for window in windows(blocks, *window_lengths(job.options, settings), speech_regions):
+    for window in windows(blocks, *spread_lengths(job, settings), speech_regions):
         if not job_store().redis.exists(JobStore.job_key(job.id)):
             raise JobDeleted  # deleted while it was being cut
         np.save(folder / f"{window.index}.npy", window.samples)
