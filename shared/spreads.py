@@ -9,7 +9,9 @@ For job `id`:
   messages were sent), `attempts:{i}` (deliveries of window i);
 - `verbatim:spread:{id}:results`: window index -> JSON `{"segments": [...], "heard": {...}}`;
 - `verbatim:spread:{id}:decoded`: window index -> seconds of it decoded so far (never less);
-- `verbatim:spread:{id}:running`: window index -> `{worker}|{ms}` of the process running it;
+- `verbatim:spread:{id}:running`: window index -> `{worker}|{ms}` of the process running it,
+  or, from the moment a worker holds its message until a process begins it, of that worker's
+  main process (`node`);
 - `verbatim:spread:jobs`: the ids of the jobs with a plan (what the reaper looks through).
 
 The job store stays the single source of truth: the join is the window whose result makes the
@@ -83,6 +85,17 @@ redis.call('HDEL', KEYS[1], 'worker')
 return 1
 """
 
+# KEYS: plan, running. ARGV: index, node. Marks a window as held by a worker's main process
+# (`node`), unless the plan is gone or a mark is there already (a process running it).
+_RECEIVED = LUA_NOW_MS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local mark = ARGV[2] .. '|' .. string.format('%d', now_ms())
+if redis.call('HSETNX', KEYS[2], ARGV[1], mark) == 0 then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
 # KEYS: running. ARGV: index, the mark it must still carry. Compare-and-delete.
 _TAKE_RUNNING = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -109,6 +122,7 @@ class Spreads:
         self._join = client.register_script(_JOIN)
         self._dispatched = client.register_script(_DISPATCHED)
         self._take = client.register_script(_TAKE_RUNNING)
+        self._received = client.register_script(_RECEIVED)
 
     @property
     def redis(self) -> redis.Redis:
@@ -144,6 +158,13 @@ class Spreads:
         """False when the job is gone or ended."""
         return bool(self._dispatched(keys=[self.store.job_key(job_id), plan_key(job_id)]))
 
+    def mark_received(self, job_id: str, index: int, node: str) -> bool:
+        """Note that the worker whose main process is `node` holds window `index`'s message,
+        so that it is requeued should that worker die before a process begins it; False where
+        the plan is gone or the window is marked already."""
+        keys = [plan_key(job_id), *_keys(job_id, "running")]
+        return bool(self._received(keys=keys, args=[index, node]))
+
     def begin_window(self, job_id: str, plan: int, index: int, worker: str) -> int:
         """The window's attempt, or GONE, STALE, DONE (see `_BEGIN_WINDOW`)."""
         keys = [self.store.job_key(job_id), *_keys(job_id, "", "results", "running")]
@@ -174,7 +195,8 @@ class Spreads:
         return [json.loads(raw[key]) for key in sorted(raw, key=int)]
 
     def running(self) -> list[tuple[str, int, int, str, datetime, str]]:
-        """(job id, plan, window, worker, started at, mark) of every window being decoded."""
+        """(job id, plan, window, worker, started at, mark) of every window being decoded or
+        held (`mark_received`: the worker is then its node, the time that of its receipt)."""
         found = []
         members: set[bytes] = self.redis.smembers(JOBS_KEY)  # type: ignore[assignment]
         for member in members:
@@ -194,6 +216,11 @@ class Spreads:
     def take_running(self, job_id: str, index: int, mark: str) -> bool:
         """Drop the window's running mark if it is still `mark` (one reaper wins)."""
         return bool(self._take(keys=_keys(job_id, "running"), args=[index, mark]))
+
+    def stop_running(self, job_id: str, index: int) -> None:
+        """Drop the window's running mark: its process gives its message back to the queue,
+        so the reaper must not send it once more."""
+        self.redis.hdel(_keys(job_id, "running")[0], str(index))
 
     def remove(self, job_id: str) -> None:
         """Forget the job's plan and results."""

@@ -139,7 +139,7 @@ def _beat(
             live = beats.live(timeout)
             nodes = {beat.node for beat in live if beat.node}
             requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
-            requeue_windows(spreads, {beat.id for beat in live}, celery, timeout)
+            requeue_windows(spreads, {beat.id for beat in live} | nodes, celery, timeout)
             failing = False
         except redis.RedisError as exc:
             if not failing:  # once per outage, not once per beat

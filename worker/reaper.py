@@ -62,8 +62,9 @@ def requeue_windows(
     spreads: Spreads, live: set[str], celery: Celery, timeout_seconds: float
 ) -> list[tuple[str, int]]:
     """Requeue the windows of spread jobs (`worker/spread.py`) being decoded by processes not
-    in `live`; returns their (job id, window). A window is idempotent, so the old message, when
-    the broker hands it out again after the visibility timeout, finds it done or redoes it."""
+    in `live`, or held by workers whose main process (node) is not in it; returns their (job
+    id, window). A window is idempotent, so the old message, when the broker hands it out again
+    after the visibility timeout, finds it done or redoes it."""
     cutoff = utcnow() - timedelta(seconds=timeout_seconds)
     requeued = []
     for job_id, plan, index, worker, started, mark in spreads.running():

@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from celery import Task, group
+from celery import Task, group, signals
 from celery.exceptions import Reject
+from celery.worker.request import Request
 from faster_whisper import WhisperModel
 
 from shared.config import Settings, get_settings
@@ -50,6 +51,7 @@ from worker.audio import SAMPLE_RATE, pcm_blocks
 from worker.celery_app import app
 from worker.detection import Detection
 from worker.model import get_model
+from worker.pool import Stopped, check_stopping
 from worker.tasks import REDIS_DOWN, JobDeleted, _failed, _log_deleted, job_events, job_store
 from worker.transcriber import (
     assemble,
@@ -133,6 +135,7 @@ def _cut(job: Job, upload: Path, model: WhisperModel,
     end, detection = 0, None
     blocks = pcm_blocks(upload, settings.max_audio_seconds)
     for window in windows(blocks, *spread_lengths(job, settings), speech_regions):
+        check_stopping()
         if not job_store().redis.exists(JobStore.job_key(job.id)):
             raise JobDeleted  # deleted while it was being cut
         np.save(folder / f"{window.index}.npy", window.samples)
@@ -155,8 +158,21 @@ def transcribe_window_task(self: Task, job_id: str, plan: int, index: int) -> No
     with bind(job_id=job_id, window=index), metrics.in_flight():
         try:
             _window(self, job_id, plan, index)
-        except REDIS_DOWN as exc:  # as `transcribe`: the window goes back on the queue
+        except (*REDIS_DOWN, Stopped) as exc:  # as `transcribe`: back on the queue
             raise Reject(exc, requeue=True) from exc
+
+
+@signals.task_received.connect
+def _mark_received(request: Request, **_: object) -> None:
+    """In the worker's main process, as soon as it holds a window's message: note that it
+    does, so the window is requeued should this worker die before starting it."""
+    if request.name != WINDOW_TASK or len(request.args) != 3:
+        return
+    job_id, _, index = request.args
+    try:
+        spreads().mark_received(str(job_id), int(index), heartbeat.node_id())
+    except REDIS_DOWN as exc:  # the window still runs; only its requeue on a crash is lost
+        log.warning("window not marked as received: %s", exc, extra={"job_id": job_id})
 
 
 def _window(task: Task, job_id: str, plan: int, index: int) -> None:
@@ -184,6 +200,11 @@ def _window(task: Task, job_id: str, plan: int, index: int) -> None:
     except VerbatimError as exc:
         _fail(job_id, exc, settings)
         return
+    except Stopped:
+        log.warning("worker stopping; the window goes back on the queue",
+                    extra={"event": "requeued"})
+        spreads().stop_running(job_id, index)
+        raise
     except REDIS_DOWN:
         raise
     except Exception as exc:
@@ -212,6 +233,7 @@ def _decode(job_id: str, index: int, settings: Settings) -> dict[str, Any]:
     model = get_model(settings)
 
     def decoded(seconds: float) -> None:
+        check_stopping()  # a `threads` pool out of shutdown grace (`worker/pool.py`)
         fraction = spreads().progress(job_id, index, seconds)
         if fraction is None:
             raise JobDeleted

@@ -61,3 +61,24 @@ def test_windows_of_a_deleted_job_stop(spreads: Spreads) -> None:
     assert not spreads.mark_dispatched(job_id)
     spreads.remove(job_id)
     assert not [r for r in spreads.running() if r[0] == job_id]
+
+
+def test_a_held_window_is_marked_by_its_worker_until_a_process_begins_it(
+    spreads: Spreads,
+) -> None:
+    job_id = processing_job(spreads)
+    assert spreads.mark_received(job_id, 1, "host:10")
+    assert not spreads.mark_received(job_id, 1, "host:11")  # held twice: the first mark stays
+    assert [(r[2], r[3]) for r in spreads.running() if r[0] == job_id] == [(1, "host:10")]
+    assert spreads.begin_window(job_id, 1, 1, "host:12") == 1
+    assert [(r[2], r[3]) for r in spreads.running() if r[0] == job_id] == [(1, "host:12")]
+    assert not spreads.mark_received(job_id, 1, "host:10")  # a process runs it: left alone
+    running = f"verbatim:spread:{job_id}:running"
+    assert 0 < spreads.redis.ttl(running) <= 60  # it goes with the plan
+
+
+def test_a_window_of_a_gone_plan_is_not_marked(spreads: Spreads) -> None:
+    job_id = processing_job(spreads)
+    spreads.remove(job_id)
+    assert not spreads.mark_received(job_id, 0, "host:10")
+    assert not spreads.redis.exists(f"verbatim:spread:{job_id}:running")
