@@ -35,7 +35,7 @@ from stack import ROOT, start_api, wait_healthy
 from shared.config import Settings
 from shared.localredis import LocalRedis
 from shared.schemas import JobOptions
-from worker.model import resolve_device, resolve_model_path
+from worker.model import default_concurrency, resolve_device, resolve_model_path
 from worker.transcriber import whisper_kwargs
 
 SAMPLE_RATE = 16000
@@ -47,20 +47,28 @@ JOB_TIMEOUT_SECONDS = 1200
 
 @dataclass(frozen=True)
 class Config:
-    """One worker: its pool, jobs at once, CPU threads per job and default batch size."""
+    """One worker: its pool, jobs at once, CPU threads per job and default batch size (None:
+    the server's own default)."""
 
     name: str
     pool: str
-    concurrency: int
-    cpu_threads: int = 0
-    batch_size: int = 1
+    concurrency: int | None
+    cpu_threads: int | None = 0
+    batch_size: int | None = 1
 
     def env(self) -> dict[str, str]:
-        return {"VERBATIM_CPU_THREADS": str(self.cpu_threads),
-                "VERBATIM_BATCH_SIZE": str(self.batch_size)}
+        settings = {"VERBATIM_CPU_THREADS": self.cpu_threads,
+                    "VERBATIM_BATCH_SIZE": self.batch_size}
+        return {name: str(value) for name, value in settings.items() if value is not None}
+
+    @property
+    def jobs(self) -> int:
+        """Jobs at once: as configured, or the worker's default on this machine."""
+        return self.concurrency or default_concurrency(Settings())
 
 
 CONFIGS = {config.name: config for config in [
+    Config("default", "prefork", None, None, None),  # what `verbatim serve` runs
     Config("prefork-1", "prefork", 1),
     Config("prefork-2", "prefork", 2, cpu_threads=1),
     Config("threads-2", "threads", 2, cpu_threads=1),
@@ -73,7 +81,7 @@ CONFIGS = {config.name: config for config in [
     Config("threads-2x2-batch-8", "threads", 2, cpu_threads=2, batch_size=8),
     Config("prefork-2-batch-8", "prefork", 2, cpu_threads=1, batch_size=8),
 ]}
-DEFAULT_CONFIGS = ["prefork-1", "threads-2", "batch-8", "threads-2-batch-8"]
+DEFAULT_CONFIGS = ["default", "prefork-1", "threads-2", "batch-8"]
 
 
 @dataclass
@@ -150,7 +158,8 @@ def run_bare(files: list[Path], settings: Settings) -> tuple[float, list[str]]:
 
 def worker_command(config: Config) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-            "--pool", config.pool, "--concurrency", str(config.concurrency),
+            "--pool", config.pool,
+            *(["--concurrency", str(config.concurrency)] if config.concurrency else []),
             "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
 
 
@@ -171,7 +180,7 @@ def run_service(files: list[Path], config: Config, tmp: Path) -> tuple[float, li
         stack.callback(_stop, worker)
         wait_healthy(url)
         http = stack.enter_context(httpx.Client(base_url=url, timeout=60))
-        processes = config.concurrency if config.pool == "prefork" else 1
+        processes = config.jobs if config.pool == "prefork" else 1
         _wait_loaded(http, processes, worker)
         started = time.perf_counter()
         with ThreadPoolExecutor(RECORDINGS) as pool:
@@ -269,10 +278,14 @@ def print_table(figures: Figures, configs: list[Config]) -> None:
           f"{1:>8.2f}{len(bare):>6}")
     for config in configs:
         ratios = figures.ratios[config.name]
-        print(f"{config.name:<20}{config.pool:>9}{config.concurrency:>6}{config.cpu_threads:>9}"
-              f"{config.batch_size:>7}{statistics.fmean(figures.rates[config.name]):>11.2f}"
+        print(f"{config.name:<20}{config.pool:>9}{config.jobs:>6}{_shown(config.cpu_threads):>9}"
+              f"{_shown(config.batch_size):>7}{statistics.fmean(figures.rates[config.name]):>11.2f}"
               f"{statistics.fmean(ratios):>8.2f}{len(ratios):>6}{min(ratios):>6.2f}"
               f"{max(ratios):>6.2f}{figures.similarity[config.name]:>10.2f}")
+
+
+def _shown(value: int | None) -> str:
+    return "unset" if value is None else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

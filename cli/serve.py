@@ -38,13 +38,15 @@ def api_command(host: str, port: int) -> list[str]:
 
 def worker_command(concurrency: int | None = None) -> list[str]:
     """The Celery command line of one worker running `concurrency` jobs at once (default
-    `worker_concurrency`) in the pool `worker_pool` names: that many processes under
-    `prefork`, that many threads sharing one model under `threads`."""
+    `worker_concurrency`, else the worker's own choice for its device: `worker/model.py`) in
+    the pool `worker_pool` names: that many processes under `prefork`, that many threads
+    sharing one model under `threads`."""
     settings = get_settings()
     jobs = concurrency or settings.worker_concurrency
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-        "--pool", settings.worker_pool, "--concurrency", str(jobs), "--loglevel", "INFO",
+        "--pool", settings.worker_pool, *(["--concurrency", str(jobs)] if jobs else []),
+        "--loglevel", "INFO",
     ]  # fmt: skip
 
 

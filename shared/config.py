@@ -48,8 +48,8 @@ class Settings(IntegrationSettings, BaseSettings):
 
     cpu_threads: int = Field(default=0, ge=0)
     """CPU threads of each job running at once (CTranslate2's `intra_threads` of each model
-    replica); 0 lets CTranslate2 choose, or, in a `threads` pool running several jobs, shares
-    the machine's cores among them."""
+    copy or replica); 0 shares the machine's cores among a worker's jobs at once (and lets
+    CTranslate2 choose for a worker of one job at a time)."""
 
     worker_pool: Literal["prefork", "threads"] = "prefork"
     """How `verbatim worker` and `verbatim serve` run their jobs: `prefork`, one process (and
@@ -57,9 +57,11 @@ class Settings(IntegrationSettings, BaseSettings):
     against one model (CTranslate2's `num_workers` replicas of its compute, sharing the
     weights). A worker started with `celery` itself follows its own `--pool`."""
 
-    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    worker_concurrency: int | None = Field(default=None, ge=1, le=64)
     """Jobs one worker runs at once, unless `--concurrency` says otherwise: pool processes
-    under `prefork`, threads sharing one model under `threads`."""
+    under `prefork`, threads sharing one model under `threads`. Unset: on CPU one per core,
+    up to 4, each on its share of the cores (a job decodes no faster on two cores than on
+    one); on a GPU 1."""
 
     beam_size: int = Field(default=5, ge=1, le=20)
     """Default beam size when a job does not set one."""

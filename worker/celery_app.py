@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import concurrency, signals
-from celery.concurrency import thread
+from celery.concurrency import solo, thread
 
 from shared.config import get_settings
 from shared.logs import configure_logging
@@ -22,6 +22,8 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     task_acks_late=True,
     worker_send_task_events=False,
+    # Unless `--concurrency` says otherwise: one job per core on CPU, up to 4; one on a GPU.
+    worker_concurrency=model.default_concurrency(get_settings()),
 )
 
 
@@ -43,15 +45,19 @@ def _early_logging(instance: Any, **_: Any) -> None:
 
 @signals.worker_init.connect
 def _start(sender: Any, **_: Any) -> None:
-    """Metrics in the main process; and there too, in a `threads` pool (which fires no
+    """Metrics in the main process; the jobs at once, which share the cores (a prefork pool's
+    processes are forked after this, and inherit it); and in a `threads` pool (which fires no
     `worker_process_init`), the model, with one replica per job at once, and the heartbeat."""
     metrics.start_server(get_settings())
-    if issubclass(concurrency.get_implementation(sender.pool_cls), thread.TaskPool):
+    pool = concurrency.get_implementation(sender.pool_cls)
+    # `--concurrency auto` is resolved after this signal: it counts the CPUs.
+    jobs = sender.concurrency if isinstance(sender.concurrency, int) else None
+    jobs = 1 if issubclass(pool, solo.TaskPool) else jobs or len(os.sched_getaffinity(0))
+    model.share_cores(jobs)
+    if issubclass(pool, thread.TaskPool):
         # Resolved right after this signal; ours can stop its jobs (`worker/pool.py`).
         sender.pool_cls = ThreadPool
-        # `--concurrency auto` is resolved after this signal: it counts the CPUs.
-        jobs = sender.concurrency if isinstance(sender.concurrency, int) else None
-        model.use_replicas(jobs or len(os.sched_getaffinity(0)))
+        model.use_replicas(jobs)
         heartbeat.start(get_settings(), app, own_node=True)
 
 

@@ -210,16 +210,25 @@ class _LiveProcesses:
         yield from self.collector.collect()
 
 
-def _gpu_collector() -> Collector | None:
-    """GPU memory gauges where NVML sees a GPU; None on CPU-only hosts or without pynvml."""
+def gpu_count() -> int:
+    """GPUs NVML sees: 0 on CPU-only hosts or without pynvml. Unlike asking CUDA, this leaves
+    the CUDA driver uninitialised, so a prefork pool's parent may call it before forking."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        count = pynvml.nvmlDeviceGetCount()
-    except Exception:  # no package, no driver, no device: nothing to report
+        return int(pynvml.nvmlDeviceGetCount())
+    except Exception:  # no package, no driver, no device
+        return 0
+
+
+def _gpu_collector() -> Collector | None:
+    """GPU memory gauges where NVML sees a GPU; None on CPU-only hosts or without pynvml."""
+    if not (count := gpu_count()):
         return None
-    return _GpuMemory(pynvml, count) if count else None
+    import pynvml
+
+    return _GpuMemory(pynvml, count)
 
 
 class _GpuMemory:
