@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 
 # Seconds before a window that raised is tried again.
 RETRY_SECONDS = 1.0
+# The least stretch searched for a pause to cut a spread recording at.
+MIN_SEARCH_SECONDS = 10.0
 
 
 @lru_cache
@@ -87,9 +89,10 @@ def spread_lengths(job: Job, settings: Settings) -> tuple[float, float]:
     longest = min(longest, settings.spread_window_seconds)
     duration = job.audio_duration or 0.0
     even = duration / max(1, math.ceil(duration / longest))
-    # A window ends in the longest pause of its last fifth: on average a tenth short of its
-    # longest, which the half-search of slack makes up.
-    search = min(search, even / 5)
+    # A window ends in the longest pause of its last fifth (of 10 s at least, so that the pause
+    # is one between sentences rather than between two words): on average half of that short
+    # of its longest, which the slack makes up.
+    search = min(search, max(even / 5, MIN_SEARCH_SECONDS), even / 2)
     return min(longest, even + search / 2), search
 
 

@@ -29,8 +29,10 @@ from support import (
     start_worker,
     submit,
     wait_for_job,
+    write_audio,
     write_wav,
 )
+from synthetic import ENGLISH_GERMAN, speech
 
 from shared.localredis import LocalRedis
 from shared.spreads import plan_key
@@ -107,11 +109,12 @@ def letters(text: str) -> str:
 def assert_same_words(expected: str, found: str) -> None:
     """No word lost or doubled: compared letter by letter, spaces aside, a lost or doubled
     word shows as a run of missing or extra letters; a word heard differently near a cut
-    (without the prompt of the window before it) as a few substitutions."""
+    (without the prompt of the window before it) as a few substitutions, and a word written
+    in two ("woodcutters", "wood cutters") changes the count of words, not of letters."""
     diff = jiwer.process_characters(letters(expected), letters(found))
     assert diff.deletions + diff.insertions <= 3, (expected, found)
     assert diff.substitutions <= 8, (expected, found)
-    assert abs(len(words(expected).split()) - len(words(found).split())) <= 2, (expected, found)
+    assert abs(len(words(expected).split()) - len(words(found).split())) <= 4, (expected, found)
 
 
 def running_window(stack: Stack, job_id: str, timeout: float = 60) -> tuple[int, int]:
@@ -202,6 +205,33 @@ def test_deleting_a_spread_job_stops_every_window(spread: Stack, recording: Path
     lines = [r for w in spread.workers for r in w.records() if r.get("job_id") == job_id]
     assert not any(r.get("event") == "completed" for r in lines)
     assert json.dumps(lines).count('"deleted"') + json.dumps(lines).count('"skipped"') >= 1
+
+
+def test_each_window_of_a_code_switching_recording_hears_its_own_languages(
+    spread: Stack, tmp_path: Path
+) -> None:
+    """English read speech, then a German sentence (espeak-ng): about 45 s, so two windows.
+    In the code-switching mode the language is not detected once for all windows: each finds
+    its own, and the German comes back as German, after the English, on the recording's clock."""
+    gap = np.zeros(8000, np.int16)
+    english = [(decode_audio(str(DATA / f"LJ001-000{i}.flac")) * 32767).astype(np.int16)
+               for i in (1, 3, 5, 7)]
+    _, _, german = ENGLISH_GERMAN[1]
+    parts = [piece for part in english for piece in (part, gap)]
+    path = write_audio(tmp_path / "en-de.flac",
+                       np.concatenate([*parts, speech("de", german, tmp_path), gap]))
+    job = wait_for_job(spread.http, submit(spread.http, path, multilingual="true")["id"])
+    assert job["status"] == "completed", job
+    assert job["languages"] == ["en", "de"], job
+    cut = spread.http.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+    said = {language: " ".join(s["text"] for s in cut["segments"] if s["language"] == language)
+            for language in ("en", "de")}
+    assert "printing" in words(said["en"])
+    assert jiwer.wer(words(german), words(said["de"])) <= 0.4, said["de"]
+    starts = [s["start"] for s in cut["segments"]]
+    assert starts == sorted(starts)
+    ran = [{r["window"] for r in window_lines(w, job["id"])} for w in spread.workers]
+    assert set().union(*ran) == {0, 1}, ran
 
 
 def test_the_window_of_a_whole_worker_gone_is_requeued_alone(
