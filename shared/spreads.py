@@ -3,10 +3,11 @@ window's result and decoded seconds, and the join, in Lua scripts that act atomi
 
 For job `id`:
 - `verbatim:spread:{id}`: the plan, a hash: `plan` (the attempt of the job's task that made it:
-  a window message of another plan is stale), `windows` (their count), `starts` (JSON list of
-  each window's first sample), `seconds` (the decoded recording's length), `detection` (JSON,
-  the language detected once for all windows, or `null`), `dispatched` (1 once the window
-  messages were sent), `attempts:{i}` (deliveries of window i);
+  a window message of another plan is stale), `start:{i}` (window i's first sample, written
+  before its message is sent), `seconds` (the recording's length: probed, then decoded),
+  `detection` (JSON, the language detected once for all windows, or `null`), and, once the
+  whole recording is cut and every window message sent, `windows` (their count) and
+  `dispatched` (1); `attempts:{i}` (deliveries of window i);
 - `verbatim:spread:{id}:results`: window index -> JSON `{"segments": [...], "heard": {...}}`;
 - `verbatim:spread:{id}:decoded`: window index -> seconds of it decoded so far (never less);
 - `verbatim:spread:{id}:running`: window index -> `{worker}|{ms}` of the process running it,
@@ -15,8 +16,9 @@ For job `id`:
 - `verbatim:spread:jobs`: the ids of the jobs with a plan (what the reaper looks through).
 
 The job store stays the single source of truth: the join is the window whose result makes the
-results hash as long as the plan, found in the same script that stores it, so exactly one of
-windows finishing together stitches, and no Celery result backend is needed.
+results hash as long as the plan, found in the same script that stores it, or, where every
+window was done before the cutting ended, the script that ends the plan; so exactly one of them
+stitches, and no Celery result backend is needed.
 """
 
 from __future__ import annotations
@@ -76,8 +78,19 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 return redis.call('HLEN', KEYS[3]) == tonumber(redis.call('HGET', KEYS[2], 'windows')) and 1 or 0
 """
 
-# KEYS: job, plan. Marks the plan dispatched and takes the job off its planning process
-# (`worker`), so that the reaper requeues the windows of a dead process, not the whole job.
+# KEYS: job, plan, results. ARGV: windows, seconds. Ends the plan: the window count and the
+# decoded length, marked dispatched, and the job taken off its planning process (`worker`), so
+# that the reaper requeues the windows of a dead process, not the whole job. 1 when every
+# window already has its result (the caller stitches), 0 when not, -1 when the job is over.
+_FINISH = _ENDED + """
+if ended(redis.call('HGET', KEYS[1], 'status')) then return -1 end
+redis.call('HSET', KEYS[2], 'windows', ARGV[1], 'seconds', ARGV[2], 'dispatched', 1)
+redis.call('HDEL', KEYS[1], 'worker')
+return redis.call('HLEN', KEYS[3]) == tonumber(ARGV[1]) and 1 or 0
+"""
+
+# KEYS: job, plan. Marks the plan dispatched and takes the job off its planning process, as
+# `_FINISH` does, for a planning task delivered again after it.
 _DISPATCHED = _ENDED + """
 if ended(redis.call('HGET', KEYS[1], 'status')) then return 0 end
 redis.call('HSET', KEYS[2], 'dispatched', 1)
@@ -121,6 +134,7 @@ class Spreads:
         self._progress = client.register_script(_PROGRESS)
         self._join = client.register_script(_JOIN)
         self._dispatched = client.register_script(_DISPATCHED)
+        self._finish = client.register_script(_FINISH)
         self._take = client.register_script(_TAKE_RUNNING)
         self._received = client.register_script(_RECEIVED)
 
@@ -128,12 +142,11 @@ class Spreads:
     def redis(self) -> redis.Redis:
         return self.store.redis
 
-    def plan(self, job_id: str, plan: int, starts: list[int], seconds: float,
-             detection: Any, ttl: int) -> None:
-        """Record a new plan of `len(starts)` windows, dropping any earlier one's results."""
+    def plan(self, job_id: str, plan: int, seconds: float, detection: Any, ttl: int) -> None:
+        """Begin a new plan of a recording of about `seconds`, dropping any earlier one's
+        windows and results; its windows are added as they are cut (`add_window`)."""
         keys = _keys(job_id, "", "results", "decoded", "running")
-        fields = {"plan": plan, "windows": len(starts), "starts": json.dumps(starts),
-                  "seconds": seconds, "detection": json.dumps(detection)}
+        fields = {"plan": plan, "seconds": seconds, "detection": json.dumps(detection)}
         with self.redis.pipeline() as pipe:
             pipe.delete(*keys)
             pipe.hset(keys[0], mapping=fields)  # type: ignore[arg-type]
@@ -142,11 +155,23 @@ class Spreads:
             pipe.sadd(JOBS_KEY, job_id)
             pipe.execute()
 
+    def add_window(self, job_id: str, index: int, start: int) -> None:
+        """Record window `index`'s first sample, before its message is sent."""
+        self.redis.hset(plan_key(job_id), f"start:{index}", start)
+
+    def finish_plan(self, job_id: str, windows: int, seconds: float) -> int:
+        """End the plan at `windows` windows and `seconds`: 1 when each has its result already
+        (the caller stitches), 0 when not, -1 when the job is gone or ended."""
+        keys = [self.store.job_key(job_id), *_keys(job_id, "", "results")]
+        return int(self._finish(keys=keys, args=[windows, seconds]))
+
     def read_plan(self, job_id: str) -> dict[str, Any]:
+        """The plan's fields; `starts` maps each window recorded so far to its first sample."""
         raw: dict[bytes, bytes] = self.redis.hgetall(plan_key(job_id))  # type: ignore[assignment]
-        plan = {key.decode(): value.decode() for key, value in raw.items()}
+        plan: dict[str, Any] = {key.decode(): value.decode() for key, value in raw.items()}
         if plan:
-            plan["starts"] = json.loads(plan["starts"])
+            plan["starts"] = {int(key[6:]): int(value) for key, value in plan.items()
+                              if key.startswith("start:")}
             plan["detection"] = json.loads(plan["detection"])
         return plan
 

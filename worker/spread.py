@@ -5,15 +5,18 @@ A recording whose probed duration passes `split_seconds` is planned by its trans
 window's samples go to a small file of their own (`{data_dir}/windows/{job}/{i}.npy`, int16),
 the language is detected once on the first window with speech (unless the job names one or runs
 in the code-switching mode, where each window detects its own), the plan goes to Redis
-(`shared/spreads.py`), and a Celery group sends one window task per window, on the same queue
-at the job's priority. The transcribe task then ends; the job stays `processing`.
+(`shared/spreads.py`), and each window's task is sent, on the same queue at the job's priority,
+as soon as the window is cut (those before the first with speech once the language is known),
+so that other workers decode while this one cuts. The plan then ends with the count of windows,
+the transcribe task ends, and the job stays `processing`.
 
 Each window task decodes its window as the one-process path would (`transcribe_window`), but
 without the prompt of the window before it, which runs elsewhere: a few words near a cut may
 read differently. Its result (segments on the recording's clock) goes to the job's results hash;
-the window that stores the last missing one, found in the same Lua script, stitches them in
-window order, renumbers them, publishes them as `segment` events in that order and completes
-the job (no Celery result backend: the job store is the join). Progress is the sum of the
+the window that stores the last missing one, found in the same Lua script (or the end of the
+plan, where every window was done before it), stitches them in window order, renumbers them,
+publishes them as `segment` events in that order and completes the job (no Celery result
+backend: the job store is the join). Progress is the sum of the
 seconds each window has decoded, over the recording's length, and never goes down.
 
 A window is idempotent and acknowledged late: a pool process killed mid-window has only that
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from celery import Task, group, signals
+from celery import Task, signals
 from celery.exceptions import Reject
 from celery.worker.request import Request
 from faster_whisper import WhisperModel
@@ -56,6 +59,7 @@ from worker.tasks import REDIS_DOWN, JobDeleted, _failed, _log_deleted, job_even
 from worker.transcriber import (
     assemble,
     first_detection,
+    multilingual,
     speech_regions,
     transcribe_window,
     window_lengths,
@@ -102,51 +106,88 @@ def window_dir(settings: Settings, job_id: str) -> Path:
 
 def dispatch(job: Job, upload: Path, model: WhisperModel, settings: Settings,
              plan: int) -> None:
-    """Cut the job's recording into window files, record the plan (made by attempt `plan` of
-    the job's task) and send a task for each window."""
-    # Delivered again after its windows were sent, the task only takes the job off its
-    # process again: the windows run on their own.
-    if not spreads().dispatched(job.id):
-        _send(job, upload, model, settings, plan)
-    if not spreads().mark_dispatched(job.id):
-        clean(job.id, settings)
-        raise JobDeleted
-
-
-def _send(job: Job, upload: Path, model: WhisperModel, settings: Settings, plan: int) -> None:
+    """Cut the job's recording into window files, sending each window's task as soon as it is
+    cut (so that other workers decode while this one cuts), then end the plan (made by
+    attempt `plan` of the job's task)."""
+    if spreads().dispatched(job.id):
+        # Delivered again after its windows were all sent, the task only takes the job off its
+        # process again: the windows run on their own.
+        if not spreads().mark_dispatched(job.id):
+            clean(job.id, settings)
+            raise JobDeleted
+        return
     try:
-        starts, seconds, detection = _cut(job, upload, model, settings)
+        count, seconds = _cut(_Plan(job, plan, model, settings), upload, settings)
     except BaseException:
         clean(job.id, settings)  # an upload that cannot be decoded, or a stop: no files left
         raise
-    ranked = [choice.model_dump() for choice in detection.ranked] if detection else None
-    spreads().plan(job.id, plan, starts, seconds, ranked, settings.result_ttl_seconds)
-    priority = job_store().priority(job.id)
-    group(window_signature(app, job.id, plan, index, priority)
-          for index in range(len(starts))).apply_async()
-    log.info("job spread over windows", extra={"event": "spread", "windows": len(starts)})
+    log.info("job spread over windows", extra={"event": "spread", "windows": count})
+    finished = spreads().finish_plan(job.id, count, seconds)
+    if finished == -1:
+        clean(job.id, settings)
+        raise JobDeleted
+    if finished == 1:  # every window was done before the cutting ended
+        _stitch(job.id, settings)
 
 
-def _cut(job: Job, upload: Path, model: WhisperModel,
-         settings: Settings) -> tuple[list[int], float, Detection | None]:
-    """Write the recording's windows to their files: each window's first sample, the
-    recording's length in seconds, and its language (see `first_detection`)."""
+class _Plan:
+    """A plan's windows, each sent as it is cut; those cut before the recording's language is
+    known (silent ones) wait for it, since every window decodes in that language."""
+
+    def __init__(self, job: Job, plan: int, model: WhisperModel, settings: Settings) -> None:
+        self.job, self.plan, self.model, self.settings = job, plan, model, settings
+        self.priority = job_store().priority(job.id)
+        self.waiting: list[Window] = []
+        self.begun = False
+        # The job names its language, or each window detects its own: nothing to wait for.
+        self.detects = job.options.fixed_language is None and not multilingual(job.options,
+                                                                               settings)
+
+    def add(self, window: Window) -> None:
+        self.waiting.append(window)
+        if not self.begun:
+            detection = first_detection(self.model, window, self.job.options, self.settings)
+            if detection is None and self.detects:
+                return
+            self._begin(detection, self.job.audio_duration or 0.0)
+        self._send()
+
+    def end(self, seconds: float) -> None:
+        if not self.begun:  # silent throughout: no language to detect
+            self._begin(None, seconds)
+        self._send()
+
+    def _begin(self, detection: Detection | None, seconds: float) -> None:
+        ranked = [choice.model_dump() for choice in detection.ranked] if detection else None
+        spreads().plan(self.job.id, self.plan, seconds, ranked, self.settings.result_ttl_seconds)
+        self.begun = True
+
+    def _send(self) -> None:
+        for window in self.waiting:
+            spreads().add_window(self.job.id, window.index, window.start)
+            window_signature(app, self.job.id, self.plan, window.index,
+                             self.priority).apply_async()
+        self.waiting.clear()
+
+
+def _cut(plan: _Plan, upload: Path, settings: Settings) -> tuple[int, float]:
+    """Write the recording's windows to their files, handing each to `plan`: their count and
+    the recording's length in seconds."""
+    job = plan.job
     folder = window_dir(settings, job.id)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    starts: list[int] = []
-    end, detection = 0, None
+    count = end = 0
     blocks = pcm_blocks(upload, settings.max_audio_seconds)
     for window in windows(blocks, *spread_lengths(job, settings), speech_regions):
         check_stopping()
         if not job_store().redis.exists(JobStore.job_key(job.id)):
             raise JobDeleted  # deleted while it was being cut
         np.save(folder / f"{window.index}.npy", window.samples)
-        starts.append(window.start)
-        end = window.start + window.samples.size
-        if detection is None:
-            detection = first_detection(model, window, job.options, settings)
-    return starts, end / SAMPLE_RATE, detection
+        plan.add(window)
+        count, end = count + 1, window.start + window.samples.size
+    plan.end(end / SAMPLE_RATE)
+    return count, end / SAMPLE_RATE
 
 
 @app.task(

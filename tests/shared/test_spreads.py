@@ -21,7 +21,10 @@ def processing_job(spreads: Spreads, windows: int = 3, seconds: float = 30.0) ->
     job_id = new_job_id()
     spreads.store.create(job_id, "long.wav", JobOptions(), seconds, Path("/nonexistent"))
     spreads.store.update(job_id, status=JobStatus.processing)
-    spreads.plan(job_id, 1, [i * 160000 for i in range(windows)], seconds, None, 60)
+    spreads.plan(job_id, 1, seconds, None, 60)
+    for index in range(windows):
+        spreads.add_window(job_id, index, index * 160000)
+    assert spreads.finish_plan(job_id, windows, seconds) == 0
     return job_id
 
 
@@ -49,6 +52,26 @@ def test_the_window_that_stores_the_last_result_stitches(spreads: Spreads) -> No
     assert [r["segments"] for r in spreads.results(job_id)] == [[{"id": 0}], [{"id": 5}], []]
 
 
+def test_windows_done_before_the_plan_ends_are_stitched_by_its_end(spreads: Spreads) -> None:
+    """Windows are sent as they are cut: all of them may finish before the cutting ends."""
+    job_id = new_job_id()
+    spreads.store.create(job_id, "long.wav", JobOptions(), 20.0, Path("/nonexistent"))
+    spreads.store.update(job_id, status=JobStatus.processing, worker="host:1")
+    spreads.plan(job_id, 1, 20.0, None, 60)  # the probed length, until the plan ends
+    for index in range(2):
+        spreads.add_window(job_id, index, index * 160000)
+        assert spreads.begin_window(job_id, 1, index, "host:2") == 1
+        assert spreads.join(job_id, index, {"segments": [], "heard": {}}) == 0  # no count yet
+        assert not spreads.complete(job_id)
+    assert spreads.read_plan(job_id)["starts"] == {0: 0, 1: 160000}
+    assert spreads.progress(job_id, 0, 10.0) == pytest.approx(0.5)
+    assert spreads.finish_plan(job_id, 2, 19.5) == 1  # the last result came first: stitch
+    assert spreads.complete(job_id)
+    assert spreads.read_plan(job_id)["seconds"] == "19.5"
+    assert spreads.dispatched(job_id)
+    assert spreads.store.redis.hget(spreads.store.job_key(job_id), "worker") is None
+
+
 def test_windows_of_a_deleted_job_stop(spreads: Spreads) -> None:
     job_id = processing_job(spreads)
     assert spreads.begin_window(job_id, 1, 1, "host:1") == 1
@@ -59,6 +82,7 @@ def test_windows_of_a_deleted_job_stop(spreads: Spreads) -> None:
     assert spreads.progress(job_id, 1, 5.0) is None
     assert spreads.join(job_id, 1, {"segments": [], "heard": {}}) == -1
     assert not spreads.mark_dispatched(job_id)
+    assert spreads.finish_plan(job_id, 3, 30.0) == -1
     spreads.remove(job_id)
     assert not [r for r in spreads.running() if r[0] == job_id]
 

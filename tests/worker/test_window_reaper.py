@@ -28,7 +28,9 @@ def spread_job(spreads: Spreads) -> str:
     job_id = new_job_id()
     spreads.store.create(job_id, "long.wav", JobOptions(), 30.0, Path("/nonexistent"))
     spreads.store.update(job_id, status=JobStatus.processing)
-    spreads.plan(job_id, 1, [0, 160000, 320000], 30.0, None, 60)
+    spreads.plan(job_id, 1, 30.0, None, 60)
+    for index in range(3):
+        spreads.add_window(job_id, index, index * 160000)
     return job_id
 
 
