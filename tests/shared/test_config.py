@@ -19,6 +19,7 @@ from shared.config import Settings
         ("metrics_port", -1), ("metrics_port", 65536), ("metrics_port", "metrics"),
         ("docs_enabled", "perhaps"), ("openapi_enabled", "sometimes"),
         ("split_seconds", -1), ("split_seconds", "long"),
+        ("spread_window_seconds", 5), ("spread_window_seconds", "short"),
         ("live_max_sessions", 0), ("live_max_sessions", 65), ("live_max_sessions", "many"),
         ("live_claim_timeout_seconds", 0), ("live_claim_timeout_seconds", 31),
         ("live_max_session_seconds", 0), ("live_idle_timeout_seconds", -1),
