@@ -20,8 +20,8 @@ from fastapi import Depends, Query, Request
 
 from shared.config import Settings
 from shared.errors import Unauthorized
-from shared.keys import ApiKey, KeyFinder
 from shared.logs import add_fields
+from shared.state.keys import ApiKey, KeyFinder
 
 ACCESS_TOKEN_PARAM = "access_token"
 

@@ -12,8 +12,8 @@ from fastapi import Depends, Request
 from api.auth import AccessToken, accepted, app_settings, bearer_token, require_token
 from shared.config import Settings
 from shared.errors import JobNotFound
-from shared.jobs import JobReader, JobStore
 from shared.schemas import Job
+from shared.state.jobs import JobReader, JobStore
 
 P = ParamSpec("P")
 T = TypeVar("T")

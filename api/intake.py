@@ -35,12 +35,12 @@ from shared.errors import (
     ServiceUnavailable,
 )
 from shared.extras import FIELDS, JobExtras, parse_extras
-from shared.idempotency import Idempotency, fingerprint, scope
-from shared.jobs import JobStore, new_job_id
-from shared.keys import ApiKey
+from shared.media.storage import clean_filename, upload_path
 from shared.schemas import Job, JobStatus
-from shared.storage import clean_filename, upload_path
-from shared.webhooks import FETCH_TASK, IO_QUEUE
+from shared.state.idempotency import Idempotency, fingerprint, scope
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.keys import ApiKey
+from shared.state.webhooks import FETCH_TASK, IO_QUEUE
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_JSON_BYTES = 64 * 1024

@@ -11,19 +11,19 @@ from fastapi import FastAPI
 
 from api import metrics
 from api.errors import install_error_handlers
-from api.events import JobStreams
-from api.live import LiveRelay
+from api.live_relay import LiveRelay
 from api.observability import ObservabilityMiddleware
 from api.quotas import Quotas
-from api.routes import audio, events, health, jobs, live, page, playback, status
+from api.routes import events, health, jobs, live, openai, page, recording, status
 from api.security import SecurityHeadersMiddleware
+from api.sse import JobStreams
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
-from shared.events import EventHub, events_client
-from shared.jobs import JobReader, JobStore
-from shared.keys import KeyFinder
 from shared.logs import configure_logging
 from shared.queue import make_celery
+from shared.state.jobs import JobReader, JobStore
+from shared.state.keys import KeyFinder
+from shared.state.relay import EventHub, events_client
 
 log = logging.getLogger(__name__)
 # Connections for event streams' replays and checks; their live events share one more.
@@ -81,9 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.append(status.StatusRoute())
     app.include_router(jobs.router)
     app.include_router(events.router)
-    app.include_router(playback.router)
+    app.include_router(recording.router)
     app.include_router(live.router)
-    app.include_router(audio.router)
+    app.include_router(openai.router)
     app.include_router(health.router)
     if not settings.metrics_port:  # else served by `metrics.listener` on a port of its own
         app.include_router(metrics.router)

@@ -35,8 +35,8 @@ from prometheus_client.registry import Collector
 
 from api.deps import JobStoreDep, run_sync
 from shared.config import Settings
-from shared.jobs import JobStore
 from shared.queue import queue_depth
+from shared.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ValidationError
 
 from api.errors import openai_error
 from shared.errors import InvalidRequest
-from shared.formatters import FORMATS
-from shared.formatters import render as render_format
 from shared.languages import language_name
+from shared.output.formatters import FORMATS
+from shared.output.formatters import render as render_format
+from shared.output.subtitles import SubtitleOptions
 from shared.schemas import ErrorInfo, Job, JobOptions, Segment, Transcript
-from shared.subtitles import SubtitleOptions
 
 Task = Literal["transcribe", "translate"]
 

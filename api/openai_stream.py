@@ -15,10 +15,10 @@ from typing import Any
 from sse_starlette import ServerSentEvent
 
 from api.deps import run_sync
-from api.events import JobStreams
-from shared.events import BEGINNING
-from shared.job_events import COMPLETED, RESTART, SEGMENT
-from shared.jobs import JobStore
+from api.sse import JobStreams
+from shared.state.job_events import COMPLETED, RESTART, SEGMENT
+from shared.state.jobs import JobStore
+from shared.state.relay import BEGINNING
 
 DELTA, DONE = "transcript.text.delta", "transcript.text.done"
 # A job's failure is the service's fault unless the input was (OpenAI's error `type`).

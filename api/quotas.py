@@ -4,7 +4,7 @@ The rate is counted by the `limits` library in a moving window in Redis (its Lua
 each hit atomic), so every API replica shares one count per key and no replica can let a burst
 through between two others. The active-job count checked here is only an early refusal that
 saves a client its upload; the binding check is made again, atomically with the job's creation,
-in `shared/jobs.py` (as is the audio-per-day quota, which needs the recording's duration).
+in `shared/state/jobs.py` (as is the audio-per-day quota, which needs the recording's duration).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from shared.errors import RateLimited, TooManyActiveJobs
-from shared.jobs import ACTIVE_RETRY_SECONDS, JobStore
-from shared.keys import ApiKey
+from shared.state.jobs import ACTIVE_RETRY_SECONDS, JobStore
+from shared.state.keys import ApiKey
 
 NAMESPACE = "verbatim-jobs"
 

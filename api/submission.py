@@ -13,19 +13,19 @@ from starlette.requests import Request
 
 from api import metrics
 from api.deps import run_sync
-from api.media import probe_duration
 from api.quotas import Quotas
 from api.uploads import Upload, receive_upload
 from shared.config import Settings
 from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
-from shared.job_events import JobEvents
-from shared.jobs import JobStore, new_job_id
-from shared.keys import ApiKey
-from shared.listing import prune_list
 from shared.logs import add_fields, bound_fields
+from shared.media.probe import probe_duration
+from shared.media.storage import upload_path
 from shared.queue import enqueue_transcription
 from shared.schemas import Job, JobOptions, JobStatus
-from shared.storage import upload_path
+from shared.state.job_events import JobEvents
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.keys import ApiKey
+from shared.state.listing import prune_list
 
 log = logging.getLogger(__name__)
 

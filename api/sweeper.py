@@ -1,4 +1,4 @@
-"""The API's periodic sweep of orphaned uploads (`shared/sweep.py`): at start-up, then every
+"""The API's periodic sweep of orphaned uploads (`shared/media/sweep.py`): at start-up, then every
 `upload_sweep_interval_seconds`, in a thread. Every API process sweeps; two sweeping at once
 only repeat each other's checks."""
 
@@ -13,8 +13,8 @@ import anyio
 
 from api.deps import run_sync
 from shared.config import Settings
-from shared.jobs import JobStore
-from shared.sweep import sweep_uploads
+from shared.media.sweep import sweep_uploads
+from shared.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

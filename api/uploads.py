@@ -3,7 +3,7 @@
 FastAPI's `UploadFile` would spool the whole body before the route runs; parsing the request
 stream ourselves lets an oversized upload be refused after `max_bytes`, not after a gigabyte.
 The file is written under its partial name and stays locked until the job is created
-(`shared/storage.py`), so a sweep never takes it for an orphan.
+(`shared/media/storage.py`), so a sweep never takes it for an orphan.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from shared.errors import EmptyFile, InvalidRequest, PayloadTooLarge
-from shared.storage import PartialUpload, clean_filename
+from shared.media.storage import PartialUpload, clean_filename
 
 FLUSH_BYTES = 1 << 20
 MAX_FIELDS_BYTES = 64 * 1024

@@ -23,8 +23,8 @@ import httpx
 import redis
 from stack import start_api, wait_healthy
 
-from shared.keys import KeyLimits, KeyStore  # (importable once `stack` put ROOT on sys.path)
 from shared.localredis import LocalRedis, stop_process
+from shared.state.keys import KeyLimits, KeyStore  # (importable once `stack` put ROOT on sys.path)
 
 
 def silence(path: Path, seconds: float = 1.0) -> bytes:

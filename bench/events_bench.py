@@ -36,10 +36,10 @@ from stack import ROOT, Worker, start_api, wait_ready
 
 from shared.config import Settings
 from shared.errors import TranscriptionError
-from shared.job_events import JobEvents
-from shared.jobs import JobStore, new_job_id
 from shared.localredis import LocalRedis, stop_process
 from shared.schemas import JobOptions, Segment
+from shared.state.job_events import JobEvents
+from shared.state.jobs import JobStore, new_job_id
 
 DATA = ROOT / "tests" / "data"
 

@@ -35,11 +35,11 @@ import httpx
 from stack import ROOT, start_api
 
 from shared.config import Settings
-from shared.jobs import JobStore, new_job_id
 from shared.localredis import LocalRedis, free_port, stop_process
 from shared.queue import make_celery
 from shared.schemas import JobOptions, Transcript
-from shared.webhooks import Events
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.webhooks import Events
 
 TESTS = ROOT / "tests"
 if str(TESTS) not in sys.path:

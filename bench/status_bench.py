@@ -23,10 +23,10 @@ from pathlib import Path
 import redis
 from stack import start_api, wait_healthy
 
-from shared.jobs import JobStore, new_job_id  # (importable once `stack` put ROOT on sys.path)
-from shared.keys import KeyStore
 from shared.localredis import LocalRedis, stop_process
 from shared.schemas import JobOptions, JobStatus
+from shared.state.jobs import JobStore, new_job_id  # (importable once `stack` put ROOT on sys.path)
+from shared.state.keys import KeyStore
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 TICKS = os.sysconf("SC_CLK_TCK")

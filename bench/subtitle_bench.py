@@ -13,9 +13,9 @@ import random
 import statistics
 import time
 
-from shared.formatters import render
+from shared.output.formatters import render
+from shared.output.subtitles import SubtitleOptions
 from shared.schemas import Segment, Transcript, Word
-from shared.subtitles import SubtitleOptions
 
 VOCABULARY = ("the of and to in is you that it he was for on are as with his they at be this "
               "from have or by one had not but what all were when we there can an your which "

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from shared.config import get_settings
-from shared.keys import KeyLimits, KeyStore
+from shared.state.keys import KeyLimits, KeyStore
 
 app = typer.Typer(help="Create, list and revoke API keys (in the configured Redis).",
                   no_args_is_help=True)

@@ -15,9 +15,9 @@ from cli import serve as processes
 from cli.client import DEFAULT_URL, ApiError, ServerUnreachable
 from cli.outputs import output_paths
 from cli.transcribe import Request
-from shared.formatters import FORMATS
+from shared.output.formatters import FORMATS
+from shared.output.subtitles import PresetName, SubtitleOptions
 from shared.schemas import JobOptions
-from shared.subtitles import PresetName, SubtitleOptions
 
 app = typer.Typer(
     name="verbatim", help=__doc__, no_args_is_help=True, add_completion=False,
@@ -122,7 +122,7 @@ def webhook_secret() -> None:
     import redis
 
     from shared.config import get_settings
-    from shared.webhooks import signing_secret
+    from shared.state.webhooks import signing_secret
 
     settings = get_settings()
     print(signing_secret(redis.Redis.from_url(settings.redis_url), settings))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
-from shared.formatters import FORMATS
+from shared.output.formatters import FORMATS
 
 
 def output_paths(

@@ -53,7 +53,7 @@ def worker_command(concurrency: int | None = None) -> list[str]:
 def io_worker_command(concurrency: int = 8) -> list[str]:
     """The Celery command line of the I/O worker (webhooks, media URLs: `courier/`), a thread
     pool that consumes the I/O queue alone, never transcriptions."""
-    from shared.webhooks import IO_QUEUE  # imports Celery, which a client machine lacks
+    from shared.state.webhooks import IO_QUEUE  # imports Celery, which a client machine lacks
 
     return [
         sys.executable, "-m", "celery", "-A", "courier.celery_app:app", "worker",
@@ -63,10 +63,10 @@ def io_worker_command(concurrency: int = 8) -> list[str]:
 
 
 def live_worker_command(number: int = 1) -> list[str]:
-    """The Celery command line of a live worker (`worker/live.py`): one process on the live
+    """The Celery command line of a live worker (`worker/live_task.py`): one process on the live
     queue alone, holding one live session at a time with its own model (Celery's solo pool:
-    decodes in a pool child or a thread ran several times slower, see `worker/live.py`)."""
-    from shared.live import LIVE_QUEUE
+    decodes in a pool child or a thread ran several times slower, see `worker/live_task.py`)."""
+    from shared.state.live_sessions import LIVE_QUEUE
 
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",

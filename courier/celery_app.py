@@ -16,7 +16,7 @@ from courier import metrics
 from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
-from shared.webhooks import IO_QUEUE
+from shared.state.webhooks import IO_QUEUE
 
 app = make_celery(get_settings(), main="verbatim-io")
 app.conf.update(

@@ -16,7 +16,15 @@ from courier import metrics
 from shared import outbound
 from shared.errors import VerbatimError
 from shared.schemas import WebhookState
-from shared.webhooks import DELIVER_TASK, IO_QUEUE, Event, Events, retry_delay, sign, signing_secret
+from shared.state.webhooks import (
+    DELIVER_TASK,
+    IO_QUEUE,
+    Event,
+    Events,
+    retry_delay,
+    sign,
+    signing_secret,
+)
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ import time
 import httpx
 from celery import Celery
 
-from api.media import probe_duration
 from courier import metrics
 from shared import outbound
 from shared.config import Settings
 from shared.errors import DurationExceeded, FetchFailed, PayloadTooLarge, VerbatimError
+from shared.media.probe import probe_duration
+from shared.media.storage import PartialUpload, held_by_a_writer
 from shared.queue import enqueue_transcription
 from shared.schemas import JobStatus
-from shared.storage import PartialUpload, held_by_a_writer
-from shared.webhooks import Events
+from shared.state.webhooks import Events
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from courier.celery_app import app
 from courier.delivery import deliver
 from courier.fetching import fetch
 from shared.config import get_settings
-from shared.jobs import JobStore
 from shared.logs import bind
-from shared.webhooks import DELIVER_TASK, FETCH_TASK, Events
+from shared.state.jobs import JobStore
+from shared.state.webhooks import DELIVER_TASK, FETCH_TASK, Events
 
 
 @lru_cache

@@ -20,7 +20,7 @@ QUEUE = "verbatim"
 # worker's log lines); Celery hands custom headers to the task as `self.request.<name>`.
 REQUEST_ID_TASK_HEADER = "verbatim_request_id"
 # The job's generation the message was sent for: raised by every requeue, so that the older
-# message of a requeued job is known to be stale (`shared/deliveries.py`).
+# message of a requeued job is known to be stale (`shared/state/requeue.py`).
 GENERATION_TASK_HEADER = "verbatim_generation"
 
 # Kombu's Redis transport keeps one list per priority and pops them in order, 0 first. Every

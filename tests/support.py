@@ -22,11 +22,11 @@ import redis
 
 from cli.serve import api_command
 from shared.config import Settings
-from shared.jobs import JobStore
-from shared.keys import KeyLimits, KeyStore
 from shared.localredis import free_port, stop_process
 from shared.queue import NEW_JOB_PRIORITY, TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
+from shared.state.jobs import JobStore
+from shared.state.keys import KeyLimits, KeyStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from shared.errors import DecodeError, DurationExceeded, UnsupportedMedia, short_reason
-from shared.media import open_media
+from shared.media.opening import open_media
 
 SAMPLE_RATE = 16000
 # Source samples gathered before each resampling step, as faster-whisper's `decode_audio`.

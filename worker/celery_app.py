@@ -16,7 +16,7 @@ from worker.pool import ThreadPool
 
 app = make_celery(get_settings(), main="verbatim-worker")
 app.conf.update(
-    include=["worker.tasks", "worker.spread", "worker.announce", "worker.live"],
+    include=["worker.tasks", "worker.spread", "worker.webhooks", "worker.live_task"],
     # Without this Redis restores a crashed worker's message only after the visibility
     # timeout; with it a dead pool process's job goes back to the queue at once.
     task_reject_on_worker_lost=True,
@@ -69,10 +69,10 @@ def _stop(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _warm_up(**_: Any) -> None:
-    from worker import live  # imports this module (its tasks use `app`)
+    from worker import live_task  # imports this module (its tasks use `app`)
 
-    if live.consumes_live_queue(app):
-        live.warm_up(get_settings())  # a live worker: not a transcription worker of /readyz
+    if live_task.consumes_live_queue(app):
+        live_task.warm_up(get_settings())  # a live worker: not a transcription worker of /readyz
         return
     heartbeat.start(get_settings(), app)
 

@@ -7,7 +7,7 @@ happens in a background thread; a job that arrives meanwhile waits in `get_model
 same load. A load that fails is tried again every `heartbeat_interval_seconds` until it
 succeeds (a job's own load may succeed first: the model is cached, so the next try finds it).
 Once the model is loaded the thread beats every `heartbeat_interval_seconds`
-(`shared/heartbeats.py`), which is what `/readyz` counts. On a clean exit `stop()` ends the
+(`shared/state/heartbeats.py`), which is what `/readyz` counts. On a clean exit `stop()` ends the
 thread, which withdraws the beat itself, after its last one; a killed process's beat expires
 after `heartbeat_timeout_seconds`.
 """
@@ -23,11 +23,11 @@ import redis
 from celery import Celery
 
 from shared.config import Settings
-from shared.deliveries import Deliveries
 from shared.errors import ModelUnavailable
-from shared.heartbeats import Heartbeats
-from shared.jobs import JobStore
-from shared.spreads import Spreads
+from shared.state.heartbeats import Heartbeats
+from shared.state.jobs import JobStore
+from shared.state.requeue import Deliveries
+from shared.state.spread_plans import Spreads
 from worker.model import get_model, resolve_device
 from worker.reaper import requeue_orphans, requeue_windows
 

@@ -4,7 +4,7 @@ When a pool process dies alone, Celery requeues its job at once (`reject_on_work
 When the whole worker dies (killed, out of memory, its host lost), the messages it held stay
 unacknowledged in Redis until the visibility timeout, hours later: the job it was running, and
 any it had received but not started. So every live worker process, after each heartbeat, looks
-at both (`shared/deliveries.py`): a job processing on a process that has not beaten within
+at both (`shared/state/requeue.py`): a job processing on a process that has not beaten within
 `heartbeat_timeout_seconds`, and that started longer ago than that (a job begun just before its
 worker's first beat is left alone), and a job received by a worker none of whose processes beat
 any more, received longer ago than that. Each is put back on the queue ahead of every job that
@@ -20,11 +20,11 @@ from functools import partial
 
 from celery import Celery
 
-from shared.deliveries import Deliveries
-from shared.jobs import RECEIVED_KEY, utcnow
 from shared.queue import REQUEUED_PRIORITY, enqueue_transcription, window_signature
 from shared.schemas import JobStatus
-from shared.spreads import Spreads
+from shared.state.jobs import RECEIVED_KEY, utcnow
+from shared.state.requeue import Deliveries
+from shared.state.spread_plans import Spreads
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ A recording whose probed duration passes `split_seconds` is planned by its trans
 window's samples go to a small file of their own (`{data_dir}/windows/{job}/{i}.npy`, int16),
 the language is detected once on the first window with speech (unless the job names one or runs
 in the code-switching mode, where each window detects its own), the plan goes to Redis
-(`shared/spreads.py`), and each window's task is sent, on the same queue at the job's priority,
+(`shared/state/spread_plans.py`), and each window's task is sent, on the same queue at the job's
+priority,
 as soon as the window is cut (those before the first with speech once the language is known),
 so that other workers decode while this one cuts. The plan then ends with the count of windows,
 the transcribe task ends, and the job stays `processing`.
@@ -44,11 +45,11 @@ from faster_whisper import WhisperModel
 
 from shared.config import Settings, get_settings
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
-from shared.jobs import JobStore
 from shared.logs import bind
 from shared.queue import WINDOW_TASK, window_signature
 from shared.schemas import Job, LanguageProbability, Segment
-from shared.spreads import DONE, GONE, STALE, Spreads
+from shared.state.jobs import JobStore
+from shared.state.spread_plans import DONE, GONE, STALE, Spreads
 from worker import heartbeat, metrics
 from worker.audio import SAMPLE_RATE, pcm_blocks
 from worker.celery_app import app

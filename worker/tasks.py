@@ -13,14 +13,14 @@ from celery.exceptions import Reject
 from celery.worker.request import Request
 
 from shared.config import Settings, get_settings
-from shared.deliveries import STALE, Deliveries
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
-from shared.job_events import JobEvents
-from shared.jobs import JobStore, utcnow
 from shared.logs import add_fields, bind
+from shared.media.storage import remove_upload
 from shared.queue import GENERATION_TASK_HEADER, REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
 from shared.schemas import Job, JobStatus, Segment
-from shared.storage import remove_upload
+from shared.state.job_events import JobEvents
+from shared.state.jobs import JobStore, utcnow
+from shared.state.requeue import STALE, Deliveries
 from worker import heartbeat, metrics
 from worker.celery_app import app
 from worker.model import get_model

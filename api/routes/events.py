@@ -9,9 +9,9 @@ from sse_starlette import EventSourceResponse
 
 from api.deps import QueryTokenJob
 from api.errors import error_responses
-from api.events import JobStreamsDep, after_id, as_sse
+from api.sse import JobStreamsDep, after_id, as_sse
 from shared.errors import InvalidRequest, JobNotFound, ServiceUnavailable, Unauthorized
-from shared.events import STREAM_ID
+from shared.state.relay import STREAM_ID
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from api.deps import JobStoreDep, SettingsDep, run_sync
 from api.errors import error_responses
 from shared.errors import NotReady
-from shared.heartbeats import Heartbeats, WorkerBeat
-from shared.jobs import JobStore
+from shared.state.heartbeats import Heartbeats, WorkerBeat
+from shared.state.jobs import JobStore
 
 router = APIRouter(tags=["health"])
 

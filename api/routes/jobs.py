@@ -33,18 +33,18 @@ from shared.errors import (
     UrlForbidden,
 )
 from shared.extras import JobExtras
-from shared.formatters import FORMATS, render
-from shared.job_events import JobEvents
 from shared.languages import codes_pattern
-from shared.listing import CURSOR, list_jobs
+from shared.media.storage import clean_filename, remove_upload
+from shared.output.formatters import FORMATS, render
+from shared.output.subtitles import SubtitleOptions
 from shared.schemas import Job, JobOptions, JobStatus, Transcript
-from shared.storage import clean_filename, remove_upload
-from shared.subtitles import SubtitleOptions
+from shared.state.job_events import JobEvents
+from shared.state.listing import CURSOR, list_jobs
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 FormatName = Literal["json", "txt", "srt", "vtt", "tsv", "ass"]
-# Query parameters that cut srt, vtt and ass downloads into cues (`shared/subtitles.py`).
+# Query parameters that cut srt, vtt and ass downloads into cues (`shared/output/subtitles.py`).
 SubtitleQuery = Annotated[SubtitleOptions, Query()]
 
 

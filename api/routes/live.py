@@ -1,4 +1,4 @@
-"""Live transcription: `WS /v1/live` (the protocol is in the README and `api/live.py`)."""
+"""Live transcription: `WS /v1/live` (the protocol is in the README and `api/live_relay.py`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, WebSocket
 
 from api.auth import ACCESS_TOKEN_PARAM
-from api.live import LiveRelay
+from api.live_relay import LiveRelay
 
 router = APIRouter(prefix="/v1", tags=["live"])
 

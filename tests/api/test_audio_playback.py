@@ -11,8 +11,8 @@ import pytest
 from support import DATA, submit, wait_for_job
 
 from shared.errors import DecodeError
-from shared.jobs import JobStore, new_job_id
 from shared.schemas import JobOptions
+from shared.state.jobs import JobStore, new_job_id
 
 JFK = DATA / "jfk.flac"
 

@@ -17,8 +17,8 @@ from httpx_sse import aconnect_sse
 from sse_client import run_async
 from support import DATA, Process, start_api
 
-from shared.jobs import JobStore, new_job_id
 from shared.schemas import JobOptions
+from shared.state.jobs import JobStore, new_job_id
 
 LISTENERS = 200
 POLLS = 20

@@ -14,9 +14,9 @@ import pytest
 import redis
 from support import DATA, ROOT, Process, answers_ok, spawn, wait_for_job, wait_until
 
-from shared.jobs import JobStore, new_job_id
 from shared.localredis import free_port
 from shared.schemas import JobOptions, Segment, Transcript
+from shared.state.jobs import JobStore, new_job_id
 
 FORMATS = ("json", "txt", "srt", "vtt", "tsv")
 # NUL, BEL, TAB, LF, ESC, DEL, NEL and CSI (C1, as UTF-8), LINE SEPARATOR.

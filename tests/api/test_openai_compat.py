@@ -20,10 +20,10 @@ from api.main import create_app
 from api.openai_compat import AudioRequest, compression_ratio, parse_form, verbose
 from shared.config import Settings
 from shared.errors import DecodeError, InvalidRequest
-from shared.jobs import JobStore
 from shared.localredis import free_port
 from shared.queue import queue_depth
 from shared.schemas import JobOptions, Segment, Transcript, Word
+from shared.state.jobs import JobStore
 
 JFK = DATA / "jfk.flac"
 TRANSCRIBE = "/v1/audio/transcriptions"

@@ -13,8 +13,8 @@ import pytest
 import redis
 from support import start_api
 
-from shared.jobs import JobStore, new_job_id
 from shared.schemas import JobOptions, Segment, Transcript, Word
+from shared.state.jobs import JobStore, new_job_id
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_SECONDS = 25

@@ -18,8 +18,8 @@ import pytest
 import redis
 from support import DATA, Process, pool_children, start_api, start_worker, submit, wait_for_job
 
-from shared.heartbeats import WORKERS_KEY, worker_key
 from shared.localredis import LocalRedis, free_port
+from shared.state.heartbeats import WORKERS_KEY, worker_key
 
 TIMEOUT_SECONDS = 4.0
 FAST_HEARTBEATS = {

@@ -16,9 +16,9 @@ from api.main import create_app
 from api.routes.status import StatusRoute
 from shared.config import Settings
 from shared.errors import JobFailed
-from shared.jobs import JobStore, new_job_id
-from shared.keys import KeyStore
 from shared.schemas import JobOptions, JobStatus, LanguageProbability
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.keys import KeyStore
 
 
 @pytest.fixture

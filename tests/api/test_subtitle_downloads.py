@@ -13,7 +13,7 @@ import srt
 import webvtt
 from support import DATA, submit, wait_for_job
 
-from shared.subtitles import display_width
+from shared.output.subtitles import display_width
 
 JFK = DATA / "jfk.flac"
 

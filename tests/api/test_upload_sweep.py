@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from support import DATA, Process, start_api
 
-from shared.jobs import JobStore, new_job_id
 from shared.localredis import LocalRedis
 from shared.schemas import JobOptions, Segment, Transcript
+from shared.state.jobs import JobStore, new_job_id
 
 INTERVAL = 0.3
 GRACE = 1.0

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from support import submit, wait_for_job
 
 from browser.conftest import DESKTOP, JFK, open_page
-from shared.subtitles import display_width
+from shared.output.subtitles import display_width
 
 WAIT_MS = 30_000
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from cli.batch import find_media, plan
 from cli.main import Format
 from cli.outputs import output_paths, write_atomic
-from shared.formatters import FORMATS
+from shared.output.formatters import FORMATS
 
 
 def touch(*paths: Path) -> None:

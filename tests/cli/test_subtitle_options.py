@@ -11,7 +11,7 @@ import pytest
 import srt
 from support import DATA
 
-from shared.subtitles import display_width
+from shared.output.subtitles import display_width
 
 Verbatim = Callable[..., CompletedProcess[str]]
 

@@ -14,7 +14,7 @@ import srt
 from gateway import Proxy
 from support import DATA
 
-from shared.formatters import FORMATS
+from shared.output.formatters import FORMATS
 
 Verbatim = Callable[..., CompletedProcess[str]]
 SHORT = "1089-134686-0001.flac"  # 3.3 s of speech

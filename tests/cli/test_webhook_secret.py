@@ -9,7 +9,7 @@ import redis
 from support import ROOT
 
 from shared.config import Settings
-from shared.webhooks import signing_secret
+from shared.state.webhooks import signing_secret
 
 
 def test_it_prints_the_secret_kept_in_redis(redis_url: str, redis_client: redis.Redis) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from courier.celery_app import app
 from courier.tasks import deliver_webhook, fetch_media
-from shared.webhooks import DELIVER_TASK, FETCH_TASK, IO_QUEUE
+from shared.state.webhooks import DELIVER_TASK, FETCH_TASK, IO_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ import pytest
 from sse_client import Received, all_events
 from support import DATA, Process, submit
 
-from shared.jobs import JobStore, new_job_id
 from shared.schemas import JobOptions
+from shared.state.jobs import JobStore, new_job_id
 
 from .conftest import NGINX_CONF, Nginx
 

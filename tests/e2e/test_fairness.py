@@ -1,7 +1,8 @@
 """Fair scheduling with the real worker: one key's deep queue does not hold back another's job.
 
 Key A queues 30 recordings, then key B queues one. New jobs are enqueued at a priority taken
-from the submitting key's queued jobs (`shared/jobs.py`), and the worker prefetches one message,
+from the submitting key's queued jobs (`shared/state/jobs.py`), and the worker prefetches one
+message,
 so B's job must start before A's fourth (issue 9).
 """
 

@@ -14,11 +14,11 @@ from support import DATA, spawn, start_api, wait_for_job, wait_until
 
 from cli.serve import io_worker_command
 from shared.config import Settings
-from shared.jobs import JobStore, new_job_id
 from shared.localredis import free_port
 from shared.queue import make_celery
 from shared.schemas import JobOptions, Transcript
-from shared.webhooks import Events
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.webhooks import Events
 
 
 @pytest.fixture(scope="module")

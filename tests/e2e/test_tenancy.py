@@ -25,7 +25,7 @@ from support import (
     write_silence,
 )
 
-from shared.formatters import FORMATS
+from shared.output.formatters import FORMATS
 
 JFK = DATA / "jfk.flac"
 MISSING = "0" * 32

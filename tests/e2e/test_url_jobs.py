@@ -14,7 +14,7 @@ from support import DATA, Process, spawn, start_api, wait_for_job, wait_until
 from cli.serve import io_worker_command
 from shared.config import Settings
 from shared.localredis import free_port
-from shared.webhooks import signing_secret
+from shared.state.webhooks import signing_secret
 
 SHORT = DATA / "LJ001-0001.flac"
 SMALL_LIMIT = 200_000

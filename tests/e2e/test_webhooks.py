@@ -18,12 +18,12 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from support import DATA, Process, keyed_client, submit, wait_for_job
 
 from shared.config import Settings
-from shared.jobs import JobStore, new_job_id
-from shared.keys import KeyStore
 from shared.localredis import free_port
 from shared.queue import NEW_JOB_PRIORITY, TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
-from shared.webhooks import signing_secret
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.keys import KeyStore
+from shared.state.webhooks import signing_secret
 
 SHORT = DATA / "LJ001-0001.flac"
 

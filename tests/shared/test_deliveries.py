@@ -1,4 +1,4 @@
-"""Received marks, generations and requeues (`shared/deliveries.py`) on a real Redis."""
+"""Received marks, generations and requeues (`shared/state/requeue.py`) on a real Redis."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.deliveries import STALE, Deliveries
-from shared.jobs import JobStore
 from shared.schemas import JobOptions, JobStatus
+from shared.state.jobs import JobStore
+from shared.state.requeue import STALE, Deliveries
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The event relay (`shared/events.py`) and a job's events on it, on a real Redis."""
+"""The event relay (`shared/state/relay.py`) and a job's events on it, on a real Redis."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import redis
 from sse_client import run_async
 
 from shared.errors import DecodeError
-from shared.events import BEGINNING, Event, EventHub, EventLog, events_client
-from shared.job_events import FINAL, JobEvents, stream_key
 from shared.schemas import JobStatus, Segment
+from shared.state.job_events import FINAL, JobEvents, stream_key
+from shared.state.relay import BEGINNING, Event, EventHub, EventLog, events_client
 
 JOB = "a" * 32
 

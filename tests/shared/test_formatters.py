@@ -9,7 +9,7 @@ import pytest
 import srt
 import webvtt
 
-from shared.formatters import FORMATS, render
+from shared.output.formatters import FORMATS, render
 from shared.schemas import Segment, Transcript, Word
 
 

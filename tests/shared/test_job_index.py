@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.deliveries import Deliveries
 from shared.errors import DecodeError
-from shared.jobs import JobStore, utcnow
 from shared.schemas import JobOptions, JobStatus, Transcript
+from shared.state.jobs import JobStore, utcnow
+from shared.state.requeue import Deliveries
 
 EMPTY = Transcript(language="en", duration=1.0, text="", segments=[])
 

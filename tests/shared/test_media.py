@@ -13,7 +13,7 @@ from media_samples import KINDS, SPEECH_SECONDS, external_track, hostile_files
 from support import DATA
 
 from shared.errors import UnsupportedMedia
-from shared.media import open_media
+from shared.media.opening import open_media
 
 JFK = DATA / "jfk.flac"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.jobs import JobStore, new_job_id
 from shared.schemas import JobOptions, JobStatus
-from shared.spreads import DONE, GONE, STALE, Spreads
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.spread_plans import DONE, GONE, STALE, Spreads
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.storage import clean_filename, parse_upload_name
+from shared.media.storage import clean_filename, parse_upload_name
 
 JOB = "0123456789abcdef0123456789abcdef"
 

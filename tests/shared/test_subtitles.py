@@ -1,4 +1,4 @@
-"""Re-cueing (`shared/subtitles.py`): exact tables for each kind of text, then every subtitle
+"""Re-cueing (`shared/output/subtitles.py`): exact tables for each kind of text, then every subtitle
 format read back with a real parser (`srt`, `webvtt-py`, pysubs2) and checked for what a
 subtitle editor checks: line width by display width, lines per cue, cue length, reading speed
 where reachable, no overlap, times within the audio, and every word kept in order."""
@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.formatters import render
+from shared.output.formatters import render
+from shared.output.subtitles import PRESETS, SubtitleOptions, cue_transcript, display_width
 from shared.schemas import Segment, Transcript, Word
-from shared.subtitles import PRESETS, SubtitleOptions, cue_transcript, display_width
 
 
 def timed(words: list[tuple[str, float, float]], id_: int = 0) -> Segment:

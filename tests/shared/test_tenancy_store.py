@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from shared.errors import DecodeError, QuotaExceeded, TooManyActiveJobs
-from shared.jobs import JobStore, new_job_id
-from shared.keys import KeyLimits, KeyStore, token_hash
-from shared.listing import list_jobs, prune_list
 from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
 from shared.schemas import JobOptions, JobStatus, Transcript
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.keys import KeyLimits, KeyStore, token_hash
+from shared.state.listing import list_jobs, prune_list
 
 EMPTY = Transcript(language="en", duration=1.0, text="", segments=[])
 NOWHERE = Path("/nowhere")

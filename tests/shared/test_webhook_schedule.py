@@ -7,7 +7,7 @@ import random
 import pytest
 
 from shared.config import Settings
-from shared.webhooks import retry_delay
+from shared.state.webhooks import retry_delay
 
 
 def test_the_delays_double_and_add_up_to_about_the_window() -> None:

@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from shared.config import Settings
-from shared.heartbeats import WORKERS_KEY, Heartbeats, worker_key
 from shared.localredis import LocalRedis
 from shared.queue import make_celery
+from shared.state.heartbeats import WORKERS_KEY, Heartbeats, worker_key
 from worker import heartbeat
 
 # Longer than `stop()` once waited, shorter than it waits now.

@@ -23,9 +23,9 @@ from support import (
 )
 
 from shared.config import Settings
-from shared.jobs import JobStore
 from shared.queue import TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
+from shared.state.jobs import JobStore
 
 
 def wait_until_processing(client: httpx.Client, job_id: str) -> dict:

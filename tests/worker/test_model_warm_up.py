@@ -12,11 +12,11 @@ import pytest
 from support import DATA, JOB_TIMEOUT_SECONDS, Process, start_worker, wait_until
 
 from shared.config import Settings
-from shared.heartbeats import Heartbeats
-from shared.jobs import JobStore, new_job_id
 from shared.localredis import LocalRedis
 from shared.queue import TRANSCRIBE_TASK, make_celery
 from shared.schemas import Job, JobOptions
+from shared.state.heartbeats import Heartbeats
+from shared.state.jobs import JobStore, new_job_id
 
 TIMEOUT_SECONDS = 2.0
 FAST_HEARTBEATS = {

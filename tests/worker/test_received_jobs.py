@@ -19,9 +19,9 @@ from kombu.transport.redis import Channel
 from support import DATA, Process, start_api, start_worker, submit, wait_for_job
 from test_worker_loss import FAST_HEARTBEATS, job_when, kill_whole_worker
 
-from shared.jobs import RECEIVED_KEY
 from shared.localredis import LocalRedis
 from shared.queue import QUEUE, REQUEUED_PRIORITY
+from shared.state.jobs import RECEIVED_KEY
 
 
 @pytest.fixture

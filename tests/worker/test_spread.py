@@ -35,7 +35,7 @@ from support import (
 from synthetic import ENGLISH_GERMAN, speech
 
 from shared.localredis import LocalRedis
-from shared.spreads import plan_key
+from shared.state.spread_plans import plan_key
 
 # Recordings past 30 s are spread, in windows of at most 30 s: the test recording (about 64 s)
 # makes three.

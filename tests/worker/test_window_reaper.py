@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from shared.config import Settings
-from shared.jobs import JobStore, new_job_id
 from shared.localredis import LocalRedis
 from shared.queue import make_celery, queue_depth
 from shared.schemas import JobOptions, JobStatus
-from shared.spreads import Spreads
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.spread_plans import Spreads
 from worker.reaper import requeue_windows
 
 

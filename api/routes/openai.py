@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from api import openai_compat
 from api.auth import Identity
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
-from api.events import JobStreams, JobStreamsDep
 from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
     GRANULARITIES,
@@ -28,14 +27,15 @@ from api.openai_compat import (
     VerboseTranscription,
 )
 from api.openai_stream import transcript_events
+from api.sse import JobStreams, JobStreamsDep
 from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
-from shared.idempotency import fingerprint
-from shared.jobs import JobStore
-from shared.keys import ApiKey
 from shared.languages import codes_pattern
 from shared.schemas import Job, JobStatus
+from shared.state.idempotency import fingerprint
+from shared.state.jobs import JobStore
+from shared.state.keys import ApiKey
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 

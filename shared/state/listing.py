@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import re
 
-from shared.jobs import JobStore
 from shared.schemas import Job, JobStatus
+from shared.state.jobs import JobStore
 
 CURSOR = re.compile(r"^\d{16}\.[0-9a-f]{32}$")
 # With a status filter, a page stops after reading this many entries even if it is not full;

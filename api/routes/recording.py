@@ -13,8 +13,8 @@ from fastapi.responses import FileResponse
 from api.deps import JobStoreDep, QueryTokenJob, run_sync
 from api.errors import error_responses
 from shared.errors import AudioNotKept, JobFailed, JobNotFound, JobNotReady, Unauthorized
+from shared.media.storage import clean_filename
 from shared.schemas import JobStatus
-from shared.storage import clean_filename
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 

@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 import pysubs2
 
+from shared.output.subtitles import Cue, SubtitleOptions, cue_transcript, join_tokens, word_starts
 from shared.schemas import Segment, Transcript
-from shared.subtitles import Cue, SubtitleOptions, cue_transcript, join_tokens, word_starts
 
 # A run of dashes before `>` reads as a cue timing arrow; a plain replace of `-->` would
 # turn `--->` back into `-->`, so the whole run collapses to `->`.

@@ -4,7 +4,7 @@ An upload is written as `partial-{job_id}{suffix}` and renamed to `{job_id}{suff
 record exists, so a file with a job's own name always belongs to a job that was created. The
 process writing a partial file holds an exclusive `flock` on it until the rename: the kernel
 drops the lock when that process dies, however it dies, so a sweep that can take the lock knows
-that nobody is writing the file any more (`shared/sweep.py`).
+that nobody is writing the file any more (`shared/media/sweep.py`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Celery's solo pool: it holds one session at a time, in its main thread, with its
 and warmed up as it starts. (A thread pool sharing one model, and prefork pool processes, were
 measured first on the 2-core machine: each decode took three to five times as long as in the
 solo worker, Celery's consumer loop competing with it in the thread pool's case.) The session's
-audio arrives on its Redis stream (`shared/live.py`); what is decoded goes back on its event
+audio arrives on its Redis stream (`shared/state/live_sessions.py`); what is decoded goes back on
+its event
 stream, and every final segment also to the job's own events and to a list from which the API
 saves the job should this worker die. When the session ends (stop, the client gone, a limit)
 the confirmed segments are stored as the job's transcript: after `stop` all the audio is
@@ -28,10 +29,11 @@ from celery import Task
 
 from shared.config import Settings, get_settings
 from shared.errors import IdleTimeout, SessionTooLong, TranscriptionError, VerbatimError
-from shared.events import EventLog
-from shared.job_events import segment_data, transcript_links
-from shared.jobs import JobStore, utcnow
-from shared.live import (
+from shared.logs import bind
+from shared.schemas import Segment
+from shared.state.job_events import segment_data, transcript_links
+from shared.state.jobs import JobStore, utcnow
+from shared.state.live_sessions import (
     ABORT,
     AUDIO,
     DATA_FIELD,
@@ -49,13 +51,12 @@ from shared.live import (
     session_key,
     transcript_of,
 )
-from shared.logs import bind
-from shared.schemas import Segment
+from shared.state.relay import EventLog
 from worker.celery_app import app
 from worker.heartbeat import worker_id
 from worker.live_audio import decoder_for
+from worker.live_decoder import RATE, StreamingTranscriber, Update, whisper_decode
 from worker.model import get_model
-from worker.streaming import RATE, StreamingTranscriber, Update, whisper_decode
 from worker.tasks import job_events, job_store
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-from shared.jobs import LUA_NOW_MS
+from shared.state.jobs import LUA_NOW_MS
 
 WORKERS_KEY = "verbatim:workers"
 

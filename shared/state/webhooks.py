@@ -22,10 +22,10 @@ from celery import Celery
 from standardwebhooks.webhooks import Webhook
 
 from shared.config import Settings
-from shared.job_events import transcript_links
-from shared.jobs import JobStore
-from shared.keys import KeyStore, new_webhook_secret
 from shared.schemas import Job, JobStatus, WebhookState
+from shared.state.job_events import transcript_links
+from shared.state.jobs import JobStore
+from shared.state.keys import KeyStore, new_webhook_secret
 
 IO_QUEUE = "verbatim.io"
 DELIVER_TASK = "verbatim.deliver_webhook"

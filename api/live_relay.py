@@ -6,7 +6,7 @@ one of its active jobs) and asks the live workers to take it; a worker must clai
 to the session's Redis stream as they come; the worker's events come back through the process's
 `EventHub` (the one multiplexed XREAD that job events use), each sent on as a JSON text frame.
 A worker whose `alive` key lapses is gone: the client gets `live_worker_lost` and the job is
-saved with the segments confirmed so far. See `shared/live.py` for the keys.
+saved with the segments confirmed so far. See `shared/state/live_sessions.py` for the keys.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ from shared.errors import (
     UnsupportedEncoding,
     VerbatimError,
 )
-from shared.events import BEGINNING, Event, EventHub
-from shared.jobs import JobStore, new_job_id
-from shared.keys import ApiKey, KeyFinder
-from shared.live import (
+from shared.logs import bind
+from shared.schemas import JobOptions, JobStatus, Segment
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.keys import ApiKey, KeyFinder
+from shared.state.live_sessions import (
     ABORT,
     AUDIO,
     DATA_FIELD,
@@ -58,8 +59,7 @@ from shared.live import (
     session_key,
     transcript_of,
 )
-from shared.logs import bind
-from shared.schemas import JobOptions, JobStatus, Segment
+from shared.state.relay import BEGINNING, Event, EventHub
 
 log = logging.getLogger(__name__)
 

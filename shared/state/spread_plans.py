@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from shared.jobs import LUA_NOW_MS, JobStore
+from shared.state.jobs import LUA_NOW_MS, JobStore
 
 JOBS_KEY = "verbatim:spread:jobs"
 GONE, STALE, DONE = -1, -3, -2  # `begin_window`: job gone or ended; other plan; already done

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 
 from shared.errors import UnsupportedMedia, short_reason
-from shared.media import open_media
+from shared.media.opening import open_media
 
 
 def probe_duration(path: Path) -> float:

@@ -1,7 +1,7 @@
 """An event relay on Redis Streams: publishers append, readers replay and then block for more.
 
 One stream per subject (a job's events live at `verbatim:events:{job id}`, see
-`shared/job_events.py`). Each entry holds an event name and a JSON payload; its stream id
+`shared/state/job_events.py`). Each entry holds an event name and a JSON payload; its stream id
 (`<ms>-<seq>`, Redis's clock) is the event's id, so a reader that reconnects after an id gets
 everything added since and nothing twice. Streams are capped (`MAXLEN ~`) and expire, so a
 subject that nobody reads costs nothing for long.

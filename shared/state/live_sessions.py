@@ -7,7 +7,7 @@ the worker is asked to take it) and three streams:
   client went away or broke the protocol). The worker deletes what it has read, so the
   stream's length is the backlog the worker has yet to take in.
 - `...:events`: what the worker publishes for the client (`partial`, `final`, then `done` or
-  `error`), on the job events' relay (`shared/events.py`), which the API follows.
+  `error`), on the job events' relay (`shared/state/relay.py`), which the API follows.
 - `...:segments`: each final segment as JSON, so that the API can save what was confirmed
   when the worker dies mid-session.
 

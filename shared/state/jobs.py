@@ -9,7 +9,8 @@ record expires (in ms; `+inf` until the job ends), kept in step by the same scri
 status; counting jobs by status is then a few ZCARDs, with no SCAN of the keyspace.
 
 Each owner (an API key's id; `-` for the jobs made while auth is off) has two more (issue 9):
-`verbatim:owner:{owner}:jobs`, its jobs newest first for `GET /v1/jobs` (see `shared/listing.py`),
+`verbatim:owner:{owner}:jobs`, its jobs newest first for `GET /v1/jobs` (see
+`shared/state/listing.py`),
 and `verbatim:owner:{owner}:active`, the set of its queued or processing job ids, which the
 scripts that create, finish and delete a job keep in step; its size is the active-job count that
 quotas check, so a count never drifts from the jobs that exist.
@@ -31,13 +32,13 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from shared.errors import JobNotFound, QuotaExceeded, TooManyActiveJobs, VerbatimError
-from shared.keys import ApiKey, KeyFinder, KeyLimits
 from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
-from shared.records import json_object
 from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
+from shared.state.keys import ApiKey, KeyFinder, KeyLimits
+from shared.state.records import json_object
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
-# Jobs whose message a worker holds but has not started (`shared/deliveries.py`).
+# Jobs whose message a worker holds but has not started (`shared/state/requeue.py`).
 RECEIVED_KEY = "verbatim:received"
 
 OWNER_PREFIX = "verbatim:owner:"

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 
 import redis
 
-from shared.jobs import LUA_NOW_MS, RECEIVED_KEY, JobStore, _flat
 from shared.schemas import JobStatus
+from shared.state.jobs import LUA_NOW_MS, RECEIVED_KEY, JobStore, _flat
 
 STALE = -2  # `begin_attempt`: the message is of an older generation than the job
 

@@ -1,4 +1,4 @@
-"""A job's events on the relay (`shared/events.py`): their names, payloads and stream.
+"""A job's events on the relay (`shared/state/relay.py`): their names, payloads and stream.
 
 `status` (queued, processing), `progress`, `segment` (as each is decoded), then `completed`
 (with the links to the transcripts) or `failed` (with the error), after which the job's stream
@@ -15,9 +15,9 @@ import redis
 
 from shared.config import Settings
 from shared.errors import JobNotFound, VerbatimError
-from shared.events import EventLog
-from shared.formatters import FORMATS
+from shared.output.formatters import FORMATS
 from shared.schemas import JobStatus, Segment, Transcript
+from shared.state.relay import EventLog
 
 STATUS, PROGRESS, SEGMENT, RESTART = "status", "progress", "segment", "restart"
 COMPLETED, FAILED, DELETED = "completed", "failed", "deleted"

@@ -1,6 +1,6 @@
 """Removing upload files that no job owns, without touching one that is still being written.
 
-Two kinds of file are orphans (names as in `shared/storage.py`):
+Two kinds of file are orphans (names as in `shared/media/storage.py`):
 
 - a finished upload `{job_id}{suffix}` whose job record does not exist: its job expired while
   the upload was kept (`delete_upload_when_done=false`) or was deleted as the file was renamed;
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import redis
 
-from shared.jobs import JobStore
-from shared.storage import held_by_a_writer, parse_upload_name
+from shared.media.storage import held_by_a_writer, parse_upload_name
+from shared.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

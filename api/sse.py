@@ -1,7 +1,7 @@
 """The API's side of job events: relay a job's stream to a client as server-sent events.
 
 Each open stream is one coroutine waiting on its queue of the process's `EventHub`
-(`shared/events.py`), which follows every stream with one blocking XREAD: no thread and no
+(`shared/state/relay.py`), which follows every stream with one blocking XREAD: no thread and no
 Redis connection per client, so an API process holds as many idle listeners as
 `events_max_listeners` allows.
 """
@@ -19,8 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from shared.config import Settings
 from shared.errors import InvalidRequest, ServiceUnavailable
-from shared.events import BEGINNING, STREAM_ID, Event, EventHub
-from shared.job_events import (
+from shared.state.job_events import (
     COMPLETED,
     DELETED,
     FAILED,
@@ -29,7 +28,8 @@ from shared.job_events import (
     stream_key,
     transcript_links,
 )
-from shared.jobs import JobStore
+from shared.state.jobs import JobStore
+from shared.state.relay import BEGINNING, STREAM_ID, Event, EventHub
 
 log = logging.getLogger(__name__)
 

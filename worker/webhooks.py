@@ -1,7 +1,7 @@
 """After each transcription task: queue the job's webhook event if it has one and has ended.
 
 A Celery signal rather than a line in the task, so that every way a job ends (completed,
-failed, too many attempts) announces it, once (`shared/webhooks.py` claims the event). The
+failed, too many attempts) announces it, once (`shared/state/webhooks.py` claims the event). The
 transcription worker only queues the delivery; the I/O worker makes it.
 """
 
@@ -15,7 +15,7 @@ from celery import Task, signals
 
 from shared.config import get_settings
 from shared.queue import TRANSCRIBE_TASK
-from shared.webhooks import Events
+from shared.state.webhooks import Events
 from worker.tasks import job_store
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import redis
 import redis.asyncio
 from pydantic import BaseModel, Field
 
-from shared.records import json_object
+from shared.state.records import json_object
 
 TOKEN_PREFIX = "vb_"
 WEBHOOK_SECRET_PREFIX = "whsec_"

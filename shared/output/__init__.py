@@ -1,0 +1,1 @@
+"""What a transcript is rendered into: the download formats and the subtitle cues."""
