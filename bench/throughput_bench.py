@@ -35,7 +35,8 @@ from stack import ROOT, start_api, wait_healthy
 from shared.config import Settings
 from shared.localredis import LocalRedis
 from shared.schemas import JobOptions
-from worker.model import default_concurrency, resolve_device, resolve_model_path
+from worker.concurrency import default_concurrency
+from worker.model import resolve_device, resolve_model_path
 from worker.transcriber import whisper_kwargs
 
 SAMPLE_RATE = 16000

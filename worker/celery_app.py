@@ -12,6 +12,7 @@ from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
 from worker import heartbeat, metrics, model
+from worker.concurrency import default_concurrency, share_cores
 from worker.pool import ThreadPool
 
 app = make_celery(get_settings(), main="verbatim-worker")
@@ -23,7 +24,7 @@ app.conf.update(
     task_acks_late=True,
     worker_send_task_events=False,
     # Unless `--concurrency` says otherwise: one job per core on CPU, up to 4; one on a GPU.
-    worker_concurrency=model.default_concurrency(get_settings()),
+    worker_concurrency=default_concurrency(get_settings()),
 )
 
 
@@ -53,7 +54,7 @@ def _start(sender: Any, **_: Any) -> None:
     # `--concurrency auto` is resolved after this signal: it counts the CPUs.
     jobs = sender.concurrency if isinstance(sender.concurrency, int) else None
     jobs = 1 if issubclass(pool, solo.TaskPool) else jobs or len(os.sched_getaffinity(0))
-    model.share_cores(jobs)
+    share_cores(jobs)
     if issubclass(pool, thread.TaskPool):
         # Resolved right after this signal; ours can stop its jobs (`worker/pool.py`).
         sender.pool_cls = ThreadPool

@@ -9,7 +9,6 @@ threads run in parallel instead of queueing for one replica.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -18,7 +17,7 @@ from faster_whisper import WhisperModel
 
 from shared.config import Settings
 from shared.errors import ModelUnavailable, short_reason
-from worker import metrics
+from worker import concurrency, metrics
 from worker.offline_model import offline_base_model
 
 log = logging.getLogger(__name__)
@@ -27,14 +26,8 @@ BUNDLED_MODEL = "base"
 
 _lock = threading.Lock()
 _cached: tuple[tuple[str, str, str, int, int], WhisperModel] | None = None
-# Jobs at once a CPU worker runs by default: one per core, up to this many copies of the
-# model (README "Throughput": on 2 cores, two one-thread jobs decode 1.9x the audio of one job
-# on both, and one job is no faster on two threads than on one).
-CPU_JOBS = 4
-# Model replicas this process loads (`use_replicas`), and jobs its worker runs at once, which
-# share the cores (`share_cores`); both set by `worker_init`, before the first load.
+# Model replicas this process loads (`use_replicas`), set by `worker_init` before the first load.
 _replicas = 1
-_jobs = 1
 
 
 def resolve_device(settings: Settings) -> tuple[str, str]:
@@ -61,33 +54,6 @@ def use_replicas(count: int) -> None:
     _replicas = count
 
 
-def share_cores(jobs: int) -> None:
-    """Make the model this process loads run on its share of the cores of a worker running
-    `jobs` at once, in any pool (`worker_init`, before any load)."""
-    global _jobs
-    _jobs = jobs
-
-
-def default_concurrency(settings: Settings) -> int:
-    """`worker_concurrency` where set; else one job per core on CPU, up to `CPU_JOBS`, and one
-    on a GPU. Runs in a prefork pool's parent: it asks NVML, not CUDA, whether a GPU is there
-    (a CUDA driver initialised before a fork is unusable in the children)."""
-    if settings.worker_concurrency:
-        return settings.worker_concurrency
-    gpu = settings.device == "cuda" or (settings.device == "auto" and metrics.gpu_count() > 0)
-    if gpu:
-        return 1
-    return max(1, min(CPU_JOBS, len(os.sched_getaffinity(0))))
-
-
-def threads_per_job(settings: Settings) -> int:
-    """`cpu_threads` where set; with several jobs at once and 0, the cores shared among them
-    (CTranslate2 would give each up to 4, oversubscribing a small machine)."""
-    if settings.cpu_threads or _jobs == 1:
-        return settings.cpu_threads
-    return max(1, len(os.sched_getaffinity(0)) // _jobs)
-
-
 def get_model(settings: Settings) -> WhisperModel:
     """The process's model, loading it on first use (never at import, never per job)."""
     global _cached
@@ -110,7 +76,7 @@ def _load(settings: Settings, device: str, compute_type: str, replicas: int) -> 
             path,
             device=device,
             compute_type=compute_type,
-            cpu_threads=threads_per_job(settings),
+            cpu_threads=concurrency.threads_per_job(settings),
             num_workers=replicas,
             download_root=str(settings.model_dir / "hub"),
         )
@@ -120,7 +86,7 @@ def _load(settings: Settings, device: str, compute_type: str, replicas: int) -> 
     metrics.model_loaded(seconds)
     log.info("model loaded", extra={
         "model": settings.model, "device": device, "compute_type": compute_type,
-        "replicas": replicas, "cpu_threads": threads_per_job(settings),
+        "replicas": replicas, "cpu_threads": concurrency.threads_per_job(settings),
         "seconds": round(seconds, 2),
     })
     return model
