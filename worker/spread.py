@@ -56,12 +56,12 @@ from worker.celery_app import app
 from worker.detection import Detection
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
+from worker.speech import speech_regions
 from worker.tasks import REDIS_DOWN, JobDeleted, _failed, _log_deleted, job_events, job_store
 from worker.transcriber import (
     assemble,
     first_detection,
     multilingual,
-    speech_regions,
     transcribe_window,
     window_lengths,
 )

@@ -12,7 +12,6 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as FWSegment
 from faster_whisper.transcribe import Word as FWWord
-from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from shared.config import Settings
 from shared.schemas import JobOptions, Segment, Transcript, Word
@@ -20,6 +19,7 @@ from worker.audio import SAMPLE_RATE, pcm_blocks, to_float
 from worker.detection import Detection, detect, ranked
 from worker.model import resolve_device
 from worker.script import in_script
+from worker.speech import Regions, is_speech, silent, speech_regions, within
 from worker.windows import Window, split_by_language, windows
 
 # `batch_size` where neither the job nor the settings choose one. On CPU, sequential decoding
@@ -29,18 +29,6 @@ from worker.windows import Window, split_by_language, windows
 DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 8}
 # Segments of text before a window that prompt its decoding.
 PROMPT_SEGMENTS = 8
-# The loudest int16 sample a window may hold and still be silence (-80 dBFS).
-SILENCE_PEAK = 3
-_CUT_VAD = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
-# Segments whose span meets less VAD speech than this (seconds, regions padded by SPEECH_PAD)
-# are words Whisper made up over silence or noise (issue 11: "You" over 30 s of silence).
-MIN_SPEECH_OVERLAP = 0.1
-SPEECH_PAD = 0.5
-# faster-whisper's own thresholds, applied to each segment it returns: a segment likely not
-# speech, decoded with little confidence, or as repetitive as a failed decoding is dropped.
-NO_SPEECH_PROB = 0.6
-LOG_PROB = -1.0
-COMPRESSION_RATIO = 2.4
 # Where words are timed, faster-whisper skips silences this long around hallucinations.
 HALLUCINATION_SILENCE_SECONDS = 2.0
 # A window with less speech than this share of it is decoded at temperature 0 only: the
@@ -50,8 +38,6 @@ SPARSE_SPEECH = 0.1
 # and it is decoded in that language where detection is at least this sure of it.
 REGION_SECONDS = 1.5
 SWITCH_PROBABILITY = 0.6
-
-Regions = list[tuple[int, int]]
 
 ProgressCallback = Callable[[float], None]
 SegmentCallback = Callable[[Segment], None]
@@ -140,7 +126,7 @@ def first_detection(
     """The recording's language as `transcribe` finds it, on `window`, the first with speech;
     None where the job names one, runs in the code-switching mode, or the window is silent."""
     job = _Job(model, options, settings)
-    if options.fixed_language is not None or job.multilingual or _silent(window.samples):
+    if options.fixed_language is not None or job.multilingual or silent(window.samples):
         return None
     if not (speech := speech_regions(window.samples)):
         return None
@@ -205,7 +191,7 @@ class _Job:
             kwargs.setdefault("temperature", 0.0)
         found, _ = self.decoder(to_float(part.samples), **kwargs)
         for raw in found:
-            if not _heard(raw, speech):
+            if not is_speech(raw, speech):
                 continue
             segment = _segment(raw, len(self.segments), part, self._last_end(), language)
             segment = in_script(segment, self.options.script)
@@ -215,10 +201,10 @@ class _Job:
     def hear(self, window: Window) -> Iterator[Segment]:
         """The window's segments as decoded; none where it is silent or VAD hears no speech
         (Whisper would make words up)."""
-        if _silent(window.samples) or not (speech := speech_regions(window.samples)):
+        if silent(window.samples) or not (speech := speech_regions(window.samples)):
             return
         for part, language in self.parts(window, speech):
-            yield from self.decode(part, language, _within(speech, part, window))
+            yield from self.decode(part, language, within(speech, part, window))
 
     def transcript(self, duration: float) -> Transcript:
         return assemble(self.segments, self.detection, self.heard, self.options, self.settings,
@@ -286,35 +272,6 @@ def multilingual(options: JobOptions, settings: Settings) -> bool:
     return chosen and options.fixed_language is None
 
 
-def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) sample offsets of the speech in int16 `samples`, by Silero VAD with pauses
-    of 300 ms or more between regions (shorter ones can fall inside a word)."""
-    found = get_speech_timestamps(to_float(samples), _CUT_VAD)
-    return [(region["start"], region["end"]) for region in found]
-
-
-def _within(speech: Regions, part: Window, window: Window) -> Regions:
-    """The window's speech regions that fall in `part`, as offsets in it."""
-    shift, size = part.start - window.start, part.samples.size
-    return [(max(a - shift, 0), min(b - shift, size)) for a, b in speech
-            if b > shift and a < shift + size]
-
-
-def _heard(segment: FWSegment, speech: Regions) -> bool:
-    """Whether a segment is speech: it has text, overlaps VAD speech, and passes the model's
-    own no-speech and repetition checks."""
-    if not segment.text.strip():
-        return False
-    if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < LOG_PROB:
-        return False
-    if segment.compression_ratio > COMPRESSION_RATIO:
-        return False
-    pad = SPEECH_PAD * SAMPLE_RATE
-    low, high = segment.start * SAMPLE_RATE, segment.end * SAMPLE_RATE
-    overlap = sum(max(0.0, min(high, b + pad) - max(low, a - pad)) for a, b in speech)
-    return overlap >= MIN_SPEECH_OVERLAP * SAMPLE_RATE
-
-
 def _main_language(segments: list[Segment]) -> str | None:
     """The language of the most transcribed time."""
     spoken: dict[str, float] = {}
@@ -329,11 +286,6 @@ def _probability(detection: Detection | None, language: str | None) -> float | N
         return None
     return next((c.probability for c in detection.ranked if c.language == language),
                 detection.probability)
-
-
-def _silent(samples: np.ndarray) -> bool:
-    """Digital silence: no sample above -80 dBFS (dither at most)."""
-    return not samples.size or int(np.abs(samples).max()) <= SILENCE_PEAK
 
 
 def _previous_text(segments: list[Segment]) -> str:

@@ -1,0 +1,65 @@
+"""The speech finder: where a recording has speech, and whether a decoded segment is speech.
+
+Silero VAD (as faster-whisper ships it) finds the speech regions that windows are cut between
+and that decoding is kept to; a segment Whisper returns is kept only where it overlaps them and
+passes the model's own no-speech and repetition checks, so words made up over silence, noise or
+music are dropped. A deployment with another voice-activity model replaces this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from faster_whisper.transcribe import Segment as FWSegment
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from worker.audio import SAMPLE_RATE, to_float
+from worker.windows import Window
+
+Regions = list[tuple[int, int]]
+
+# The loudest int16 sample a window may hold and still be silence (-80 dBFS).
+SILENCE_PEAK = 3
+_CUT_VAD = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
+# Segments whose span meets less VAD speech than this (seconds, regions padded by SPEECH_PAD)
+# are words Whisper made up over silence or noise (issue 11: "You" over 30 s of silence).
+MIN_SPEECH_OVERLAP = 0.1
+SPEECH_PAD = 0.5
+# faster-whisper's own thresholds, applied to each segment it returns: a segment likely not
+# speech, decoded with little confidence, or as repetitive as a failed decoding is dropped.
+NO_SPEECH_PROB = 0.6
+LOG_PROB = -1.0
+COMPRESSION_RATIO = 2.4
+
+
+def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) sample offsets of the speech in int16 `samples`, by Silero VAD with pauses
+    of 300 ms or more between regions (shorter ones can fall inside a word)."""
+    found = get_speech_timestamps(to_float(samples), _CUT_VAD)
+    return [(region["start"], region["end"]) for region in found]
+
+
+def within(speech: Regions, part: Window, window: Window) -> Regions:
+    """The window's speech regions that fall in `part`, as offsets in it."""
+    shift, size = part.start - window.start, part.samples.size
+    return [(max(a - shift, 0), min(b - shift, size)) for a, b in speech
+            if b > shift and a < shift + size]
+
+
+def is_speech(segment: FWSegment, speech: Regions) -> bool:
+    """Whether a segment is speech: it has text, overlaps VAD speech, and passes the model's
+    own no-speech and repetition checks."""
+    if not segment.text.strip():
+        return False
+    if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < LOG_PROB:
+        return False
+    if segment.compression_ratio > COMPRESSION_RATIO:
+        return False
+    pad = SPEECH_PAD * SAMPLE_RATE
+    low, high = segment.start * SAMPLE_RATE, segment.end * SAMPLE_RATE
+    overlap = sum(max(0.0, min(high, b + pad) - max(low, a - pad)) for a, b in speech)
+    return overlap >= MIN_SPEECH_OVERLAP * SAMPLE_RATE
+
+
+def silent(samples: np.ndarray) -> bool:
+    """Digital silence: no sample above -80 dBFS (dither at most)."""
+    return not samples.size or int(np.abs(samples).max()) <= SILENCE_PEAK
