@@ -21,8 +21,10 @@ import typing
 from pathlib import Path
 
 from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
 
 TARGET = Path(__file__).resolve().parents[1] / "configuration.md"
 
@@ -119,8 +121,22 @@ def named(rule: str, names: list[str], prefix: str) -> str:
     )
 
 
-def field_entry(name: str, field: FieldInfo, prefix: str, rules: list[str]) -> str:
-    lines = [f"### `{env_name(name, prefix)}`", ""]
+def variables(
+    name: str, field: FieldInfo, prefix: str, delimiter: str | None
+) -> list[tuple[str, FieldInfo]]:
+    """The variables a field is read from: itself, or each field of a nested section
+    (`VERBATIM_WHISPER__COMPUTE_TYPE`) where the settings name a nested delimiter."""
+    section = field.annotation
+    if delimiter and isinstance(section, type) and issubclass(section, BaseModel):
+        return [
+            (env_name(f"{name}{delimiter}{sub}", prefix), subfield)
+            for sub, subfield in section.model_fields.items()
+        ]
+    return [(env_name(name, prefix), field)]
+
+
+def field_entry(variable: str, field: FieldInfo, rules: list[str]) -> str:
+    lines = [f"### `{variable}`", ""]
     lines.append(f"- Type: {type_name(field.annotation)}")
     lines.append(f"- Default: {default_text(field)}")
     if limits := bounds(field):
@@ -131,30 +147,46 @@ def field_entry(name: str, field: FieldInfo, prefix: str, rules: list[str]) -> s
     return "\n".join(lines)
 
 
-def render() -> str:
-    from shared.config import Settings
+def sections(settings: type[BaseSettings]) -> list[tuple[type, list[str]]]:
+    """Fields by the class that declares them: the settings class first, then each mixin."""
+    seen: set[str] = set()
+    found = []
+    for cls in settings.__mro__:
+        own = [
+            name for name in vars(cls).get("__annotations__", {})
+            if name in settings.model_fields and name not in seen
+        ]
+        if own:
+            found.append((cls, own))
+            seen.update(own)
+    return found
 
-    prefix = Settings.model_config.get("env_prefix", "")
-    classes = [cls for cls in Settings.__mro__ if cls.__name__ in SECTIONS]
-    rules = validator_rules(classes)
+
+def section_title(cls: type) -> str:
+    doc = (cls.__doc__ or "").strip()
+    return SECTIONS.get(cls.__name__) or (doc.splitlines()[0] if doc else cls.__name__)
+
+
+def render(settings: type[BaseSettings] | None = None) -> str:
+    if settings is None:
+        from shared.config import Settings as settings
+    prefix = settings.model_config.get("env_prefix") or ""
+    delimiter = settings.model_config.get("env_nested_delimiter")
+    groups = sections(settings)
+    rules = validator_rules([cls for cls, _ in groups])
+    names = list(settings.model_fields)
     parts = [INTRO]
-    for cls in classes:
-        own = [name for name in cls.__annotations__ if name in Settings.model_fields]
-        parts.append(f"## {SECTIONS[cls.__name__]}\n\n")
-        parts.append("| Variable | Default |\n|---|---|\n")
-        for name in own:
-            field = Settings.model_fields[name]
-            anchor = env_name(name, prefix).lower()
-            parts.append(f"| [`{env_name(name, prefix)}`](#{anchor}) | {default_text(field)} |\n")
+    for cls, own in groups:
+        entries = [
+            (variable, field, [named(rule, names, prefix) for rule in rules.get(name, [])])
+            for name in own
+            for variable, field in variables(name, settings.model_fields[name], prefix, delimiter)
+        ]
+        parts.append(f"## {section_title(cls)}\n\n| Variable | Default |\n|---|---|\n")
+        for variable, field, _ in entries:
+            parts.append(f"| [`{variable}`](#{variable.lower()}) | {default_text(field)} |\n")
         parts.append("\n")
-        for name in own:
-            parts.append(
-                field_entry(name, Settings.model_fields[name], prefix, [
-                    named(rule, list(Settings.model_fields), prefix)
-                    for rule in rules.get(name, [])
-                ])
-                + "\n"
-            )
+        parts += [field_entry(*entry) + "\n" for entry in entries]
     return "".join(parts).rstrip("\n") + "\n"
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+from types import ModuleType
+from typing import Literal
 
 import pytest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from support import ROOT
 
 import shared.errors
@@ -49,3 +54,56 @@ def test_troubleshooting_explains_every_error_code_and_no_other() -> None:
     documented = {line[5:-1] for line in page.splitlines() if line.startswith("### `")}
     assert error_codes() - documented == set(), "codes missing from docs/troubleshooting.md"
     assert documented - error_codes() == set(), "codes in docs/troubleshooting.md the code lacks"
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_config", ROOT / "docs/gen/config.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Whisper(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    compute_type: Literal["int8", "float16"] = "int8"
+    """CTranslate2 compute type."""
+
+
+class Ports(BaseSettings):
+    """Ports of the toy service."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True)
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    """Where it listens."""
+
+
+class Toy(Ports, BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TOY_", env_nested_delimiter="__", use_attribute_docstrings=True
+    )
+
+    whisper: Whisper = Whisper()
+    """The model section."""
+
+    step: float | None = Field(default=None, gt=0)
+    """Seconds between two steps."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Toy:
+        if self.step is not None and self.step > self.port:
+            raise ValueError("step must be at most port")
+        return self
+
+
+def test_the_generator_reads_nested_sections_mixins_bounds_and_validators() -> None:
+    page = load_generator().render(Toy)
+    assert "### `TOY_WHISPER__COMPUTE_TYPE`\n\n- Type: one of `int8`, `float16`\n" in page
+    assert "CTranslate2 compute type." in page
+    assert "## Ports of the toy service.\n" in page  # a mixin's own section, from its docstring
+    assert "### `TOY_PORT`\n\n- Type: int\n- Default: `8000`\n- Bounds: >= 1, <= 65535\n" in page
+    assert "- Type: float or unset\n- Default: unset\n- Bounds: > 0\n" in page
+    assert "- Rule: `TOY_STEP` must be at most `TOY_PORT`" in page
