@@ -1,10 +1,13 @@
-# Everyday commands. `make run` serves Verbatim locally; `make test` is what CI runs.
+# Everyday commands. `make run` serves Verbatim locally; `make test` is what CI runs;
+# `make docs` builds the documentation site into site/.
 
 PYTHON ?= python3
-VENV = .venv
+# Another virtualenv may be named (make run VENV=/path): its installs are redone only when
+# pyproject.toml is newer than its marker files, as for .venv.
+VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint
+.PHONY: run test lint docs
 
 run: $(VENV)/.installed-run
 	exec $(BIN)/verbatim serve $(SERVE_ARGS)
@@ -13,8 +16,12 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Strict: a broken link, a missing page or a stale anchor fails the build.
+docs: $(VENV)/.installed-dev
+	$(BIN)/mkdocs build --strict
+
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check api worker shared cli courier tests bench
+	$(BIN)/ruff check api worker shared cli courier tests bench docs/gen
 	$(BIN)/mypy api worker shared cli courier
 
 $(VENV)/pyvenv.cfg:

@@ -141,7 +141,7 @@ class Client:
         self, job_id: str, last_event_id: str | None = None
     ) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(id, name, data) of each of the job's events as it happens, after `last_event_id`,
-        until the server ends the stream (README "Following a job as it runs")."""
+        until the server ends the stream (docs/guides/events.md)."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         url = f"/v1/jobs/{job_id}/events"
         try:

@@ -32,7 +32,9 @@ WHISPER_LANGUAGES = frozenset(LANGUAGE_NAMES)
 
 def codes_pattern() -> str:
     """A regular expression for one code or several comma-separated ones (`ko,en`)."""
-    code = "|".join(sorted(WHISPER_LANGUAGES, key=len, reverse=True))
+    # Longest first, so that `yue` is tried before `yu...`; then alphabetical, so that every
+    # process (whatever its hash seed) serves the same OpenAPI document.
+    code = "|".join(sorted(WHISPER_LANGUAGES, key=lambda code: (-len(code), code)))
     return f"^({code})(,({code}))*$"
 
 

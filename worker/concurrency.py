@@ -2,7 +2,7 @@
 
 A CPU worker runs one job per core by default, up to `CPU_JOBS` copies of the model, each on one
 thread: on 2 cores two one-thread jobs decode 1.9x the audio of one job on both, and one job is
-no faster on two threads than on one (README "Throughput"). A GPU worker runs one job.
+no faster on two threads than on one (docs/guides/throughput.md). A GPU worker runs one job.
 """
 
 from __future__ import annotations
