@@ -24,8 +24,8 @@ from worker.windows import Window, split_by_language, windows
 
 # `batch_size` where neither the job nor the settings choose one. On CPU, sequential decoding
 # keeps faster-whisper's exact output and its temperature fallback (batching 4 measured 1.3 to
-# 1.5x faster on 2 loaded cores: docs/guides/jobs.md); a GPU decodes eight 30-second stretches at once for
-# little more than the cost of one.
+# 1.5x faster on 2 loaded cores: docs/guides/jobs.md); a GPU decodes eight 30-second stretches
+# at once for little more than the cost of one.
 DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 8}
 # Segments of text before a window that prompt its decoding.
 PROMPT_SEGMENTS = 8

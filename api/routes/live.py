@@ -1,4 +1,4 @@
-"""Live transcription: `WS /v1/live` (the protocol is in docs/guides/live.md and `api/live_relay.py`)."""
+"""Live transcription: `WS /v1/live` (protocol: docs/guides/live.md, `api/live_relay.py`)."""
 
 from __future__ import annotations
 
