@@ -9,6 +9,7 @@ from celery import concurrency, signals
 from celery.concurrency import solo, thread
 
 from shared.config import get_settings
+from shared.live import LIVE_QUEUE
 from shared.logs import configure_logging
 from shared.queue import make_celery
 from worker import heartbeat, metrics, model
@@ -54,6 +55,8 @@ def _start(sender: Any, **_: Any) -> None:
     jobs = sender.concurrency if isinstance(sender.concurrency, int) else None
     jobs = 1 if issubclass(pool, solo.TaskPool) else jobs or len(os.sched_getaffinity(0))
     model.share_cores(jobs)
+    if LIVE_QUEUE not in app.amqp.queues.consume_from:  # a live worker reports when warm
+        metrics.slots(jobs)
     if issubclass(pool, thread.TaskPool):
         # Resolved right after this signal; ours can stop its jobs (`worker/pool.py`).
         sender.pool_cls = ThreadPool
