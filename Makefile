@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV = .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint
+.PHONY: run test lint dashboard
 
 run: $(VENV)/.installed-run
 	exec $(BIN)/verbatim serve $(SERVE_ARGS)
@@ -14,8 +14,12 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check api worker shared cli courier tests bench
+	$(BIN)/ruff check api worker shared cli courier tests bench deploy
 	$(BIN)/mypy api worker shared cli courier
+
+# The Grafana dashboard, from its script (tests/deploy/test_grafana.py fails when it is stale).
+dashboard: $(VENV)/.installed-dev
+	$(BIN)/python deploy/grafana/dashboard.py > deploy/grafana/verbatim.json
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
