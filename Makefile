@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint docs
+.PHONY: run test lint docs dashboard
 
 run: $(VENV)/.installed-run
 	exec $(BIN)/verbatim serve $(SERVE_ARGS)
@@ -21,8 +21,12 @@ docs: $(VENV)/.installed-dev
 	$(BIN)/mkdocs build --strict
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check api worker shared cli courier tests bench docs/gen
+	$(BIN)/ruff check api worker shared cli courier tests bench docs/gen deploy
 	$(BIN)/mypy api worker shared cli courier
+
+# The Grafana dashboard, from its script (tests/deploy/test_grafana.py fails when it is stale).
+dashboard: $(VENV)/.installed-dev
+	$(BIN)/python deploy/grafana/dashboard.py > deploy/grafana/verbatim.json
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)

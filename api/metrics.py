@@ -2,9 +2,10 @@
 
 Counters and histograms are kept by each process. With `PROMETHEUS_MULTIPROC_DIR` set (uvicorn
 `--workers N`), prometheus-client keeps them in files there instead, and whichever process
-answers a scrape adds up every process's files. The gauges read from Redis (queue depth, jobs
-by status) are computed at scrape time by the answering process alone and never written to
-those files, so N processes do not report N times the queue.
+answers a scrape adds up every process's files. The gauges of the service around it (queue
+depth, jobs by status, workers ready, whether Redis and the upload directory answer) are
+computed at scrape time by the answering process alone and never written to those files, so N
+processes do not report N times the queue.
 
 With `metrics_port` set, `/metrics` leaves the API port and is served by prometheus-client's own
 HTTP server on that port, in a thread of the API process (`listener`).
@@ -33,9 +34,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from api.deps import JobStoreDep, run_sync
+from api.deps import JobStoreDep, SettingsDep, run_sync
 from shared.config import Settings
-from shared.queue import queue_depth
+from shared.media.storage import writable
+from shared.queue import queue_depths
+from shared.state.heartbeats import Heartbeats
 from shared.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -75,53 +78,80 @@ def job_submitted(upload_bytes: int) -> None:
     UPLOAD_BYTES.inc(upload_bytes)
 
 
-class RedisGauges(Collector):
-    """`verbatim_queue_depth` and `verbatim_jobs{status}`, read from Redis when scraped."""
+class ServiceGauges(Collector):
+    """What this API sees of the service, read when scraped: whether Redis answers and the
+    upload directory takes a write, the queue by priority, jobs by status and the worker
+    processes with a loaded model (those `/readyz` counts)."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, settings: Settings) -> None:
         self.store = store
+        self.settings = settings
 
     def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "verbatim_storage_up",
+            "1 if this API can write to the upload directory, else 0.",
+            value=int(writable(self.settings.upload_dir)),
+        )
         try:
-            depth = queue_depth(self.store.redis)
+            depths = queue_depths(self.store.redis)
             counts = self.store.count_by_status()
+            workers = Heartbeats(self.store.redis).live(self.settings.heartbeat_timeout_seconds)
         except redis.RedisError as exc:  # the scrape still serves the process's own metrics
             log.warning("metrics: Redis is unreachable: %s", exc)
+            yield _redis_up(0)
             return
-        yield GaugeMetricFamily(
-            "verbatim_queue_depth", "Jobs waiting in the Celery queue in Redis.", value=depth
+        yield _redis_up(1)
+        queue = GaugeMetricFamily(
+            "verbatim_queue_depth", "Jobs waiting in the Celery queue in Redis, by priority "
+            "(0 is taken first).", labels=["priority"],
         )
+        for priority, depth in depths.items():
+            queue.add_metric([str(priority)], depth)
+        yield queue
         jobs = GaugeMetricFamily(
             "verbatim_jobs", "Job records in Redis by status.", labels=["status"]
         )
         for status, count in counts.items():
             jobs.add_metric([status.value], count)
         yield jobs
+        yield GaugeMetricFamily(
+            "verbatim_workers_ready",
+            "Transcription worker processes with a loaded model that reported in within "
+            "heartbeat_timeout_seconds (what /readyz counts).",
+            value=len(workers),
+        )
+
+
+def _redis_up(value: int) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "verbatim_redis_up", "1 if this API's last read of Redis answered, else 0.", value=value
+    )
 
 
 class Scraped(Collector):
-    """What a scrape shows: this process's (or all processes') metrics, then Redis's."""
+    """What a scrape shows: this process's (or all processes') metrics, then the service's."""
 
-    def __init__(self, store: JobStore) -> None:
-        self.redis_gauges = RedisGauges(store)
+    def __init__(self, store: JobStore, settings: Settings) -> None:
+        self.service_gauges = ServiceGauges(store, settings)
 
     def collect(self) -> Iterator[Metric]:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             yield from multiprocess.MultiProcessCollector(None).collect()
         else:
             yield from REGISTRY.collect()
-        yield from self.redis_gauges.collect()
+        yield from self.service_gauges.collect()
 
 
-def scrape_registry(store: JobStore) -> CollectorRegistry:
+def scrape_registry(store: JobStore, settings: Settings) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(Scraped(store))
+    registry.register(Scraped(store, settings))
     return registry
 
 
-def render(store: JobStore) -> bytes:
+def render(store: JobStore, settings: Settings) -> bytes:
     """The text exposition of a scrape."""
-    return generate_latest(scrape_registry(store))
+    return generate_latest(scrape_registry(store, settings))
 
 
 @contextmanager
@@ -135,7 +165,7 @@ def listener(settings: Settings, store: JobStore) -> Iterator[None]:
         return
     try:
         server, _ = start_http_server(settings.metrics_port, settings.metrics_host,
-                                      registry=scrape_registry(store))
+                                      registry=scrape_registry(store, settings))
     except OSError as exc:  # the API still works; only this process's listener is missing
         level = logging.INFO if "PROMETHEUS_MULTIPROC_DIR" in os.environ else logging.ERROR
         log.log(level, "metrics: cannot listen on %s:%d: %s", settings.metrics_host,
@@ -151,6 +181,6 @@ def listener(settings: Settings, store: JobStore) -> Iterator[None]:
 
 
 @router.get("/metrics")
-async def metrics(store: JobStoreDep) -> Response:
+async def metrics(store: JobStoreDep, settings: SettingsDep) -> Response:
     """Prometheus metrics in the text exposition format."""
-    return Response(await run_sync(render, store), media_type=CONTENT_TYPE_LATEST)
+    return Response(await run_sync(render, store, settings), media_type=CONTENT_TYPE_LATEST)

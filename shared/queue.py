@@ -81,11 +81,17 @@ def window_signature(
                          priority=priority)
 
 
-def queue_depth(client: redis.Redis) -> int:
-    """Messages waiting in the queue. Kombu's Redis transport keeps one list per priority
-    step: the queue's own name for priority 0, `{queue}\\x06\\x16{step}` for the others."""
+def queue_depths(client: redis.Redis) -> dict[int, int]:
+    """Messages waiting in the queue, by priority. Kombu's Redis transport keeps one list per
+    priority step: the queue's own name for priority 0, `{queue}\\x06\\x16{step}` for the
+    others."""
     names = [QUEUE] + [f"{QUEUE}{Channel.sep}{step}" for step in PRIORITY_STEPS[1:]]
     with client.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.llen(name)
-        return sum(pipe.execute())
+        return dict(zip(PRIORITY_STEPS, pipe.execute(), strict=True))
+
+
+def queue_depth(client: redis.Redis) -> int:
+    """Messages waiting in the queue, whatever their priority."""
+    return sum(queue_depths(client).values())

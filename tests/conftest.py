@@ -83,10 +83,12 @@ def live_worker(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
     """A live worker (one session at a time), once its model is loaded and has made its first
-    (slowest) decode."""
-    env = service_env | {"VERBATIM_WORKER_METRICS_PORT": "0"}
+    (slowest) decode; its `/metrics` on a free port."""
+    port = free_port()
+    env = service_env | {"VERBATIM_WORKER_METRICS_PORT": str(port)}
     process = spawn(live_worker_command(), env, tmp_path_factory.mktemp("logs") / "live.log")
     wait_until(lambda: "live worker warmed up" in process.output(), "live worker start", process)
+    process.metrics_url = f"http://127.0.0.1:{port}/metrics"
     yield process
     process.stop()
 

@@ -11,6 +11,7 @@ from celery.concurrency import solo, thread
 from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
+from shared.state.live_sessions import LIVE_QUEUE
 from worker import heartbeat, metrics, model
 from worker.concurrency import default_concurrency, share_cores
 from worker.pool import ThreadPool
@@ -55,6 +56,8 @@ def _start(sender: Any, **_: Any) -> None:
     jobs = sender.concurrency if isinstance(sender.concurrency, int) else None
     jobs = 1 if issubclass(pool, solo.TaskPool) else jobs or len(os.sched_getaffinity(0))
     share_cores(jobs)
+    if LIVE_QUEUE not in app.amqp.queues.consume_from:  # a live worker reports when warm
+        metrics.slots(jobs)
     if issubclass(pool, thread.TaskPool):
         # Resolved right after this signal; ours can stop its jobs (`worker/pool.py`).
         sender.pool_cls = ThreadPool

@@ -52,6 +52,7 @@ from shared.state.live_sessions import (
     transcript_of,
 )
 from shared.state.relay import EventLog
+from worker import metrics
 from worker.celery_app import app
 from worker.heartbeat import worker_id
 from worker.live_audio import decoder_for
@@ -80,7 +81,7 @@ def live_session(self: Task, session_id: str) -> None:
         if raw is None:
             return
         session = LiveSession.model_validate_json(raw)
-        with bind(job_id=session.job_id, session_id=session_id):
+        with bind(job_id=session.job_id, session_id=session_id), metrics.live_session():
             LiveRun(session, store, settings).run()
 
 
@@ -236,5 +237,6 @@ def _warm_up(settings: Settings) -> None:
         model = get_model(settings)
         whisper_decode(model, "transcribe", settings)(np.zeros(RATE, dtype=np.float32), "en", "")
         log.info("live worker warmed up", extra={"event": "live_ready"})
+        metrics.live_ready()
     except VerbatimError as exc:
         log.error("live worker: model not loaded: %s", exc.message)

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,10 @@ class _Metrics:
     realtime_factor: Histogram
     model_load: Gauge
     in_flight: Gauge
+    queue_wait: Histogram
+    slots: Gauge
+    live_slots: Gauge
+    live_in_flight: Gauge
 
 
 _build_lock = threading.Lock()
@@ -104,6 +109,28 @@ def _build() -> _Metrics:
             "Jobs being transcribed right now.",
             multiprocess_mode="livesum",
         ),
+        queue_wait=Histogram(
+            "verbatim_worker_queue_wait_seconds",
+            "Time from a job's creation to the start of its first attempt, by the priority "
+            "it was queued at (0 is taken first).",
+            ["priority"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400),
+        ),
+        slots=Gauge(
+            "verbatim_worker_slots",
+            "Jobs this transcription worker runs at once (its pool's concurrency).",
+            multiprocess_mode="livesum",
+        ),
+        live_slots=Gauge(
+            "verbatim_live_worker_slots",
+            "Live sessions this live worker can hold at once, once its model is warmed up.",
+            multiprocess_mode="livesum",
+        ),
+        live_in_flight=Gauge(
+            "verbatim_live_sessions_in_flight",
+            "Live sessions being held right now.",
+            multiprocess_mode="livesum",
+        ),
     )
 
 
@@ -115,6 +142,32 @@ def in_flight() -> Iterator[None]:
         yield
     finally:
         gauge.dec()
+
+
+@contextmanager
+def live_session() -> Iterator[None]:
+    gauge = _metrics().live_in_flight
+    gauge.inc()
+    try:
+        yield
+    finally:
+        gauge.dec()
+
+
+def live_ready() -> None:
+    """A live worker (one session at a time) has warmed up its model."""
+    _metrics().live_slots.set(1)
+
+
+def slots(jobs: int) -> None:
+    """A transcription worker runs `jobs` at once (set by its main process)."""
+    _metrics().slots.set(jobs)
+
+
+def job_started(priority: int, created: datetime, started: datetime) -> None:
+    """A job's first attempt started: it waited in the queue since it was created."""
+    wait = (started - created).total_seconds()
+    _metrics().queue_wait.labels(str(priority)).observe(max(wait, 0.0))
 
 
 def job_completed(seconds: float, audio_seconds: float) -> None:

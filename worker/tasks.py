@@ -149,10 +149,13 @@ def _log_deleted() -> None:
 
 
 def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: int) -> None:
-    processing = {"status": JobStatus.processing, "started_at": utcnow(), "progress": 0.0}
+    began = utcnow()
+    processing = {"status": JobStatus.processing, "started_at": began, "progress": 0.0}
     # `worker` names this process, so that its job is requeued if the whole worker dies.
     if not store.update(job.id, **processing, worker=heartbeat.worker_id()):
         raise JobDeleted
+    if attempt == 1:  # a redelivery's wait is the lost attempt's, not the queue's
+        metrics.job_started(store.priority(job.id), job.created_at, began)
     events = job_events()
     events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import tempfile
 import unicodedata
 from pathlib import Path
 from typing import IO
@@ -43,6 +44,18 @@ def clean_filename(raw: str) -> str:
     name = Path(raw.replace("\\", "/")).name
     name = "".join(ch for ch in name if unicodedata.category(ch) not in _CONTROL_CATEGORIES)
     return name.strip()[-MAX_FILENAME_CHARS:] or "upload"
+
+
+def writable(upload_dir: Path) -> bool:
+    """Whether a file can be written to `upload_dir` now: a real write, so that a read-only or
+    missing mount, or a full disk, shows (a scrape of `verbatim_storage_up` asks)."""
+    try:
+        with tempfile.TemporaryFile(dir=upload_dir, prefix=".probe-") as probe:
+            probe.write(b"\0")
+            probe.flush()
+    except OSError:
+        return False
+    return True
 
 
 def remove_upload(path: Path | None) -> None:

@@ -7,6 +7,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,3 +159,79 @@ def nginx_size(value: str) -> int:
 def nginx_seconds(value: str) -> float:
     number, unit = re.fullmatch(r"(\d+)(ms|s|m|h|)", value).groups()  # type: ignore[union-attr]
     return int(number) * SECONDS[unit]
+
+
+# deploy/grafana/verbatim.json and deploy/alerts.yml
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "verbatim.json"
+ALERTS = ROOT / "deploy" / "alerts.yml"
+# Grafana's interval variables, which Prometheus's parser does not know; any duration will do
+# for reading an expression.
+_GRAFANA_INTERVALS = re.compile(r"\$__(rate_interval|interval|range)\b")
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    panel: str
+    expr: str
+    """As Prometheus would receive it (Grafana's interval variables filled in)."""
+
+
+def dashboard_queries(board: dict) -> list[PanelQuery]:
+    """Every PromQL expression of every panel, rows' nested panels included."""
+    found = []
+    stack = list(board["panels"])
+    while stack:
+        panel = stack.pop(0)
+        stack.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            found.append(PanelQuery(panel["title"], _GRAFANA_INTERVALS.sub("5m", target["expr"])))
+    return found
+
+
+def alert_rules(rules: dict) -> list[dict]:
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+# Labels that Prometheus adds to every scraped series.
+TARGET_LABELS = frozenset({"instance", "job"})
+
+
+@dataclass(frozen=True)
+class Selector:
+    metric: str
+    labels: frozenset[str]
+    """The label names its matchers test and the aggregations around it group by, less
+    Prometheus's own (`instance`, `job`)."""
+
+
+def selectors(expr: str) -> list[Selector]:
+    """The series an expression selects, read by promql-parser (a port of Prometheus's own
+    parser): each selector's metric name and the label names it relies on."""
+    import promql_parser
+
+    return _selectors(promql_parser.parse(expr), frozenset())
+
+
+def _selectors(node: Any, grouped: frozenset[str]) -> list[Selector]:
+    import promql_parser as promql
+
+    if isinstance(node, promql.VectorSelector):
+        matchers = node.matchers.matchers
+        name = node.name or next(m.value for m in matchers if m.name == "__name__")
+        labels = (frozenset(m.name for m in matchers) | grouped) - {"__name__"} - TARGET_LABELS
+        return [Selector(name, labels)]
+    if isinstance(node, promql.MatrixSelector):
+        return _selectors(node.vector_selector, grouped)
+    if isinstance(node, promql.AggregateExpr):
+        modifier = node.modifier
+        if modifier is not None and modifier.type == promql.AggModifierType.By:
+            grouped = grouped | frozenset(modifier.labels)
+        return _selectors(node.expr, grouped)
+    if isinstance(node, promql.BinaryExpr):
+        return _selectors(node.lhs, grouped) + _selectors(node.rhs, grouped)
+    if isinstance(node, promql.Call):
+        return [found for arg in node.args for found in _selectors(arg, grouped)]
+    if isinstance(node, (promql.ParenExpr, promql.UnaryExpr, promql.SubqueryExpr)):
+        return _selectors(node.expr, grouped)
+    return []  # numbers and strings

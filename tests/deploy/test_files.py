@@ -65,8 +65,23 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_compose_has_the_production_services() -> None:
-    assert {"redis", "api", "worker", "nginx", "prometheus"} <= set(compose()["services"])
+    assert {"redis", "api", "worker", "live-worker", "io-worker", "nginx", "prometheus",
+            "grafana"} <= set(compose()["services"])
     assert service("api")["deploy"]["replicas"] >= 2
+
+
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_monitoring_is_an_optional_profile_with_pinned_images(name: str) -> None:
+    """Prometheus and Grafana start with `docker compose --profile monitoring up` only."""
+    spec = service(name)
+    assert spec["profiles"] == ["monitoring"]
+    image, _, tag = spec["image"].partition(":")
+    assert image
+    assert tag
+    assert tag != "latest"
+    assert any(ch.isdigit() for ch in tag), spec["image"]
+    others = [n for n, s in compose()["services"].items() if "profiles" in s]
+    assert sorted(others) == ["grafana", "prometheus"]
 
 
 def test_worker_reserves_an_nvidia_gpu() -> None:
@@ -117,6 +132,8 @@ def test_volumes() -> None:
     assert named <= set(compose()["volumes"])
     assert "./nginx.conf:/etc/nginx/nginx.conf:ro" in service("nginx")["volumes"]
     assert any(v.startswith("./deploy/prometheus.yml:") for v in service("prometheus")["volumes"])
+    assert any(v.startswith("./deploy/alerts.yml:") for v in service("prometheus")["volumes"])
+    assert any(v.split(":")[0] == "grafana-data" for v in service("grafana")["volumes"])
 
 
 @pytest.mark.parametrize("name", ["api", "worker", "io-worker"])

@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
+from live_client import Streamer, events_until_end, pcm16, started_session, ws_url
 from prometheus_client.parser import text_string_to_metric_families
-from support import DATA, Process, queue_damaged_upload, start_api, submit, wait_for_job
+from support import (
+    DATA,
+    Process,
+    queue_damaged_upload,
+    start_api,
+    submit,
+    wait_for_job,
+    wait_until,
+)
 
 JFK = DATA / "jfk.flac"
 
@@ -22,6 +32,9 @@ API_FAMILIES = {
     "verbatim_upload_bytes": "counter",
     "verbatim_queue_depth": "gauge",
     "verbatim_jobs": "gauge",
+    "verbatim_workers_ready": "gauge",
+    "verbatim_redis_up": "gauge",
+    "verbatim_storage_up": "gauge",
 }
 WORKER_FAMILIES = {
     "verbatim_worker_jobs_completed": "counter",
@@ -31,6 +44,11 @@ WORKER_FAMILIES = {
     "verbatim_worker_realtime_factor": "histogram",
     "verbatim_worker_model_load_seconds": "gauge",
     "verbatim_worker_jobs_in_flight": "gauge",
+    "verbatim_worker_queue_wait_seconds": "histogram",
+    "verbatim_worker_slots": "gauge",
+    # Built with the others; a live worker sets them (`test_live_worker_reports_its_sessions`).
+    "verbatim_live_worker_slots": "gauge",
+    "verbatim_live_sessions_in_flight": "gauge",
 }
 # Reported only where NVML sees a GPU.
 GPU_FAMILIES = {"verbatim_worker_gpu_memory_bytes", "verbatim_worker_gpu_memory_capacity_bytes"}
@@ -107,6 +125,10 @@ def test_api_counts_submissions_and_reads_redis(scrapes: tuple[Scrape, ...]) -> 
         "fetching", "queued", "processing", "completed", "failed"}
     assert "verbatim_queue_depth" in after.families
     assert after.value("verbatim_queue_depth") == 0  # the worker has taken everything
+    assert after.labels("verbatim_queue_depth", "priority") == {str(p) for p in range(10)}
+    assert after.value("verbatim_workers_ready") >= 1  # the session's worker, at least
+    assert after.value("verbatim_redis_up") == 1
+    assert after.value("verbatim_storage_up") == 1
 
 
 def test_worker_counts_jobs_audio_and_time(scrapes: tuple[Scrape, ...]) -> None:
@@ -123,6 +145,29 @@ def test_worker_counts_jobs_audio_and_time(scrapes: tuple[Scrape, ...]) -> None:
     assert moved("verbatim_worker_realtime_factor_count") == 1
     assert after.value("verbatim_worker_model_load_seconds") > 0
     assert after.value("verbatim_worker_jobs_in_flight") == 0
+    assert after.value("verbatim_worker_slots") == 1  # --concurrency 1
+    assert after.value("verbatim_live_worker_slots") == 0  # not a live worker
+
+
+def test_worker_observes_each_jobs_wait_in_the_queue(
+    client: httpx.Client, worker: Process
+) -> None:
+    """The wait observed is the job's own: from its creation to the start of its attempt, as
+    its record shows them, under the priority it was queued at (1: a new job, no backlog)."""
+    assert worker.metrics_url
+    before = Scrape(worker.metrics_url)
+    job = wait_for_job(client, submit(client, JFK)["id"])
+    assert job["status"] == "completed", job
+    after = Scrape(worker.metrics_url)
+    waited = (datetime.fromisoformat(job["started_at"])
+              - datetime.fromisoformat(job["created_at"])).total_seconds()
+    count = "verbatim_worker_queue_wait_seconds_count"
+    total = "verbatim_worker_queue_wait_seconds_sum"
+    assert after.value(count, priority="1") - before.value(count, priority="1") == 1
+    assert after.value(count) - before.value(count) == 1
+    assert after.value(total, priority="1") - before.value(total, priority="1") == pytest.approx(
+        waited, abs=0.002)
+    assert waited >= 0
 
 
 def test_names_follow_prometheus_conventions(scrapes: tuple[Scrape, ...]) -> None:
@@ -193,3 +238,28 @@ def spread_requests(base: str, api: Process) -> tuple[int, set[int]]:
 def json_records(process: Process) -> list[dict]:
     """The JSON lines of a log (uvicorn's supervisor process writes a few lines of its own)."""
     return [json.loads(line) for line in process.output().splitlines() if line.startswith("{")]
+
+
+def test_live_worker_reports_its_sessions(
+    api_url: str, live_worker: Process, client: httpx.Client
+) -> None:
+    """A warm live worker offers its one slot; a session holds it while it runs, and gives
+    it back when it ends."""
+    assert live_worker.metrics_url
+    in_flight = "verbatim_live_sessions_in_flight"
+
+    def held() -> float:
+        return Scrape(live_worker.metrics_url).value(in_flight)  # type: ignore[arg-type]
+
+    idle = Scrape(live_worker.metrics_url)
+    assert idle.value("verbatim_live_worker_slots") == 1
+    wait_until(lambda: held() == 0, "the slot of an earlier session freed", live_worker)
+    with started_session(ws_url(api_url)) as (ws, started):
+        streamer = Streamer(ws, pcm16(JFK))
+        wait_until(lambda: held() == 1, "the session counted in flight", live_worker)
+        streamer.thread.join(timeout=120)
+        assert events_until_end(ws)[-1][1]["type"] == "done"
+    wait_until(lambda: held() == 0, "the session's slot freed", live_worker)
+    assert wait_for_job(client, started["job_id"])["status"] == "completed"
+    # A live worker runs no batch jobs, and says so.
+    assert Scrape(live_worker.metrics_url).value("verbatim_worker_slots") == 0
