@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.deliveries import Deliveries
 from shared.errors import DecodeError, QuotaExceeded, TooManyActiveJobs
 from shared.jobs import JobStore, new_job_id
 from shared.keys import KeyLimits, KeyStore, token_hash
@@ -138,3 +139,55 @@ def test_creating_a_job_prunes_stale_entries_at_the_old_end(store: JobStore) -> 
         store.redis.delete(store.job_key(job_id))
     assert prune_list(store, None) == 2
     assert [job.id for job in list_jobs(store, None, 10)[0]] == [ids[2]]
+
+
+def test_requeued_and_finished_jobs_keep_the_owners_queue_in_step(store: JobStore) -> None:
+    made = [create(store, "a")[0] for _ in range(3)]
+    store.update(made[0], status=JobStatus.processing, worker="w")
+    assert store.redis.zcard(store.owner_key("a", "queued")) == 2
+    assert Deliveries(store).requeue_if_run_by(made[0], "w") == 1
+    assert store.redis.zcard(store.owner_key("a", "queued")) == 3
+    store.complete(made[1], EMPTY, ttl=60)
+    store.delete(made[2])
+    assert store.redis.zrange(store.owner_key("a", "queued"), 0, -1) == [made[0].encode()]
+
+
+def command_usec(store: JobStore) -> tuple[int, int]:
+    """The calls to Lua scripts so far and the microseconds Redis spent in them."""
+    stats = store.redis.info("commandstats")["cmdstat_evalsha"]
+    return int(stats["calls"]), int(stats["usec"])
+
+
+def creation_usec(store: JobStore, owner: str, times: int) -> float:
+    """Redis's own time per creation of a job of `owner`, over `times` creations."""
+    calls, usec = command_usec(store)
+    for _ in range(times):
+        create(store, owner, max_active_jobs=100_000)
+    after_calls, after_usec = command_usec(store)
+    assert after_calls - calls == times
+    return (after_usec - usec) / times
+
+
+def test_creating_a_job_costs_the_same_with_twenty_thousand_queued(store: JobStore) -> None:
+    """Issue 26, item 10: the creation script read every queued job of the key. Both owners'
+    creations are timed by Redis itself (INFO commandstats), side by side, so the machine's load
+    falls on both alike."""
+    for owner, depth in (("shallow", 10), ("deep", 20_000)):
+        ids = [new_job_id() for _ in range(depth)]
+        for first in range(0, depth, 1000):
+            with store.redis.pipeline(transaction=False) as pipe:
+                for job_id in ids[first:first + 1000]:
+                    pipe.hset(store.job_key(job_id), mapping={
+                        "status": '"queued"', "priority": "9", "owner": f'"{owner}"'})
+                    pipe.sadd(store.owner_key(owner, "active"), job_id)
+                    pipe.zadd(store.owner_key(owner, "queued"), {job_id: 9})
+                pipe.execute()
+    shallow, deep = [], []
+    for _ in range(5):
+        shallow.append(creation_usec(store, "shallow", 20))
+        deep.append(creation_usec(store, "deep", 20))
+    assert create(store, "deep")[1] == LOWEST_PRIORITY  # the deep queue still counts
+    assert store.active_count("deep") == 20_000 + 101
+    # Scanning 20,000 records took ~100 ms a creation (~2,000 times the shallow key's cost).
+    assert sorted(deep)[2] < 5 * sorted(shallow)[2], (shallow, deep)
+
