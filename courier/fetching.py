@@ -17,6 +17,7 @@ from celery import Celery
 from api.media import probe_duration
 from courier import metrics
 from shared import outbound
+from shared.allowance import AudioAllowance
 from shared.config import Settings
 from shared.errors import DurationExceeded, FetchFailed, PayloadTooLarge, VerbatimError
 from shared.queue import enqueue_transcription
@@ -47,6 +48,7 @@ def fetch(events: Events, job_id: str, celery: Celery) -> None:
         if duration > settings.max_audio_seconds:
             raise DurationExceeded(f"The recording lasts {duration:.0f} s; the limit is "
                                    f"{settings.max_audio_seconds:.0f} s.")
+        AudioAllowance(store.redis).reserve(job_id, duration)  # the key's day, as an upload's
         if not store.update(job_id, status=JobStatus.queued, audio_duration=duration):
             upload.discard()
             return

@@ -141,11 +141,13 @@ end
 if max_active > 0 and redis.call('SCARD', KEYS[4]) >= max_active then return -1 end
 local max_audio = tonumber(ARGV[5])
 if max_audio > 0 then
-  if tonumber(redis.call('GET', KEYS[5]) or '0') + tonumber(ARGV[6]) > max_audio then
-    return -2
-  end
+  -- A job of unknown length (a URL, a live session) is refused once the day's audio is spent;
+  -- the worker charges what it decodes (`shared/allowance.py`).
+  local used = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if used >= max_audio or used + tonumber(ARGV[6]) > max_audio then return -2 end
   redis.call('INCRBYFLOAT', KEYS[5], ARGV[6])
   redis.call('EXPIRE', KEYS[5], ARGV[7])
+  redis.call('HSET', KEYS[1], 'quota_reserved', ARGV[6])
 end
 local priority = """ + str(NEW_JOB_PRIORITY) + """
 if fair then
@@ -453,10 +455,13 @@ class JobStore:
         }
         return self._finish_job(job_id, ttl, transcript.model_dump_json(), fields)
 
-    def fail(self, job_id: str, error: VerbatimError, ttl: int) -> bool:
+    def fail(self, job_id: str, error: VerbatimError, ttl: int,
+             transcript: Transcript | None = None) -> bool:
+        """End the job with `error`, keeping `transcript` where it was partly decoded."""
         info = ErrorInfo(code=error.code, message=error.message)
         fields = {"status": JobStatus.failed, "finished_at": utcnow(), "error": info}
-        return self._finish_job(job_id, ttl, "", fields)
+        return self._finish_job(job_id, ttl, transcript.model_dump_json() if transcript else "",
+                                fields)
 
     def _finish_job(self, job_id: str, ttl: int, transcript: str, fields: dict[str, Any]) -> bool:
         keys = [self.job_key(job_id), self.transcript_key(job_id),

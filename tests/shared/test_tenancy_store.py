@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from shared.allowance import AudioAllowance
 from shared.deliveries import Deliveries
 from shared.errors import DecodeError, QuotaExceeded, TooManyActiveJobs
 from shared.jobs import JobStore, new_job_id
@@ -191,3 +193,50 @@ def test_creating_a_job_costs_the_same_with_twenty_thousand_queued(store: JobSto
     # Scanning 20,000 records took ~100 ms a creation (~2,000 times the shallow key's cost).
     assert sorted(deep)[2] < 5 * sorted(shallow)[2], (shallow, deep)
 
+
+def day_count(store: JobStore, owner: str) -> float:
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    return float(store.redis.get(store.owner_key(owner, f"audio:{day}")) or 0)
+
+
+def test_decoded_audio_past_the_reservation_is_charged_once_and_refused_past_the_day(
+    store: JobStore,
+) -> None:
+    keys, allowance = KeyStore(store.redis), AudioAllowance(store.redis)
+    key, _ = keys.create("a", KeyLimits(max_audio_hours_per_day=150 / 3600))
+    job_id, _ = create(store, key.id, max_audio_hours_per_day=150 / 3600)  # reserves 60 s
+    assert day_count(store, key.id) == 60
+    allowance.charge(job_id, 50)
+    allowance.charge(job_id, 60)
+    assert day_count(store, key.id) == 60  # within what creation reserved
+    allowance.charge(job_id, 100)
+    allowance.charge(job_id, 80)  # a redelivered job decoding again: nothing more
+    assert day_count(store, key.id) == 100
+    with pytest.raises(QuotaExceeded) as refused:
+        allowance.charge(job_id, 160)
+    assert refused.value.code == "quota_exceeded"
+    assert day_count(store, key.id) == 160
+    with pytest.raises(QuotaExceeded):  # the day is spent: even a job of no declared length
+        store.create(new_job_id(), "live", JobOptions(), None, NOWHERE, key.id, key.limits)
+
+
+def test_windows_charge_their_own_audio_and_a_url_reserves_its_probed_length(
+    store: JobStore,
+) -> None:
+    keys, allowance = KeyStore(store.redis), AudioAllowance(store.redis)
+    key, _ = keys.create("a", KeyLimits(max_audio_hours_per_day=100 / 3600))
+    spread, _ = create(store, key.id, max_audio_hours_per_day=100 / 3600)  # reserves 60 s
+    for index in range(3):
+        allowance.charge(spread, 30, part=str(index))  # 90 s decoded: 30 past the reservation
+    assert day_count(store, key.id) == 90
+    url = new_job_id()
+    store.create(url, "u", JobOptions(), None, NOWHERE, key.id, key.limits,
+                 status=JobStatus.fetching)
+    with pytest.raises(QuotaExceeded):
+        allowance.reserve(url, 20)
+    assert day_count(store, key.id) == 90
+    allowance.reserve(url, 10)
+    allowance.charge(url, 10)
+    assert day_count(store, key.id) == 100
+    unowned, _ = create(store, None)
+    allowance.charge(unowned, 1000)  # auth off: nothing to count
