@@ -1,23 +1,27 @@
-"""Per-key limits checked before an upload is read: the job-creation rate and active jobs.
+"""Per-key limits checked before an upload is read: the job-creation rate, active jobs and
+whether the day's audio is already spent.
 
 The rate is counted by the `limits` library in a moving window in Redis (its Lua scripts make
 each hit atomic), so every API replica shares one count per key and no replica can let a burst
 through between two others. The active-job count checked here is only an early refusal that
 saves a client its upload; the binding check is made again, atomically with the job's creation,
-in `shared/state/jobs.py` (as is the audio-per-day quota, which needs the recording's duration).
+in `shared/state/jobs.py` (as is the audio-per-day quota, which needs the recording's duration and
+is then charged as the audio is decoded: `shared/state/allowance.py`).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from datetime import UTC, datetime
 
 from limits import RateLimitItemPerMinute
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from shared.errors import RateLimited, TooManyActiveJobs
-from shared.state.jobs import ACTIVE_RETRY_SECONDS, JobStore
+from shared.errors import QuotaExceeded, RateLimited, TooManyActiveJobs
+from shared.state.allowance import AudioAllowance
+from shared.state.jobs import ACTIVE_RETRY_SECONDS, JobStore, seconds_to_midnight
 from shared.state.keys import ApiKey
 
 NAMESPACE = "verbatim-jobs"
@@ -30,10 +34,12 @@ class Quotas:
         self.storage = RedisStorage(redis_url, key_prefix="verbatim:rate")
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.store = store
+        self.allowance = AudioAllowance(store.redis)
 
     def admit(self, key: ApiKey | None) -> None:
-        """Count one job creation of `key`; raise `RateLimited` or `TooManyActiveJobs` if it
-        is over its limits. Nothing is checked while auth is off (`key` None)."""
+        """Count one job creation of `key`; raise `RateLimited`, `TooManyActiveJobs` or
+        `QuotaExceeded` if it is over its limits. Nothing is checked while auth is off (`key`
+        None)."""
         if key is None:
             return
         limits = key.limits
@@ -49,6 +55,10 @@ class Quotas:
             raise TooManyActiveJobs(
                 f"This key already has {limits.max_active_jobs} jobs queued or processing; "
                 "wait for one to finish.", ACTIVE_RETRY_SECONDS)
+        if self.allowance.spent(key):
+            raise QuotaExceeded(
+                f"This key may transcribe {limits.max_audio_hours_per_day:g} hours of audio a "
+                "day (UTC), and today's are used.", seconds_to_midnight(datetime.now(UTC)))
 
     def close(self) -> None:
         self.storage.storage.close()

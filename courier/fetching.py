@@ -22,6 +22,7 @@ from shared.media.probe import probe_duration
 from shared.media.storage import PartialUpload, held_by_a_writer
 from shared.queue import enqueue_transcription
 from shared.schemas import JobStatus
+from shared.state.allowance import AudioAllowance
 from shared.state.webhooks import Events
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def fetch(events: Events, job_id: str, celery: Celery) -> None:
         if duration > settings.max_audio_seconds:
             raise DurationExceeded(f"The recording lasts {duration:.0f} s; the limit is "
                                    f"{settings.max_audio_seconds:.0f} s.")
+        AudioAllowance(store.redis).reserve(job_id, duration)  # the key's day, as an upload's
         if not store.update(job_id, status=JobStatus.queued, audio_duration=duration):
             upload.discard()
             return

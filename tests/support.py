@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import redis
+from faster_whisper import decode_audio
 
 from cli.serve import api_command
 from shared.config import Settings
@@ -30,6 +32,10 @@ from shared.state.keys import KeyLimits, KeyStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+# About 80 s of distinct speech, so that no window of it repeats itself (Whisper's output
+# filters drop a window whose text does).
+SPEECH_FILES = ("jfk.flac", "LJ001-0001.flac", "1089-134686-0000.flac", "LJ001-0003.flac",
+                "LJ001-0005.flac", "1089-134686-0001.flac", "LJ001-0007.flac")
 JOB_TIMEOUT_SECONDS = 180
 APT_TIMEOUT_SECONDS = 900
 
@@ -286,3 +292,18 @@ def peak_rss_bytes(pid: int) -> int:
 def reset_peak_rss(pid: int) -> None:
     """Start the process's peak-memory count again from its current use (Linux clear_refs)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def lying_matroska(path: Path, seconds: float, declared: float) -> Path:
+    """A Matroska file holding `seconds` of speech whose header says it lasts `declared`: the
+    recordings of `tests/data` one after another (JFK first), repeated as need be."""
+    speech = np.concatenate([decode_audio(str(DATA / name)) for name in SPEECH_FILES])
+    repeats = int(seconds // (speech.size / 16000)) + 1
+    samples = (np.tile(speech, repeats)[: int(seconds * 16000)] * 32767).astype(np.int16)
+    write_audio(path, samples, codec="pcm_s16le")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Segment Info's Duration, an 8-byte float in ms
+    assert at > 0
+    data[at + 3:at + 11] = struct.pack(">d", declared * 1000)
+    path.write_bytes(bytes(data))
+    return path

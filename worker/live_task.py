@@ -58,7 +58,7 @@ from worker.heartbeat import worker_id
 from worker.live_audio import decoder_for
 from worker.live_decoder import RATE, StreamingTranscriber, Update, whisper_decode
 from worker.model import get_model
-from worker.tasks import job_events, job_store
+from worker.tasks import charged, job_events, job_store
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,9 @@ class LiveRun:
                 kind = fields.get(KIND_FIELD)
                 if kind == AUDIO:
                     stream.append(decoder.feed(fields.get(DATA_FIELD, b"")))
+                    # Past the key's daily audio, the session ends with what came decoded.
+                    if over := charged(self.session.job_id)(stream.stream_seconds):
+                        return over, False
                 elif kind in (STOP, ABORT):
                     stream.append(decoder.close())
                     return None, kind == ABORT

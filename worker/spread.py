@@ -57,7 +57,15 @@ from worker.detection import Detection
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
 from worker.speech import speech_regions
-from worker.tasks import REDIS_DOWN, JobDeleted, _failed, _log_deleted, job_events, job_store
+from worker.tasks import (
+    REDIS_DOWN,
+    JobDeleted,
+    _failed,
+    _log_deleted,
+    charged,
+    job_events,
+    job_store,
+)
 from worker.transcriber import (
     assemble,
     first_detection,
@@ -237,7 +245,7 @@ def _window(task: Task, job_id: str, plan: int, index: int) -> None:
     try:
         if attempt > settings.max_attempts:
             raise TooManyAttempts(f"A window was delivered {attempt} times without finishing.")
-        result = _decode(job_id, index, settings)
+        result, over = _decode(job_id, index, settings)
     except JobDeleted:
         _log_deleted()
         clean(job_id, settings)
@@ -261,20 +269,23 @@ def _window(task: Task, job_id: str, plan: int, index: int) -> None:
         _fail(job_id, TranscriptionError("Transcription failed inside the worker."), settings)
         return
     joined = spreads().join(job_id, index, result)
-    if joined == 1:
-        _stitch(job_id, settings)
-    elif joined == -1:
+    if joined == -1:
         clean(job_id, settings)
+    elif over is not None or joined == 1:  # `over`: the job ends here, with what is decoded
+        _stitch(job_id, settings, over)
 
 
-def _decode(job_id: str, index: int, settings: Settings) -> dict[str, Any]:
-    """The window's segments and the languages it heard; raises `JobDeleted` as soon as the
-    job is gone or ended."""
+def _decode(job_id: str, index: int, settings: Settings
+            ) -> tuple[dict[str, Any], VerbatimError | None]:
+    """The window's segments and the languages it heard, and `quota_exceeded` where charging
+    its audio spent its key's day (it is decoded all the same: it was charged); raises
+    `JobDeleted` as soon as the job is gone or ended."""
     job, plan = job_store().get(job_id), spreads().read_plan(job_id)
     if job is None or not plan:
         raise JobDeleted
     samples = np.load(window_dir(settings, job_id) / f"{index}.npy")
     window = Window(index, plan["starts"][index], samples)
+    over = charged(job_id, str(index))(samples.size / SAMPLE_RATE)
     model = get_model(settings)
 
     def decoded(seconds: float) -> None:
@@ -290,11 +301,12 @@ def _decode(job_id: str, index: int, settings: Settings) -> dict[str, Any]:
     segments, heard = transcribe_window(model, window, job.options, settings,
                                         _detection(plan["detection"]), on_segment)
     decoded(window.end_seconds - window.start_seconds)
-    return {"segments": [s.model_dump(mode="json") for s in segments], "heard": heard}
+    return {"segments": [s.model_dump(mode="json") for s in segments], "heard": heard}, over
 
 
-def _stitch(job_id: str, settings: Settings) -> None:
-    """Complete the job with every window's segments, in order, numbered from 0."""
+def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None) -> None:
+    """Complete the job with every window's segments, in order, numbered from 0; or, with
+    `error`, fail it keeping the segments of the windows done so far."""
     store, events = job_store(), job_events()
     job, plan = store.get(job_id), spreads().read_plan(job_id)
     if job is None or not plan:
@@ -309,6 +321,10 @@ def _stitch(job_id: str, settings: Settings) -> None:
             heard[language] = heard.get(language, 0.0) + weight
     transcript = assemble(segments, _detection(plan["detection"]), heard, job.options,
                           settings, float(plan["seconds"]))
+    if error is not None:
+        _failed(job_id, error, store, settings, transcript)
+        clean(job_id, settings)
+        return
     for segment in transcript.segments:
         events.segment(job_id, segment)
     if store.complete(job_id, transcript, settings.result_ttl_seconds):

@@ -13,11 +13,12 @@ from celery.exceptions import Reject
 from celery.worker.request import Request
 
 from shared.config import Settings, get_settings
-from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
+from shared.errors import QuotaExceeded, TooManyAttempts, TranscriptionError, VerbatimError
 from shared.logs import add_fields, bind
 from shared.media.storage import remove_upload
 from shared.queue import GENERATION_TASK_HEADER, REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
-from shared.schemas import Job, JobStatus, Segment
+from shared.schemas import Job, JobStatus, Segment, Transcript
+from shared.state.allowance import WHOLE, AudioAllowance
 from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore, utcnow
 from shared.state.requeue import STALE, Deliveries
@@ -25,6 +26,7 @@ from worker import heartbeat, metrics
 from worker.celery_app import app
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
+from worker.transcriber import DecodedCallback, PartlyDone
 from worker.transcriber import transcribe as run_whisper
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,25 @@ def deliveries() -> Deliveries:
 def job_events() -> JobEvents:
     """Where the job's events go as it runs (`GET /v1/jobs/{id}/events` relays them)."""
     return JobEvents.on(job_store().redis, get_settings())
+
+
+@lru_cache
+def allowance() -> AudioAllowance:
+    return AudioAllowance(job_store().redis)
+
+
+def charged(job_id: str, part: str = WHOLE) -> DecodedCallback:
+    """What charges the job's key for each decoded block; it answers `QuotaExceeded` once
+    the key's day is spent (`shared/state/allowance.py`)."""
+
+    def on_decoded(seconds: float) -> VerbatimError | None:
+        try:
+            allowance().charge(job_id, seconds, part)
+        except QuotaExceeded as exc:
+            return exc
+        return None
+
+    return on_decoded
 
 
 @app.task(
@@ -119,6 +140,8 @@ def _deliver(job_id: str, generation: int) -> None:
         completed = True
     except JobDeleted:
         _log_deleted()
+    except PartlyDone as exc:  # the key's daily audio ran out: what was decoded is kept
+        _failed(job_id, exc.error, store, settings, exc.transcript)
     except VerbatimError as exc:
         _failed(job_id, exc, store, settings)
     except (*REDIS_DOWN, Stopped):
@@ -134,8 +157,9 @@ def _deliver(job_id: str, generation: int) -> None:
         remove_upload(upload)
 
 
-def _failed(job_id: str, error: VerbatimError, store: JobStore, settings: Settings) -> None:
-    if not store.fail(job_id, error, settings.result_ttl_seconds):
+def _failed(job_id: str, error: VerbatimError, store: JobStore, settings: Settings,
+            transcript: Transcript | None = None) -> None:
+    if not store.fail(job_id, error, settings.result_ttl_seconds, transcript):
         _log_deleted()
         return
     job_events().failed(job_id, error)
@@ -178,7 +202,7 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: i
         events.segment(job.id, segment)
 
     transcript = run_whisper(model, upload, job.options, settings, on_progress,
-                             job.audio_duration, on_segment)
+                             job.audio_duration, on_segment, charged(job.id))
     seconds = time.perf_counter() - started
     if not store.complete(job.id, transcript, settings.result_ttl_seconds):
         raise JobDeleted

@@ -14,6 +14,7 @@ from faster_whisper.transcribe import Segment as FWSegment
 from faster_whisper.transcribe import Word as FWWord
 
 from shared.config import Settings
+from shared.errors import VerbatimError
 from shared.schemas import JobOptions, Segment, Transcript, Word
 from worker.audio import SAMPLE_RATE, pcm_blocks, to_float
 from worker.detection import Detection, detect, ranked
@@ -41,6 +42,16 @@ SWITCH_PROBABILITY = 0.6
 
 ProgressCallback = Callable[[float], None]
 SegmentCallback = Callable[[Segment], None]
+# Told the seconds decoded so far; an error it returns stops the decoding there.
+DecodedCallback = Callable[[float], VerbatimError | None]
+
+
+class PartlyDone(Exception):
+    """The decoding stopped at a limit (`error`); `transcript` is what was decoded before it."""
+
+    def __init__(self, error: VerbatimError, transcript: Transcript) -> None:
+        super().__init__(error.message)
+        self.error, self.transcript = error, transcript
 
 
 def whisper_kwargs(options: JobOptions, settings: Settings) -> dict[str, Any]:
@@ -81,6 +92,7 @@ def transcribe(
     on_progress: ProgressCallback,
     expected_seconds: float | None = None,
     on_segment: SegmentCallback | None = None,
+    on_decoded: DecodedCallback | None = None,
 ) -> Transcript:
     """Run the model over the recording window by window (`worker/windows.py`), reporting
     progress as segments arrive against `expected_seconds` (the probed duration), and each
@@ -90,9 +102,14 @@ def transcribe(
     (detected among the job's candidates unless it names one) is the whole recording's; in the
     code-switching mode every window, and every run of one language in it, is detected and
     decoded on its own. Each window after the first is prompted with the text before it in
-    the same language, as faster-whisper's own `condition_on_previous_text` would."""
+    the same language, as faster-whisper's own `condition_on_previous_text` would.
+
+    `on_decoded` hears how many seconds are decoded as each block is; where it returns an error
+    (a key's daily audio spent), the decoding stops after that block, what was decoded is
+    transcribed, and `PartlyDone` carries both."""
     job = _Job(model, options, settings)
-    blocks = pcm_blocks(audio, settings.max_audio_seconds)
+    stopped: list[VerbatimError] = []
+    blocks = _metered(pcm_blocks(audio, settings.max_audio_seconds), on_decoded, stopped)
     report = _monotonic(_throttled(on_progress, settings.progress_interval_seconds))
     end = 0.0
     for window in windows(blocks, *job.cut(), find_speech=speech_regions):
@@ -102,7 +119,23 @@ def transcribe(
             if on_segment is not None:
                 on_segment(segment)
             report(min(segment.end / total, 1.0) if total else 1.0)
+    if stopped:
+        raise PartlyDone(stopped[0], job.transcript(end))
     return job.transcript(end)
+
+
+def _metered(blocks: Iterator[np.ndarray], on_decoded: DecodedCallback | None,
+             stopped: list[VerbatimError]) -> Iterator[np.ndarray]:
+    """`blocks`, each told to `on_decoded` as it is decoded; the last is the one it refused
+    (its error put in `stopped`)."""
+    decoded = 0
+    for block in blocks:
+        decoded += block.size
+        error = on_decoded(decoded / SAMPLE_RATE) if on_decoded is not None else None
+        yield block
+        if error is not None:
+            stopped.append(error)
+            return
 
 
 def transcribe_window(

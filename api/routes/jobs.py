@@ -180,10 +180,12 @@ async def get_transcript(
     into cues by the query parameters (a `preset`, line width and count, cue length, reading
     speed, word highlighting). (A download link cannot send a header, so these also take the
     key as `access_token`.)"""
-    if job.status is JobStatus.failed:
-        raise JobFailed(f"The job failed: {job.error.message if job.error else 'unknown'}")
     transcript = await run_sync(store.get_transcript, job.id)
-    if job.status is not JobStatus.completed or transcript is None:
+    # A failed job has a transcript only where it stopped at a limit (`quota_exceeded`):
+    # what was decoded until then.
+    if job.status is JobStatus.failed and transcript is None:
+        raise JobFailed(f"The job failed: {job.error.message if job.error else 'unknown'}")
+    if job.status not in (JobStatus.completed, JobStatus.failed) or transcript is None:
         raise JobNotReady(f"The job is {job.status}; the transcript is not ready yet.")
     _, media_type, extension = FORMATS[fmt]
     return Response(

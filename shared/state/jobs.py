@@ -8,12 +8,16 @@ Each status has an index, the sorted set `verbatim:jobs:{status}` of job ids sco
 record expires (in ms; `+inf` until the job ends), kept in step by the same scripts that change the
 status; counting jobs by status is then a few ZCARDs, with no SCAN of the keyspace.
 
-Each owner (an API key's id; `-` for the jobs made while auth is off) has two more (issue 9):
+Each owner (an API key's id; `-` for the jobs made while auth is off) has three more:
 `verbatim:owner:{owner}:jobs`, its jobs newest first for `GET /v1/jobs` (see
-`shared/state/listing.py`),
-and `verbatim:owner:{owner}:active`, the set of its queued or processing job ids, which the
-scripts that create, finish and delete a job keep in step; its size is the active-job count that
-quotas check, so a count never drifts from the jobs that exist.
+`shared/state/listing.py`); `verbatim:owner:{owner}:active`, the set of its queued or
+processing job ids, which the scripts that create, finish and delete a job keep in step (its
+size is the active-job count that quotas check, so a count never drifts from the jobs that
+exist); and `verbatim:owner:{owner}:queued`, its queued job ids scored by their priority, kept
+in step by every script that changes a job's status (create, start, requeue, finish, delete):
+its size and top score are what fair scheduling needs, so creating a job costs the same
+whatever the owner's backlog. Ids whose record vanished by another way are pruned a few at a
+time as jobs are created.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ RECEIVED_KEY = "verbatim:received"
 
 OWNER_PREFIX = "verbatim:owner:"
 UNOWNED = "-"  # the owner tag of jobs made while auth is off (key ids are hex)
+# Ids of an owner's active set checked for a vanished record at each creation.
+PRUNE_SAMPLE = 4
 
 # Redis's clock in milliseconds (so that hosts need not agree on theirs); index scores are
 # expiry times on it.
@@ -62,13 +68,30 @@ local function reindex(first, id, score)
 end
 """
 
+# Keeps job `id`'s place in its owner's queue (see the module's docstring) in step with the
+# status its record `job` now holds. The owner's key is named here rather than passed: callers
+# know only the job's id.
+LUA_TRACK_QUEUED = """
+local function track_queued(job, id)
+  local owner = redis.call('HGET', job, 'owner')
+  owner = owner and cjson.decode(owner) or '""" + UNOWNED + """'
+  local queue = '""" + OWNER_PREFIX + """' .. owner .. ':queued'
+  if redis.call('HGET', job, 'status') == '"queued"' then
+    redis.call('ZADD', queue, tonumber(redis.call('HGET', job, 'priority') or '0'), id)
+  else
+    redis.call('ZREM', queue, id)
+  end
+end
+"""
+
 # KEYS: job, then the status indexes when the status changes. ARGV: id, field/value pairs.
 # The score is the record's expiry (`+inf` while it has none), so that a status written to a
 # record that already expires still leaves the index when the record does.
-_UPDATE_IF_EXISTS = LUA_NOW_MS + _REINDEX + """
+_UPDATE_IF_EXISTS = LUA_NOW_MS + _REINDEX + LUA_TRACK_QUEUED + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 if #KEYS > 1 then
+  track_queued(KEYS[1], ARGV[1])
   local ttl = redis.call('PTTL', KEYS[1])
   reindex(2, ARGV[1], ttl > 0 and now_ms() + ttl or '+inf')
 end
@@ -84,6 +107,7 @@ local owner = redis.call('HGET', KEYS[1], 'owner')
 owner = owner and cjson.decode(owner) or '""" + UNOWNED + """'
 -- The owner's key is named here rather than passed: the caller knows only the job's id.
 redis.call('SREM', '""" + OWNER_PREFIX + """' .. owner .. ':active', ARGV[3])
+redis.call('ZREM', '""" + OWNER_PREFIX + """' .. owner .. ':queued', ARGV[3])
 -- A job's own `retention_seconds` (issue 13) shortens the server's ttl.
 local ttl = tonumber(ARGV[1])
 local own = tonumber(redis.call('HGET', KEYS[1], 'retention_seconds') or '')
@@ -97,43 +121,54 @@ reindex(3, ARGV[3], now + ttl * 1000)
 return 1
 """
 
-# KEYS: job, queued index, the owner's job list, the owner's active set, the owner's audio
-# seconds of the day. ARGV: id, list member, job key prefix, max active jobs (0: no limit), max
-# audio seconds a day (0: no limit), this job's audio seconds, ttl of the day's count, fair
-# (1: take the priority from the owner's queue), then field/value pairs. Returns the job's
-# priority, or -1 (too many active jobs), -2 (over the day's audio).
+# KEYS: job, its status's index, the owner's job list, the owner's active set, the owner's audio
+# seconds of the day, the owner's queue. ARGV: id, list member, job key prefix, max active jobs
+# (0: no limit), max audio seconds a day (0: no limit), this job's audio seconds, ttl of the day's
+# count, fair (1: take the priority from the owner's queue), then field/value pairs. Returns the
+# job's priority, or -1 (too many active jobs), -2 (over the day's audio). Its work does not grow
+# with the owner's backlog: counts come from the owner's queue (ZCARD, top score) and active set
+# (SCARD), and a few sampled ids whose record vanished are pruned on the way.
 _CREATE = """
 local fair, max_active = ARGV[8] == '1', tonumber(ARGV[4])
-local queued, top = 0, 0
-if fair or max_active > 0 then
-  for _, other in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-    local state = redis.call('HMGET', ARGV[3] .. other, 'status', 'priority')
-    if not state[1] then
-      redis.call('SREM', KEYS[4], other)  -- its record is gone: no longer active
-    elseif state[1] == '"queued"' then
-      queued = queued + 1
-      top = math.max(top, tonumber(state[2] or '0'))
-    end
-  end
+local function gone(other)
+  if redis.call('EXISTS', ARGV[3] .. other) == 1 then return false end
+  redis.call('SREM', KEYS[4], other)
+  redis.call('ZREM', KEYS[6], other)
+  return true
+end
+for _, other in ipairs(redis.call('SRANDMEMBER', KEYS[4], """ + str(PRUNE_SAMPLE) + """)) do
+  gone(other)
 end
 if max_active > 0 and redis.call('SCARD', KEYS[4]) >= max_active then return -1 end
 local max_audio = tonumber(ARGV[5])
 if max_audio > 0 then
-  if tonumber(redis.call('GET', KEYS[5]) or '0') + tonumber(ARGV[6]) > max_audio then
-    return -2
-  end
+  -- A job of unknown length (a URL, a live session) is refused once the day's audio is spent;
+  -- the worker charges what it decodes (`shared/state/allowance.py`).
+  local used = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if used >= max_audio or used + tonumber(ARGV[6]) > max_audio then return -2 end
   redis.call('INCRBYFLOAT', KEYS[5], ARGV[6])
   redis.call('EXPIRE', KEYS[5], ARGV[7])
+  redis.call('HSET', KEYS[1], 'quota_reserved', ARGV[6])
 end
 local priority = """ + str(NEW_JOB_PRIORITY) + """
 if fair then
+  local top = redis.call('ZREVRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+  for _ = 1, """ + str(PRUNE_SAMPLE) + """ do
+    if not top[1] or not gone(top[1]) then break end
+    top = redis.call('ZREVRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+  end
+  local queued = redis.call('ZCARD', KEYS[6])
   -- Deeper queue, later turn; never ahead of the owner's own queued jobs (FIFO per owner).
-  priority = math.max(top, math.min(""" + str(LOWEST_PRIORITY) + """, priority + queued))
+  priority = math.max(tonumber(top[2] or '0'),
+                      math.min(""" + str(LOWEST_PRIORITY) + """, priority + queued))
 end
 redis.call('HSET', KEYS[1], 'priority', priority, unpack(ARGV, 9))
 redis.call('ZADD', KEYS[2], '+inf', ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[1])
+if redis.call('HGET', KEYS[1], 'status') == '"queued"' then
+  redis.call('ZADD', KEYS[6], priority, ARGV[1])
+end
 return priority
 """
 
@@ -279,7 +314,7 @@ class JobStore:
 
     @staticmethod
     def owner_key(owner: str | None, what: str) -> str:
-        """One of an owner's keys: `jobs` (its list), `active`, `audio:{day}`."""
+        """One of an owner's keys: `jobs` (its list), `active`, `queued`, `audio:{day}`."""
         return f"{OWNER_PREFIX}{owner or UNOWNED}:{what}"
 
     @staticmethod
@@ -329,7 +364,7 @@ class JobStore:
         day = job.created_at.strftime("%Y-%m-%d")
         keys = [self.job_key(job_id), self.index_key(status),
                 self.owner_key(owner, "jobs"), self.owner_key(owner, "active"),
-                self.owner_key(owner, f"audio:{day}")]
+                self.owner_key(owner, f"audio:{day}"), self.owner_key(owner, "queued")]
         args = [job_id, self.list_member(job_id, job.created_at), self.job_key(""),
                 limits.max_active_jobs or 0,
                 (limits.max_audio_hours_per_day or 0) * 3600, duration or 0, AUDIO_DAY_TTL_SECONDS,
@@ -421,10 +456,13 @@ class JobStore:
         }
         return self._finish_job(job_id, ttl, transcript.model_dump_json(), fields)
 
-    def fail(self, job_id: str, error: VerbatimError, ttl: int) -> bool:
+    def fail(self, job_id: str, error: VerbatimError, ttl: int,
+             transcript: Transcript | None = None) -> bool:
+        """End the job with `error`, keeping `transcript` where it was partly decoded."""
         info = ErrorInfo(code=error.code, message=error.message)
         fields = {"status": JobStatus.failed, "finished_at": utcnow(), "error": info}
-        return self._finish_job(job_id, ttl, "", fields)
+        return self._finish_job(job_id, ttl, transcript.model_dump_json() if transcript else "",
+                                fields)
 
     def _finish_job(self, job_id: str, ttl: int, transcript: str, fields: dict[str, Any]) -> bool:
         keys = [self.job_key(job_id), self.transcript_key(job_id),
@@ -446,6 +484,7 @@ class JobStore:
             if found:
                 job, owner = found
                 pipe.srem(self.owner_key(owner, "active"), job_id)
+                pipe.zrem(self.owner_key(owner, "queued"), job_id)
                 pipe.zrem(self.owner_key(owner, "jobs"), self.list_member(job_id, job.created_at))
             removed = pipe.execute()[0]
         return bool(removed)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import redis
 
 from shared.schemas import JobStatus
-from shared.state.jobs import LUA_NOW_MS, RECEIVED_KEY, JobStore, _flat
+from shared.state.jobs import LUA_NOW_MS, LUA_TRACK_QUEUED, RECEIVED_KEY, JobStore, _flat
 
 STALE = -2  # `begin_attempt`: the message is of an older generation than the job
 
@@ -49,10 +49,11 @@ return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 # KEYS: job, then the status indexes (queued first). ARGV: id, the worker (JSON) the job must
 # still be marked as running on, then field/value pairs. Compare-and-set: of several workers
 # that find the same orphan, one puts it back. Returns the new generation, or 0.
-_REQUEUE_IF_RUN_BY = """
+_REQUEUE_IF_RUN_BY = LUA_TRACK_QUEUED + """
 if redis.call('HGET', KEYS[1], 'status') ~= '"processing"' then return 0 end
 if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+track_queued(KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[1], 'worker')
 redis.call('ZADD', KEYS[2], '+inf', ARGV[1])
 for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end

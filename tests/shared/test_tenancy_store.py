@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,11 @@ import pytest
 from shared.errors import DecodeError, QuotaExceeded, TooManyActiveJobs
 from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
 from shared.schemas import JobOptions, JobStatus, Transcript
+from shared.state.allowance import AudioAllowance
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.keys import KeyLimits, KeyStore, token_hash
 from shared.state.listing import list_jobs, prune_list
+from shared.state.requeue import Deliveries
 
 EMPTY = Transcript(language="en", duration=1.0, text="", segments=[])
 NOWHERE = Path("/nowhere")
@@ -138,3 +141,102 @@ def test_creating_a_job_prunes_stale_entries_at_the_old_end(store: JobStore) -> 
         store.redis.delete(store.job_key(job_id))
     assert prune_list(store, None) == 2
     assert [job.id for job in list_jobs(store, None, 10)[0]] == [ids[2]]
+
+
+def test_requeued_and_finished_jobs_keep_the_owners_queue_in_step(store: JobStore) -> None:
+    made = [create(store, "a")[0] for _ in range(3)]
+    store.update(made[0], status=JobStatus.processing, worker="w")
+    assert store.redis.zcard(store.owner_key("a", "queued")) == 2
+    assert Deliveries(store).requeue_if_run_by(made[0], "w") == 1
+    assert store.redis.zcard(store.owner_key("a", "queued")) == 3
+    store.complete(made[1], EMPTY, ttl=60)
+    store.delete(made[2])
+    assert store.redis.zrange(store.owner_key("a", "queued"), 0, -1) == [made[0].encode()]
+
+
+def command_usec(store: JobStore) -> tuple[int, int]:
+    """The calls to Lua scripts so far and the microseconds Redis spent in them."""
+    stats = store.redis.info("commandstats")["cmdstat_evalsha"]
+    return int(stats["calls"]), int(stats["usec"])
+
+
+def creation_usec(store: JobStore, owner: str, times: int) -> float:
+    """Redis's own time per creation of a job of `owner`, over `times` creations."""
+    calls, usec = command_usec(store)
+    for _ in range(times):
+        create(store, owner, max_active_jobs=100_000)
+    after_calls, after_usec = command_usec(store)
+    assert after_calls - calls == times
+    return (after_usec - usec) / times
+
+
+def test_creating_a_job_costs_the_same_with_twenty_thousand_queued(store: JobStore) -> None:
+    """Issue 26, item 10: the creation script read every queued job of the key. Both owners'
+    creations are timed by Redis itself (INFO commandstats), side by side, so the machine's load
+    falls on both alike."""
+    for owner, depth in (("shallow", 10), ("deep", 20_000)):
+        ids = [new_job_id() for _ in range(depth)]
+        for first in range(0, depth, 1000):
+            with store.redis.pipeline(transaction=False) as pipe:
+                for job_id in ids[first:first + 1000]:
+                    pipe.hset(store.job_key(job_id), mapping={
+                        "status": '"queued"', "priority": "9", "owner": f'"{owner}"'})
+                    pipe.sadd(store.owner_key(owner, "active"), job_id)
+                    pipe.zadd(store.owner_key(owner, "queued"), {job_id: 9})
+                pipe.execute()
+    shallow, deep = [], []
+    for _ in range(5):
+        shallow.append(creation_usec(store, "shallow", 20))
+        deep.append(creation_usec(store, "deep", 20))
+    assert create(store, "deep")[1] == LOWEST_PRIORITY  # the deep queue still counts
+    assert store.active_count("deep") == 20_000 + 101
+    # Scanning 20,000 records took ~100 ms a creation (~2,000 times the shallow key's cost).
+    assert sorted(deep)[2] < 5 * sorted(shallow)[2], (shallow, deep)
+
+
+def day_count(store: JobStore, owner: str) -> float:
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    return float(store.redis.get(store.owner_key(owner, f"audio:{day}")) or 0)
+
+
+def test_decoded_audio_past_the_reservation_is_charged_once_and_refused_past_the_day(
+    store: JobStore,
+) -> None:
+    keys, allowance = KeyStore(store.redis), AudioAllowance(store.redis)
+    key, _ = keys.create("a", KeyLimits(max_audio_hours_per_day=150 / 3600))
+    job_id, _ = create(store, key.id, max_audio_hours_per_day=150 / 3600)  # reserves 60 s
+    assert day_count(store, key.id) == 60
+    allowance.charge(job_id, 50)
+    allowance.charge(job_id, 60)
+    assert day_count(store, key.id) == 60  # within what creation reserved
+    allowance.charge(job_id, 100)
+    allowance.charge(job_id, 80)  # a redelivered job decoding again: nothing more
+    assert day_count(store, key.id) == 100
+    with pytest.raises(QuotaExceeded) as refused:
+        allowance.charge(job_id, 160)
+    assert refused.value.code == "quota_exceeded"
+    assert day_count(store, key.id) == 160
+    with pytest.raises(QuotaExceeded):  # the day is spent: even a job of no declared length
+        store.create(new_job_id(), "live", JobOptions(), None, NOWHERE, key.id, key.limits)
+
+
+def test_windows_charge_their_own_audio_and_a_url_reserves_its_probed_length(
+    store: JobStore,
+) -> None:
+    keys, allowance = KeyStore(store.redis), AudioAllowance(store.redis)
+    key, _ = keys.create("a", KeyLimits(max_audio_hours_per_day=100 / 3600))
+    spread, _ = create(store, key.id, max_audio_hours_per_day=100 / 3600)  # reserves 60 s
+    for index in range(3):
+        allowance.charge(spread, 30, part=str(index))  # 90 s decoded: 30 past the reservation
+    assert day_count(store, key.id) == 90
+    url = new_job_id()
+    store.create(url, "u", JobOptions(), None, NOWHERE, key.id, key.limits,
+                 status=JobStatus.fetching)
+    with pytest.raises(QuotaExceeded):
+        allowance.reserve(url, 20)
+    assert day_count(store, key.id) == 90
+    allowance.reserve(url, 10)
+    allowance.charge(url, 10)
+    assert day_count(store, key.id) == 100
+    unowned, _ = create(store, None)
+    allowance.charge(unowned, 1000)  # auth off: nothing to count

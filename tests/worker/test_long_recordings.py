@@ -5,7 +5,6 @@ memory that does not grow with their length."""
 from __future__ import annotations
 
 import itertools
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +13,10 @@ import httpx
 import jiwer
 import numpy as np
 import pytest
-from faster_whisper import decode_audio
 from support import (
     DATA,
     Process,
+    lying_matroska,
     peak_rss_bytes,
     pool_children,
     reset_peak_rss,
@@ -92,20 +91,6 @@ def test_a_split_recording_keeps_every_word_once_in_order(
     assert ends[-1][1] <= cut["duration"]
     assert [s["id"] for s in cut["segments"]] == list(range(len(ends)))
     assert seen == sorted(seen)
-
-
-def lying_matroska(path: Path, seconds: float, declared: float) -> Path:
-    """A Matroska file holding `seconds` of speech whose header says it lasts `declared`."""
-    speech = decode_audio(str(DATA / "jfk.flac"))
-    repeats = int(seconds // (speech.size / 16000)) + 1
-    samples = (np.tile(speech, repeats)[: int(seconds * 16000)] * 32767).astype(np.int16)
-    write_audio(path, samples, codec="pcm_s16le")
-    data = bytearray(path.read_bytes())
-    at = data.find(b"\x44\x89\x88")  # Segment Info's Duration, an 8-byte float in ms
-    assert at > 0
-    data[at + 3:at + 11] = struct.pack(">d", declared * 1000)
-    path.write_bytes(bytes(data))
-    return path
 
 
 def test_a_recording_longer_than_declared_fails_at_the_limit(

@@ -23,9 +23,13 @@ from faster_whisper import decode_audio
 from support import (
     DATA,
     Process,
+    keyed_client,
     kill_whole_worker,
+    lying_matroska,
+    make_key,
     pool_children,
     start_api,
+    start_auth_api,
     start_worker,
     submit,
     wait_for_job,
@@ -56,6 +60,7 @@ class Stack:
     redis: redis.Redis
     workers: list[Process]
     data_dir: Path
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +79,7 @@ def spread(
         client = redis.Redis.from_url(server.url)
         try:
             with httpx.Client(base_url=url, timeout=30) as http:
-                yield Stack(http, client, workers, logs / "data")
+                yield Stack(http, client, workers, logs / "data", env)
         finally:
             client.close()
             for worker in workers:
@@ -250,3 +255,28 @@ def test_the_window_of_a_whole_worker_gone_is_requeued_alone(
     assert [r.get("event") for r in lines].count("spread") == 1  # the job was not planned again
     assert any(r.get("event") == "requeued" and "window" in r for r in lines)
     assert no_trace(spread, job_id)
+
+
+def test_each_window_charges_its_own_audio_and_the_job_keeps_what_was_decoded(
+    spread: Stack, tmp_path: Path
+) -> None:
+    """Issue 26, item 2: a spread recording was charged its declared length only (35 s here,
+    for 64 s of speech); its windows now charge what they decode, and the window that spends
+    the key's day (40 s) ends the job with `quota_exceeded`, the windows done so far kept."""
+    upload = lying_matroska(tmp_path / "long.mkv", seconds=64, declared=35)
+    _, token = make_key(spread.env["VERBATIM_REDIS_URL"], "spread-quota",
+                        max_audio_hours_per_day=40 / 3600)
+    api, url = start_auth_api(spread.env, tmp_path / "auth-api.log")
+    try:
+        with keyed_client(url, token) as http:
+            job = wait_for_job(http, submit(http, upload, language="en")["id"])
+            assert (job["status"], job["error"]["code"]) == ("failed", "quota_exceeded"), job
+            transcript = http.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+            with upload.open("rb") as f:
+                refused = http.post("/v1/jobs", files={"file": (upload.name, f)})
+            assert refused.json()["error"]["code"] == "quota_exceeded"
+    finally:
+        api.stop()
+    # The first window (JFK's words) is decoded whichever window spends the day: one charged
+    # before it is within the reservation, and a window that spends it is decoded all the same.
+    assert "ask not what your country can do for you" in transcript["text"].lower()
