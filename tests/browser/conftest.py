@@ -8,11 +8,14 @@ from pathlib import Path
 
 import av
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 from support import debian_tool
 
 TESTS = Path(__file__).resolve().parent.parent
 JFK = TESTS / "data" / "jfk.flac"
+# jfk.flac (11 s), then four LJ Speech passages (36 s).
+LONG_SPEECH = [JFK, *(TESTS / "data" / f"LJ001-000{i}.flac" for i in (1, 3, 5, 7))]
+LONG_SPEECH_SECONDS = 47.5
 ARTIFACTS = TESTS / "artifacts"
 DESKTOP = {"viewport": {"width": 1040, "height": 800}, "device_scale_factor": 2}  # crisp pictures
 PHONE = {
@@ -31,23 +34,32 @@ def chromium() -> str:
     return debian_tool("chromium", "chromium", "/usr/bin/chromium")
 
 
-def write_speech_wav(source: Path, target: Path) -> Path:
-    """Decode `source` to 16-bit mono PCM WAV, the format Chromium's fake microphone reads."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=MIC_RATE)
-    with av.open(str(source)) as container, wave.open(str(target), "wb") as out:
+def write_speech_wav(sources: list[Path], target: Path) -> Path:
+    """Decode `sources`, one after the other, to 16-bit mono PCM WAV, the format Chromium's
+    fake microphone reads."""
+    with wave.open(str(target), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(MIC_RATE)
         out.writeframes(b"\0\0" * int(MIC_LEAD_SECONDS * MIC_RATE))
-        for frame in [*container.decode(audio=0), None]:
-            for pcm in resampler.resample(frame):
-                out.writeframes(pcm.to_ndarray().tobytes())
+        for source in sources:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=MIC_RATE)
+            with av.open(str(source)) as container:
+                for frame in [*container.decode(audio=0), None]:
+                    for pcm in resampler.resample(frame):
+                        out.writeframes(pcm.to_ndarray().tobytes())
     return target
 
 
 @pytest.fixture(scope="session")
-def browser(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    speech = write_speech_wav(JFK, tmp_path_factory.mktemp("mic") / "jfk.wav")
+def playwright() -> Iterator[Playwright]:
+    """One Playwright for the session: its sync API runs one instance per thread."""
+    with sync_playwright() as running:
+        yield running
+
+
+def launch(playwright: Playwright, chromium: str, speech: Path) -> Iterator[Browser]:
+    """Chromium whose microphone plays `speech` once."""
     args = [
         "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt
         "--use-fake-device-for-media-stream",
@@ -56,10 +68,29 @@ def browser(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         # The player's tests start playback from a script, without a click.
         "--autoplay-policy=no-user-gesture-required",
     ]
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=args)
-        yield launched
-        launched.close()
+    launched = playwright.chromium.launch(executable_path=chromium, args=args)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="session")
+def browser(
+    playwright: Playwright, chromium: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
+    """Chromium whose microphone says jfk.flac once."""
+    speech = write_speech_wav([JFK], tmp_path_factory.mktemp("mic") / "jfk.wav")
+    yield from launch(playwright, chromium, speech)
+
+
+@pytest.fixture(scope="session")
+def long_speaker(
+    playwright: Playwright, chromium: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
+    """Chromium whose microphone says jfk.flac, then goes on speaking (`LONG_SPEECH`): live
+    captions must show while the speaker still speaks, and a busy machine decodes its first
+    words several seconds late."""
+    speech = write_speech_wav(LONG_SPEECH, tmp_path_factory.mktemp("mic") / "long.wav")
+    yield from launch(playwright, chromium, speech)
 
 
 def open_page(browser: Browser, url: str, **options: object) -> Iterator[Page]:
