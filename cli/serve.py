@@ -19,8 +19,10 @@ from typing import NoReturn
 from shared.config import get_settings
 from shared.localredis import LocalRedis
 
-# How long `serve` waits for its children beyond the worker's shutdown grace.
-STOP_MARGIN_SECONDS = 10.0
+# How long `serve` waits for its children beyond the worker's shutdown grace: a `threads` pool's
+# job notices a cold stop at its next segment, which on a busy machine can be a 30 s chunk's
+# decode away (a second Ctrl-C skips the wait).
+STOP_MARGIN_SECONDS = 30.0
 # A worker's SIGTERM becomes Celery's soft shutdown (see shared/queue.py), so that stopping it
 # during a job puts the job back on the queue instead of stranding it.
 WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT"}

@@ -23,6 +23,7 @@ from support import (
     wait_until,
 )
 
+from cli.serve import STOP_MARGIN_SECONDS
 from shared.localredis import free_port
 
 GRACE_SECONDS = 1
@@ -74,7 +75,8 @@ def test_a_job_interrupted_by_stopping_serve_runs_again_on_the_next_start(
             time.sleep(0.05)
 
     first.popen.send_signal(signal.SIGTERM)
-    assert first.popen.wait(timeout=GRACE_SECONDS + 30) == 0, first.output()[-3000:]
+    assert first.popen.wait(timeout=GRACE_SECONDS + STOP_MARGIN_SECONDS + 30) == 0, (
+        first.output()[-3000:])
     assert "did not stop in time" not in first.output()
 
     second, url = start_serve(tmp_path / "data", tmp_path / "serve-2.log", pool, extra)
