@@ -26,6 +26,7 @@ from courier import metrics
 from courier.shares import BUSY, GONE, STALE, FetchClaims
 from shared import outbound
 from shared.config import Settings
+from shared.deliveries import IO_RECEIVED_KEY
 from shared.errors import (
     DurationExceeded,
     FetchFailed,
@@ -50,6 +51,7 @@ def fetch(events: Events, claims: FetchClaims, job_id: str, generation: int, hol
     """Claim the job's fetch as `holder` (this I/O worker) and make it."""
     found = events.store.get_with_upload(job_id)
     if found is None or found[0].status is not JobStatus.fetching or not found[0].source_url:
+        events.store.redis.hdel(IO_RECEIVED_KEY, job_id)  # deleted or done: no requeue
         return
     attempt = claims.claim(job_id, generation, holder)
     if attempt == BUSY:

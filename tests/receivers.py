@@ -85,14 +85,18 @@ def webhook_receiver(receiver: Receiver, port: int = 0) -> Iterator[Receiver]:
 
 
 @contextmanager
-def media_server(files: dict[str, Path], host: str = "127.0.0.1") -> Iterator[str]:
+def media_server(files: dict[str, Path], host: str = "127.0.0.1",
+                 requested: list[str] | None = None) -> Iterator[str]:
     """Serves `/{name}` for each file; `/redirect/{n}/{name}` redirects n times then serves
     it; `/to?location=...` redirects there; `/endless` streams zeros without end;
     `/trickle/{seconds}/{name}` sends the file evenly over that many seconds (a slow server);
-    anything else is 404. The base URL."""
+    anything else is 404. Each request's path is appended to `requested` as it begins. The
+    base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if requested is not None:
+                requested.append(self.path)
             path = self.path.split("?")[0]
             parts = path.strip("/").split("/")
             if parts[0] == "redirect" and len(parts) == 3:

@@ -99,9 +99,12 @@ def io_workers(stack: Stack) -> Iterator[Stack]:
         stack.io.pop().stop()
 
 
+REQUESTED: list[str] = []  # the media server's requests, as they begin
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with media_server({"lj.flac": SHORT}) as base:
+    with media_server({"lj.flac": SHORT}, requested=REQUESTED) as base:
         yield base
 
 
@@ -122,6 +125,11 @@ def ended(http: httpx.Client, job_id: str, timeout: float = 90) -> dict:
         time.sleep(0.2)
 
 
+def requests_for(path: str) -> int:
+    """How many downloads of `path` the media server has begun."""
+    return REQUESTED.count(path)
+
+
 def text(http: httpx.Client, job_id: str) -> str:
     return http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
 
@@ -133,9 +141,10 @@ def test_a_fetch_of_a_killed_io_worker_is_made_again(
     first = stack.start_io()
     http, _ = stack.key("refetch")
     with http:
-        created = http.post("/v1/jobs", data={"url": f"{media}/trickle/6/lj.flac"}).json()
+        path = "/trickle/6/lj.flac?refetch"
+        created = http.post("/v1/jobs", data={"url": f"{media}{path}"}).json()
         job_key = JobStore.job_key(created["id"])
-        wait_for(lambda: stack.redis.hexists(job_key, "worker"), "the fetch to begin")
+        wait_for(lambda: requests_for(path), "the download to begin")
         time.sleep(1.5)  # into the download
         kill_whole_worker(first)
         stack.start_io()
@@ -153,10 +162,11 @@ def test_a_fetch_begun_too_often_fails_and_announces_it_once(
     http, secret = stack.key("too-often")
     with http, webhook_receiver(Receiver()) as receiver:
         # As if three I/O workers had died fetching it: the next fetch is the fourth.
-        created = http.post("/v1/jobs", data={"url": f"{media}/trickle/30/lj.flac",
+        path = "/trickle/30/lj.flac?too-often"
+        created = http.post("/v1/jobs", data={"url": f"{media}{path}",
                                               "webhook_url": receiver.url}).json()
         job_key = JobStore.job_key(created["id"])
-        wait_for(lambda: stack.redis.hexists(job_key, "worker"), "the fetch to begin")
+        wait_for(lambda: requests_for(path), "the download to begin")
         stack.redis.hset(job_key, "fetch_attempts", 3)
         kill_whole_worker(stack.io[0])
         stack.start_io()
@@ -204,10 +214,10 @@ def test_a_key_with_many_slow_urls_leaves_room_for_another_keys_url(
     hog, _ = stack.key("hog")
     other, _ = stack.key("other")
     with hog, other:
-        slow = [hog.post("/v1/jobs", data={"url": f"{media}/trickle/{SLOW_SECONDS}/lj.flac"})
-                .json()["id"] for _ in range(4)]
-        wait_for(lambda: sum(stack.redis.hexists(JobStore.job_key(j), "worker") for j in slow)
-                 >= 2, "the first key's fetches to begin")
+        path = f"/trickle/{SLOW_SECONDS}/lj.flac?hog"
+        slow = [hog.post("/v1/jobs", data={"url": f"{media}{path}"}).json()["id"]
+                for _ in range(4)]
+        wait_for(lambda: requests_for(path) >= 2, "the first key's downloads to begin")
         created = other.post("/v1/jobs", data={"url": f"{media}/lj.flac"}).json()
         job = ended(other, created["id"])
         assert job["status"] == "completed", job
@@ -223,10 +233,10 @@ def test_a_webhook_never_waits_behind_fetches(io_workers: Stack, media: str) -> 
     stack.start_io(threads=2)
     http, secret = stack.key("busy")
     with http, webhook_receiver(Receiver()) as receiver:
-        slow = [http.post("/v1/jobs", data={"url": f"{media}/trickle/{SLOW_SECONDS}/lj.flac"})
-                .json()["id"] for _ in range(2)]
-        wait_for(lambda: all(stack.redis.hexists(JobStore.job_key(j), "worker") for j in slow),
-                 "both fetch threads to be busy")
+        path = f"/trickle/{SLOW_SECONDS}/lj.flac?busy"
+        slow = [http.post("/v1/jobs", data={"url": f"{media}{path}"}).json()["id"]
+                for _ in range(2)]
+        wait_for(lambda: requests_for(path) == 2, "both fetch threads to be busy")
         created = submit(http, SHORT, webhook_url=receiver.url)
         assert wait_for_job(http, created["id"])["status"] == "completed"
         (delivery,) = receiver.wait_for(1, timeout=20)
