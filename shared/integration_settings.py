@@ -48,7 +48,7 @@ class IntegrationSettings(BaseSettings):
     io_metrics_port: int = Field(default=9102, ge=0, le=65535)
     """Port of the I/O worker's Prometheus `/metrics` (webhooks and URL fetches); 0: none."""
 
-    io_webhook_threads: int = Field(default=4, ge=1, le=64)
+    io_webhook_threads: int = Field(default=8, ge=1, le=64)
     """Threads of each I/O worker that deliver webhooks, beside its pool of fetch threads, so
     that a delivery never waits behind a media download."""
 
