@@ -36,7 +36,6 @@ from stack import ROOT, start_api
 
 from shared.config import Settings
 from shared.localredis import LocalRedis, free_port, stop_process
-from shared.queue import make_celery
 from shared.schemas import JobOptions, Transcript
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.webhooks import Events
@@ -76,7 +75,7 @@ def receiver(arrivals: Arrivals) -> tuple[ThreadingHTTPServer, str]:
 
 def webhooks(settings: Settings, count: int, delay: float) -> str:
     store = JobStore.from_url(settings.redis_url)
-    events, celery = Events(store, settings), make_celery(settings)
+    events = Events(store, settings)
     arrivals = Arrivals(delay)
     server, url = receiver(arrivals)
     transcript = Transcript(language="en", duration=1.0, text="hi", segments=[])
@@ -89,7 +88,7 @@ def webhooks(settings: Settings, count: int, delay: float) -> str:
     sent: dict[str, float] = {}
     started = time.monotonic()
     for job_id in ids:
-        events.announce(job_id, celery)
+        events.announce(job_id)
         sent[store.redis.hget(JobStore.job_key(job_id), "webhook_event").decode().strip('"')] = (
             time.monotonic())
     deadline = time.monotonic() + 300

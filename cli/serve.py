@@ -53,8 +53,9 @@ def worker_command(concurrency: int | None = None) -> list[str]:
 
 
 def io_worker_command(concurrency: int = 8) -> list[str]:
-    """The Celery command line of the I/O worker (webhooks, media URLs: `courier/`), a thread
-    pool that consumes the I/O queue alone, never transcriptions."""
+    """The Celery command line of the I/O worker (webhooks, media URLs: `courier/`): a pool of
+    `concurrency` fetch threads that consumes the I/O queue alone, never transcriptions, and
+    beside it threads of its own that deliver webhooks (`io_webhook_threads`)."""
     from shared.state.webhooks import IO_QUEUE  # imports Celery, which a client machine lacks
 
     return [

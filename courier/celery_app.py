@@ -3,7 +3,8 @@
 Its tasks wait on other hosts (webhook receivers, media servers), so it runs a thread pool and
 consumes only the I/O queue; a transcription worker never takes these tasks, and a slow
 receiver never holds up a transcription. It needs the API's dependencies (httpx, PyAV for the
-probe), never the model stack.
+probe), never the model stack. Beside the pool (media fetches) it runs threads of its own:
+its heartbeat and reaper (`courier/heartbeat.py`) and its webhook threads (`courier/sender.py`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from celery import signals
+from celery.worker.request import Request
 
-from courier import metrics
+from courier import heartbeat, metrics
 from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
-from shared.state.webhooks import IO_QUEUE
+from shared.state.webhooks import FETCH_TASK, IO_QUEUE
 
 app = make_celery(get_settings(), main="verbatim-io")
 app.conf.update(
@@ -36,5 +38,28 @@ def _setup_logging(**_: Any) -> None:
 
 
 @signals.worker_init.connect
-def _start_metrics(**_: Any) -> None:
-    metrics.start_server(get_settings().io_metrics_port)
+def _start(**_: Any) -> None:
+    from courier import tasks  # imports this module's app
+
+    settings = get_settings()
+    metrics.start_server(settings.io_metrics_port)
+    heartbeat.start(settings, app)
+    tasks.sender().start()
+
+
+@signals.worker_shutdown.connect
+def _stop(**_: Any) -> None:
+    from courier import tasks
+
+    tasks.sender().stop(get_settings().webhook_timeout_seconds)
+    heartbeat.stop()
+
+
+@signals.task_received.connect
+def _mark_received(request: Request, **_: object) -> None:
+    """In the I/O worker, as soon as it holds a fetch's message (one waiting its turn
+    included): note that it does, so the fetch is sent again should this worker die."""
+    from courier import tasks
+
+    if request.name == FETCH_TASK and request.args:
+        tasks.mark_received(str(request.args[0]))

@@ -1,5 +1,8 @@
 """One attempt at a webhook event: check the URL again, sign, POST, record, schedule the next.
 
+Attempts are taken from the schedule in Redis (`shared/state/webhooks.py`) by the I/O worker's
+webhook threads (`courier/sender.py`), never by its fetch threads.
+
 2xx is delivered; 410 Gone stops (the receiver says it will never want it); anything else,
 no answer or a timeout is retried after `retry_delay` until `webhook_attempts` are spent.
 Redirects are not followed: a receiver's URL is the one it registered.
@@ -10,29 +13,20 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from celery import Celery
-
 from courier import metrics
 from shared import outbound
 from shared.errors import VerbatimError
 from shared.schemas import WebhookState
-from shared.state.webhooks import (
-    DELIVER_TASK,
-    IO_QUEUE,
-    Event,
-    Events,
-    retry_delay,
-    sign,
-    signing_secret,
-)
+from shared.state.webhooks import Event, Events, retry_delay, sign, signing_secret
 
 log = logging.getLogger(__name__)
 
 
-def deliver(events: Events, job_id: str, attempt: int, celery: Celery) -> None:
+def deliver(events: Events, job_id: str, attempt: int, holder: str) -> None:
+    """Make attempt `attempt` of the job's event as `holder` (this I/O worker)."""
     event = events.load(job_id)
-    if event is None or not events.begin_attempt(job_id, attempt):
-        return  # expired, finished, or this attempt was already made (a duplicate message)
+    if event is None or not events.begin_attempt(job_id, attempt, holder):
+        return  # expired, finished, or this attempt was already begun (taken twice)
     state = WebhookState(attempts=attempt)
     outcome = _post(events, event, state)
     metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
@@ -40,8 +34,7 @@ def deliver(events: Events, job_id: str, attempt: int, celery: Celery) -> None:
         "event": "webhook", "attempt": attempt, "status": state.last_status})
     if outcome == "failed" and attempt < events.settings.webhook_attempts:
         events.record(job_id, state)
-        celery.send_task(DELIVER_TASK, args=[job_id, attempt + 1], queue=IO_QUEUE,
-                         countdown=retry_delay(attempt, events.settings))
+        events.retry_in(job_id, retry_delay(attempt, events.settings))
         return
     events.record(job_id, state)
     events.finish(job_id)

@@ -48,6 +48,15 @@ class IntegrationSettings(BaseSettings):
     io_metrics_port: int = Field(default=9102, ge=0, le=65535)
     """Port of the I/O worker's Prometheus `/metrics` (webhooks and URL fetches); 0: none."""
 
+    io_webhook_threads: int = Field(default=8, ge=1, le=64)
+    """Threads of each I/O worker that deliver webhooks, beside its pool of fetch threads, so
+    that a delivery never waits behind a media download."""
+
+    fetches_per_key: int = Field(default=4, ge=1, le=256)
+    """Media URLs of one API key (with auth off: of all jobs) downloaded at once, across every
+    I/O worker; its further URL jobs stay `fetching` until one ends, while other keys' URLs
+    take the free fetch threads."""
+
     @field_validator("fetch_allow", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

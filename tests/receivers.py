@@ -85,13 +85,18 @@ def webhook_receiver(receiver: Receiver, port: int = 0) -> Iterator[Receiver]:
 
 
 @contextmanager
-def media_server(files: dict[str, Path], host: str = "127.0.0.1") -> Iterator[str]:
+def media_server(files: dict[str, Path], host: str = "127.0.0.1",
+                 requested: list[str] | None = None) -> Iterator[str]:
     """Serves `/{name}` for each file; `/redirect/{n}/{name}` redirects n times then serves
-    it; `/to?location=...` redirects there; `/endless` streams zeros without end; anything
-    else is 404. The base URL."""
+    it; `/to?location=...` redirects there; `/endless` streams zeros without end;
+    `/trickle/{seconds}/{name}` sends the file evenly over that many seconds (a slow server);
+    anything else is 404. Each request's path is appended to `requested` as it begins. The
+    base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if requested is not None:
+                requested.append(self.path)
             path = self.path.split("?")[0]
             parts = path.strip("/").split("/")
             if parts[0] == "redirect" and len(parts) == 3:
@@ -102,6 +107,8 @@ def media_server(files: dict[str, Path], host: str = "127.0.0.1") -> Iterator[st
                 return self._redirect(self.path.split("location=", 1)[1])
             if parts[0] == "endless":
                 return self._endless()
+            if parts[0] == "trickle" and len(parts) == 3 and parts[2] in files:
+                return self._trickle(float(parts[1]), files[parts[2]].read_bytes())
             if parts[0] in files:
                 data = files[parts[0]].read_bytes()
                 self.send_response(200)
@@ -119,6 +126,20 @@ def media_server(files: dict[str, Path], host: str = "127.0.0.1") -> Iterator[st
             self.send_header("location", location)
             self.send_header("content-length", "0")
             self.end_headers()
+
+        def _trickle(self, seconds: float, data: bytes) -> None:
+            self.send_response(200)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            steps = max(1, int(seconds * 10))
+            size = -(-len(data) // steps)
+            try:
+                for start in range(0, len(data), size):
+                    self.wfile.write(data[start:start + size])
+                    self.wfile.flush()
+                    time.sleep(seconds / steps)
+            except OSError:  # the fetcher went away (killed)
+                pass
 
         def _endless(self) -> None:
             self.send_response(200)

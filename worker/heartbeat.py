@@ -19,12 +19,18 @@ import os
 import socket
 import threading
 
-import redis
 from celery import Celery
 
 from shared.config import Settings
 from shared.errors import ModelUnavailable
-from shared.state.heartbeats import Heartbeats
+from shared.state.heartbeats import (
+    CONNECT_TIMEOUT_SECONDS,
+    SOCKET_TIMEOUT_SECONDS,
+    Heartbeats,
+    beat_client,
+    beat_until,
+    withdraw_quietly,
+)
 from shared.state.jobs import JobStore
 from shared.state.requeue import Deliveries
 from shared.state.spread_plans import Spreads
@@ -33,8 +39,6 @@ from worker.reaper import requeue_orphans, requeue_windows
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_SECONDS = 2
-SOCKET_TIMEOUT_SECONDS = 5
 # How long `stop()` gives the thread to finish a beat under way and withdraw: longer than one
 # Redis command can block.
 STOP_TIMEOUT_SECONDS = CONNECT_TIMEOUT_SECONDS + SOCKET_TIMEOUT_SECONDS + 1
@@ -93,14 +97,11 @@ def _running(parent: int | None) -> bool:
 def _run(settings: Settings, celery: Celery, parent: int | None) -> None:
     if not _load_model(settings, parent):
         return
-    beats = Heartbeats(redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-    ))
+    beats = Heartbeats(beat_client(settings.redis_url))
     try:
         _beat(beats, settings, celery, parent)
         if _stop.is_set():  # a clean exit; an orphan's beat just expires
-            _withdraw(beats)
+            withdraw_quietly(beats, worker_id())
     finally:
         beats.redis.close()
 
@@ -128,28 +129,16 @@ def _beat(
     deliveries = Deliveries(JobStore(beats.redis))
     spreads = Spreads(deliveries.store)
     timeout = settings.heartbeat_timeout_seconds
-    failing = False
-    while _running(parent):
-        try:
-            beats.beat(
-                worker_id(), timeout, hostname=socket.gethostname(), pid=os.getpid(),
-                model=settings.model, device=device, compute_type=compute_type,
-                jobs_done=_jobs_done, node=node_id(parent),
-            )
-            live = beats.live(timeout)
-            nodes = {beat.node for beat in live if beat.node}
-            requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
-            requeue_windows(spreads, {beat.id for beat in live} | nodes, celery, timeout)
-            failing = False
-        except redis.RedisError as exc:
-            if not failing:  # once per outage, not once per beat
-                log.warning("heartbeat failed: %s", exc)
-            failing = True
-        _stop.wait(settings.heartbeat_interval_seconds)
 
+    def fields() -> dict[str, object]:
+        return {"hostname": socket.gethostname(), "pid": os.getpid(), "model": settings.model,
+                "device": device, "compute_type": compute_type, "jobs_done": _jobs_done,
+                "node": node_id(parent)}
 
-def _withdraw(beats: Heartbeats) -> None:
-    try:
-        beats.withdraw(worker_id())
-    except redis.RedisError as exc:
-        log.warning("heartbeat not withdrawn (it expires on its own): %s", exc)
+    def reap() -> None:
+        live = beats.live(timeout)
+        nodes = {beat.node for beat in live if beat.node}
+        requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
+        requeue_windows(spreads, {beat.id for beat in live} | nodes, celery, timeout)
+
+    beat_until(beats, worker_id(), settings, fields, reap, lambda: _running(parent), _stop.wait)

@@ -14,16 +14,14 @@ never ran, under a new generation, so the old message is skipped when Redis hand
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
-from functools import partial
 
 from celery import Celery
 
 from shared.queue import REQUEUED_PRIORITY, enqueue_transcription, window_signature
-from shared.schemas import JobStatus
-from shared.state.jobs import RECEIVED_KEY, utcnow
+from shared.state.jobs import utcnow
 from shared.state.requeue import Deliveries
+from shared.state.requeue import requeue_orphans as shared_requeue_orphans
 from shared.state.spread_plans import Spreads
 
 log = logging.getLogger(__name__)
@@ -35,27 +33,11 @@ def requeue_orphans(
 ) -> list[str]:
     """Requeue the jobs held by processes not in `live` and nodes not in `live_nodes`;
     returns their ids."""
-    cutoff = utcnow() - timedelta(seconds=timeout_seconds)
-    requeued = []
-    for job_id, worker, started in deliveries.running():
-        if worker in live or started > cutoff:
-            continue
-        if generation := deliveries.requeue_if_run_by(job_id, worker):
-            # Marked queued with no message would strand it: on failure it is marked as before,
-            # so that the next check tries again.
-            undo: Callable[[], object] = partial(
-                deliveries.store.update, job_id, status=JobStatus.processing, worker=worker
-            )
-            _send(celery, job_id, generation, undo, worker)
-            requeued.append(job_id)
-    for job_id, node, received, mark in deliveries.received():
-        if node in live_nodes or received > cutoff:
-            continue
-        if generation := deliveries.requeue_if_received_by(job_id, mark):
-            undo = partial(deliveries.redis.hset, RECEIVED_KEY, job_id, mark)
-            _send(celery, job_id, generation, undo, f"{node} (received, not started)")
-            requeued.append(job_id)
-    return requeued
+
+    def send(job_id: str, generation: int) -> None:
+        enqueue_transcription(celery, job_id, priority=REQUEUED_PRIORITY, generation=generation)
+
+    return shared_requeue_orphans(deliveries, live, live_nodes, send, timeout_seconds)
 
 
 def requeue_windows(
@@ -75,14 +57,3 @@ def requeue_windows(
             "event": "requeued", "job_id": job_id, "window": index, "gone_worker": worker})
         requeued.append((job_id, index))
     return requeued
-
-
-def _send(celery: Celery, job_id: str, generation: int, undo: Callable[[], object],
-          gone: str) -> None:
-    try:
-        enqueue_transcription(celery, job_id, priority=REQUEUED_PRIORITY, generation=generation)
-    except Exception:
-        undo()
-        raise
-    log.warning("job requeued: the worker holding it is gone",
-                extra={"event": "requeued", "job_id": job_id, "gone_worker": gone})

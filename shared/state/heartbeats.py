@@ -4,19 +4,35 @@ Each worker process with a loaded model owns a hash `verbatim:worker:{hostname}:
 expires `heartbeat_timeout_seconds` after its last beat, and a member of the sorted set
 `verbatim:workers` scored by that last beat, so live workers are a range read, never a SCAN.
 Times are Redis's clock (`TIME`), so the API and the workers need not agree on theirs.
+
+The I/O workers (`courier/`) beat the same way in a group of their own (`IO_WORKERS_KEY`,
+`verbatim:io-worker:{id}`), which `/readyz` does not count, and run the same beat loop
+(`beat_until`): after each beat, the reapers of their kind requeue what a gone worker held.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from pydantic import BaseModel
 
 from shared.state.jobs import LUA_NOW_MS
 
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+log = logging.getLogger(__name__)
+
 WORKERS_KEY = "verbatim:workers"
+IO_WORKERS_KEY = "verbatim:io-workers"
+
+# A beat's own Redis connection: a beat never waits longer than these on a Redis that is away.
+CONNECT_TIMEOUT_SECONDS = 2
+SOCKET_TIMEOUT_SECONDS = 5
 
 # KEYS: worker hash, workers zset. ARGV: worker id, expiry ms, then field/value pairs.
 # Members silent for longer than the expiry are pruned here, so the set stays small.
@@ -35,6 +51,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], now_ms() - tonumber(ARGV[1]), '+inf'
 """
 
 _PREFIX = "verbatim:worker:"
+_IO_PREFIX = "verbatim:io-worker:"
 
 
 class WorkerBeat(BaseModel):
@@ -52,15 +69,24 @@ class WorkerBeat(BaseModel):
     """The Celery worker (hostname and main process id) the process belongs to."""
 
 
-def worker_key(worker_id: str) -> str:
-    return f"{_PREFIX}{worker_id}"
+def worker_key(worker_id: str, prefix: str = _PREFIX) -> str:
+    return f"{prefix}{worker_id}"
+
+
+def beat_client(url: str) -> redis.Redis:
+    """A Redis connection for a beat thread, with short timeouts."""
+    return redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                socket_timeout=SOCKET_TIMEOUT_SECONDS)
 
 
 class Heartbeats:
-    """Publish, read and withdraw worker heartbeats (synchronous, thread-safe)."""
+    """Publish, read and withdraw worker heartbeats (synchronous, thread-safe); `io` for the
+    I/O workers' group."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, io: bool = False) -> None:
         self.redis = client
+        self.workers_key = IO_WORKERS_KEY if io else WORKERS_KEY
+        self._prefix = _IO_PREFIX if io else _PREFIX
         self._beat = client.register_script(_BEAT)
         self._live = client.register_script(_LIVE)
 
@@ -68,21 +94,26 @@ class Heartbeats:
         """Record that `worker_id` is alive with these fields, for `timeout_seconds`."""
         pairs = [str(item) for pair in fields.items() for item in pair]
         args = [worker_id, str(int(timeout_seconds * 1000)), "id", worker_id, *pairs]
-        self._beat(keys=[worker_key(worker_id), WORKERS_KEY], args=args)
+        self._beat(keys=[worker_key(worker_id, self._prefix), self.workers_key], args=args)
 
     def withdraw(self, worker_id: str) -> None:
         """Forget `worker_id` at once (a clean shutdown)."""
         with self.redis.pipeline() as pipe:
-            pipe.delete(worker_key(worker_id))
-            pipe.zrem(WORKERS_KEY, worker_id)
+            pipe.delete(worker_key(worker_id, self._prefix))
+            pipe.zrem(self.workers_key, worker_id)
             pipe.execute()
+
+    def live_ids(self, timeout_seconds: float) -> set[str]:
+        """The ids of the workers whose last heartbeat is at most `timeout_seconds` old."""
+        ids = self._live(keys=[self.workers_key], args=[int(timeout_seconds * 1000)])
+        return {worker_id.decode() for worker_id in ids}
 
     def live(self, timeout_seconds: float) -> list[WorkerBeat]:
         """Workers whose last heartbeat is at most `timeout_seconds` old, by id."""
-        ids = self._live(keys=[WORKERS_KEY], args=[int(timeout_seconds * 1000)])
+        ids = self._live(keys=[self.workers_key], args=[int(timeout_seconds * 1000)])
         with self.redis.pipeline(transaction=False) as pipe:
             for worker_id in ids:
-                pipe.hgetall(worker_key(worker_id.decode()))
+                pipe.hgetall(worker_key(worker_id.decode(), self._prefix))
             rows = pipe.execute()
         # A hash may have expired since the range read: that worker is gone.
         return sorted((_parse(row) for row in rows if row), key=lambda w: w.id)
@@ -92,3 +123,31 @@ def _parse(row: dict[bytes, bytes]) -> WorkerBeat:
     fields = {name.decode(): value.decode() for name, value in row.items()}
     seen = datetime.fromtimestamp(int(fields.pop("last_seen_ms")) / 1000, UTC)
     return WorkerBeat.model_validate(fields | {"last_seen": seen})
+
+
+def beat_until(
+    beats: Heartbeats, worker_id: str, settings: Settings, fields: Callable[[], dict[str, Any]],
+    after: Callable[[], object], running: Callable[[], bool], wait: Callable[[float], object],
+) -> None:
+    """Beat as `worker_id` with `fields()` every `heartbeat_interval_seconds` while `running()`,
+    calling `after` (the reapers) after each beat; a Redis outage is logged once, not once per
+    beat, and the next beat tries again."""
+    failing = False
+    while running():
+        try:
+            beats.beat(worker_id, settings.heartbeat_timeout_seconds, **fields())
+            after()
+            failing = False
+        except redis.RedisError as exc:
+            if not failing:
+                log.warning("heartbeat failed: %s", exc)
+            failing = True
+        wait(settings.heartbeat_interval_seconds)
+
+
+def withdraw_quietly(beats: Heartbeats, worker_id: str) -> None:
+    """Withdraw `worker_id`'s beat on a clean exit; if Redis is away, it expires on its own."""
+    try:
+        beats.withdraw(worker_id)
+    except redis.RedisError as exc:
+        log.warning("heartbeat not withdrawn (it expires on its own): %s", exc)

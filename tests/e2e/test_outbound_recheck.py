@@ -15,7 +15,6 @@ from support import DATA, spawn, start_api, wait_for_job, wait_until
 from cli.serve import io_worker_command
 from shared.config import Settings
 from shared.localredis import free_port
-from shared.queue import make_celery
 from shared.schemas import JobOptions, Transcript
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.webhooks import Events
@@ -60,7 +59,7 @@ def test_a_webhook_is_refused_when_delivered(stack: tuple[str, str]) -> None:
                      extra={"webhook_url": receiver.url})
         store.complete(job_id, Transcript(language="en", duration=1.0, text="", segments=[]),
                        ttl=600)
-        assert Events(store, settings).announce(job_id, make_celery(settings))
+        assert Events(store, settings).announce(job_id)
         deadline = time.monotonic() + 30
         while not (store.get(job_id).webhook or {}) or not store.get(job_id).webhook.attempts:
             assert time.monotonic() < deadline

@@ -201,3 +201,27 @@ def test_a_keys_events_are_signed_with_its_own_secret_and_go_to_its_default_url(
     assert Webhook(rotated).verify(delivery.body, delivery.headers)["data"]["id"] == second["id"]
     with pytest.raises(WebhookVerificationError):
         Webhook(key_secret).verify(delivery.body, delivery.headers)
+
+
+def test_a_job_delivered_too_often_announces_job_failed_once(
+    client: httpx.Client, io_worker: Process, service_env: dict[str, str], secret: str
+) -> None:
+    settings = Settings(redis_url=service_env["VERBATIM_REDIS_URL"],
+                        data_dir=service_env["VERBATIM_DATA_DIR"])
+    job_id = new_job_id()
+    upload = settings.upload_dir / f"{job_id}.flac"
+    upload.write_bytes(SHORT.read_bytes())
+    store = JobStore.from_url(settings.redis_url)
+    with webhook_receiver(Receiver()) as receiver:
+        store.create(job_id, "x.flac", JobOptions(), 11.0, upload,
+                     extra={"webhook_url": receiver.url})
+        # As if three workers had died running it: this delivery is the fourth.
+        store.redis.hset(store.job_key(job_id), "attempts", settings.max_attempts)
+        make_celery(settings).send_task(TRANSCRIBE_TASK, args=[job_id],
+                                        priority=NEW_JOB_PRIORITY)
+        (delivery,) = receiver.wait_for(1)
+        time.sleep(2)  # no second event
+        assert len(receiver.received) == 1
+    event = Webhook(secret).verify(delivery.body, delivery.headers)
+    assert event["type"] == "job.failed"
+    assert event["data"]["error"]["code"] == "too_many_attempts"
