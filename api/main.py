@@ -15,6 +15,7 @@ from api.events import JobStreams
 from api.live import LiveRelay
 from api.observability import ObservabilityMiddleware
 from api.quotas import Quotas
+from api.rendering import render_limiter
 from api.routes import audio, events, health, jobs, live, page, playback, status
 from api.security import SecurityHeadersMiddleware
 from api.sweeper import sweeping
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.reader = JobReader.from_url(settings.redis_url)  # status reads, key lookups
         app.state.key_finder = KeyFinder(app.state.reader.redis)
         app.state.quotas = Quotas(settings.redis_url, app.state.store)
+        app.state.renders = render_limiter()
         if settings.auth == "off":
             log.warning("VERBATIM_AUTH=off: anyone who can reach this API can use it")
         events_redis = events_client(settings.redis_url, EVENT_READ_CONNECTIONS)

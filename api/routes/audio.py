@@ -28,6 +28,7 @@ from api.openai_compat import (
     VerboseTranscription,
 )
 from api.openai_stream import transcript_events
+from api.rendering import off_loop, openai_answer
 from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
@@ -164,10 +165,10 @@ async def _answer(
     if job.status is JobStatus.failed:
         return openai_compat.failed(job, headers)
     if job.status is JobStatus.completed:
-        transcript = await run_sync(store.get_transcript, job.id)
-        if transcript is None:
+        answer = await off_loop(request, openai_answer, settings.redis_url, job.id, form)
+        if answer is None:
             raise JobNotFound(f"The transcript of job {job.id} has expired.")
-        return openai_compat.render(form, transcript, headers)
+        return Response(answer[0], media_type=answer[1], headers=headers)
     headers["Location"] = str(request.url_for("get_job", job_id=job.id).path)
     return JSONResponse(job.model_dump(mode="json"), status_code=202, headers=headers)
 
