@@ -29,6 +29,10 @@ from shared.config import Settings
         ("live_segment_seconds", 0), ("live_beam_size", 0), ("live_beam_size", 21),
         ("live_vad_filter", "perhaps"), ("live_max_frame_bytes", 1023),
         ("live_backlog_frames", 9),
+        ("events_max_streams_per_key", 0), ("events_max_streams_per_key", -3),
+        ("events_max_streams_per_key", "lots"), ("events_key_check_seconds", 0),
+        ("events_key_check_seconds", -1), ("events_key_check_seconds", 61),
+        ("events_key_check_seconds", "often"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:
