@@ -101,12 +101,15 @@ def test_a_dead_replicas_streams_stop_counting(
     doomed, doomed_url = start_api(env, tmp_path_factory.mktemp("doomed") / "api.log")
     key_id, token = make_key(redis_url, "crashed")
     job_id = idle_job(redis_url, key_id)
-    with ExitStack() as stack:
-        for _ in range(PER_KEY):
-            assert open_stream(stack, doomed_url, token, job_id).status_code == 200
-        assert status_of(replicas[0][1], token, job_id) == (429, "too_many_streams")
-        doomed.popen.send_signal(signal.SIGKILL)  # no stream of it ends cleanly
-        doomed.popen.wait(10)
+    try:
+        with ExitStack() as stack:
+            for _ in range(PER_KEY):
+                assert open_stream(stack, doomed_url, token, job_id).status_code == 200
+            assert status_of(replicas[0][1], token, job_id) == (429, "too_many_streams")
+            doomed.popen.send_signal(signal.SIGKILL)  # no stream of it ends cleanly
+            doomed.popen.wait(10)
+    finally:
+        doomed.stop()
     assert admitted_within(replicas[0][1], token, job_id), "the dead replica's slots lapse"
 
 
