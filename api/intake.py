@@ -181,6 +181,8 @@ async def _fields_body(request: Request, content_type: str) -> dict[str, Any]:
         fields = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc}") from None
+    except ValueError:  # an integer past Python's 4300 digits (CVE-2020-10735)
+        raise InvalidRequest("The JSON body holds a number too long to read.") from None
     if not isinstance(fields, dict):
         raise InvalidRequest('The JSON body must be an object: {"url": ..., options}.')
     return fields

@@ -14,6 +14,7 @@ from api.errors import install_error_handlers
 from api.live_relay import LiveRelay
 from api.observability import ObservabilityMiddleware
 from api.quotas import Quotas
+from api.rendering import render_limiter
 from api.routes import events, health, jobs, live, openai, page, recording, status
 from api.security import SecurityHeadersMiddleware
 from api.sse import JobStreams
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.reader = JobReader.from_url(settings.redis_url)  # status reads, key lookups
         app.state.key_finder = KeyFinder(app.state.reader.redis)
         app.state.quotas = Quotas(settings.redis_url, app.state.store)
+        app.state.renders = render_limiter()
         if settings.auth == "off":
             log.warning("VERBATIM_AUTH=off: anyone who can reach this API can use it")
         events_redis = events_client(settings.redis_url, EVENT_READ_CONNECTIONS)

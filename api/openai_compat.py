@@ -5,12 +5,12 @@ Field names and shapes follow https://platform.openai.com/docs/api-reference/aud
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from api.errors import openai_error
@@ -175,18 +175,22 @@ class VerboseTranscription(BaseModel):
     words: list[TranscriptionWord] | None = None
 
 
-def render(form: AudioRequest, transcript: Transcript, headers: dict[str, str]) -> Response:
-    """The finished transcript in the requested `response_format`."""
+def render(form: AudioRequest, transcript: Transcript) -> tuple[str, str]:
+    """The finished transcript in the requested `response_format`, and its media type."""
     fmt = form.response_format
     if fmt == "json":
-        return JSONResponse({"text": transcript.text}, headers=headers)
+        return _json({"text": transcript.text}), "application/json"
     if fmt == "text":
-        return PlainTextResponse(transcript.text + "\n", headers=headers)
+        return transcript.text + "\n", "text/plain"
     if fmt in _SUBTITLE_FORMATS:
-        text = render_format(transcript, fmt, form.subtitles)
-        return Response(text, media_type=FORMATS[fmt].media_type, headers=headers)
+        return render_format(transcript, fmt, form.subtitles), FORMATS[fmt].media_type
     body = verbose(form, transcript).model_dump(mode="json", exclude_none=True)
-    return JSONResponse(body, headers=headers)
+    return _json(body), "application/json"
+
+
+def _json(body: dict[str, Any]) -> str:
+    """As `JSONResponse` writes it."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def verbose(form: AudioRequest, transcript: Transcript) -> VerboseTranscription:

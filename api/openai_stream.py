@@ -15,7 +15,7 @@ from typing import Any
 from sse_starlette import ServerSentEvent
 
 from api.deps import run_sync
-from api.sse import JobStreams
+from api.sse import JobStreams, Slot
 from shared.state.job_events import COMPLETED, RESTART, SEGMENT
 from shared.state.jobs import JobStore
 from shared.state.relay import BEGINNING
@@ -32,14 +32,14 @@ def _sse(data: dict[str, Any]) -> ServerSentEvent:
 
 
 async def transcript_events(
-    streams: JobStreams, store: JobStore, job_id: str
+    streams: JobStreams, store: JobStore, job_id: str, slot: Slot | None = None
 ) -> AsyncIterator[ServerSentEvent]:
     """The job's text as OpenAI streams it. A job decoded again after a crash (`restart`) sends
     only the segments past the text already sent: a delta, once out, cannot be taken back, and
     `transcript.text.done` always carries the final text."""
     sent = 0  # segments already sent as deltas
     attempt_segments = 0
-    async for event in streams.follow(job_id, BEGINNING):
+    async for event in streams.follow(job_id, BEGINNING, slot):
         if event.name == RESTART:
             attempt_segments = 0
         elif event.name == SEGMENT:

@@ -170,6 +170,16 @@ class Settings(IntegrationSettings, BaseSettings):
     """Event streams one API process serves at once (they share one Redis connection for their
     live events); more are refused with 503 `service_unavailable`."""
 
+    events_max_streams_per_key: int = Field(default=100, ge=1)
+    """Event streams (`GET /v1/jobs/{id}/events`, OpenAI's `stream=true`) one API key may have
+    open at once, counted over every API replica in Redis; more are refused with 429
+    `too_many_streams`. A stream whose API process died stops counting within
+    `30 + 3 * events_key_check_seconds` seconds."""
+
+    events_key_check_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How often an open event stream checks its API key: a revoked key's streams end within
+    this time with an `error` event (`unauthorized`)."""
+
     request_head_timeout_seconds: float = Field(default=20.0, gt=0)
     """Longest time a client may take to send a request's line and headers (from the
     connection's first byte, or from the end of the previous response); a connection still

@@ -147,6 +147,12 @@ class QuotaExceeded(TooManyRequests):
     code = "quota_exceeded"
 
 
+class TooManyStreams(TooManyRequests):
+    """The key has `events_max_streams_per_key` event streams open already."""
+
+    code = "too_many_streams"
+
+
 # Outbound fetches, webhooks and idempotency (issue 13).
 class InvalidUrl(VerbatimError):
     status_code = 422

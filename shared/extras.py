@@ -49,6 +49,8 @@ class JobExtras(BaseModel):
                 return json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"metadata is not valid JSON ({exc.msg})") from None
+            except ValueError:  # an integer past Python's 4300 digits
+                raise ValueError("metadata is not valid JSON (a number too long to read)") from None
         return value
 
     @field_validator("metadata")

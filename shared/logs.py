@@ -33,6 +33,20 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 _HANDLER_MARK = "_verbatim_handler"
 
+# Secrets that must never reach a log, whoever writes the line (uvicorn writes a WebSocket's
+# path with its query string: `"WebSocket /v1/live?access_token=vb_..." [accepted]`): a
+# key's `access_token` parameter, anything shaped as a key (`vb_...`, shared/state/keys.py) or a
+# webhook signing secret (`whsec_...`). Issue 26.
+_SECRETS = re.compile(
+    r"(?P<param>access_token=)[^&\s\"'\\]*|\bvb_[A-Za-z0-9_-]{8,}|\bwhsec_[A-Za-z0-9+/=]{8,}",
+    re.IGNORECASE,
+)
+REDACTED = "[redacted]"
+
+# Loggers whose INFO lines carry whole URLs (httpx: "HTTP Request: POST https://...", with a
+# webhook's or a signed media URL's query): only their warnings are written.
+_QUIET = ("httpx", "httpcore")
+
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
@@ -71,6 +85,11 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return bound_fields() | extra
 
 
+def redact(text: str) -> str:
+    """`text` without the secrets `_SECRETS` matches."""
+    return _SECRETS.sub(lambda m: (m["param"] or "") + REDACTED, text)
+
+
 class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "message", "process", "pid", ...fields, "exc_info"?}`."""
 
@@ -86,7 +105,7 @@ class JsonFormatter(logging.Formatter):
         line.update(record_fields(record))
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return redact(json.dumps(line, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -99,9 +118,9 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         fields = " ".join(f"{k}={v}" for k, v in record_fields(record).items())
         if not fields:
-            return text
+            return redact(text)
         head, newline, rest = text.partition("\n")  # keep a traceback below the fields
-        return f"{head} {fields}{newline}{rest}"
+        return redact(f"{head} {fields}{newline}{rest}")
 
 
 def configure_logging(settings: Settings) -> None:
@@ -124,4 +143,6 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.captureWarnings(True)

@@ -31,6 +31,9 @@ Resolver = Callable[[str, int], list[IPAddress]]
 SCHEMES = {"http": 80, "https": 443}
 MAX_REDIRECTS = 5
 MAX_URL_CHARS = 2048
+# Never what the host resolves to, nor what kind of address that is: a caller could map the
+# service's internal names with it (issue 26).
+REFUSED = "The URL is refused: its host is not one the service may reach."
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT; not global either
 
@@ -141,17 +144,12 @@ def check_url(raw: str | httpx.URL, allow: Allowlist,
     name = url.host.lower().rstrip(".")
     if (name == "localhost" or name.endswith(".localhost")) and not allow.allows_host(name):
         # RFC 6761: always loopback, whatever a resolver says.
-        raise UrlForbidden(f"The URL's host {url.host} is loopback, which the service does "
-                           "not reach.")
+        raise UrlForbidden(REFUSED)
     addresses = _addresses(url.host, port, resolve)
     if not allow.allows_host(url.host):
         for address in addresses:
-            reason = forbidden_reason(address)
-            if reason and not allow.allows_address(address):
-                raise UrlForbidden(
-                    f"The URL's host {url.host} is {address}, a {reason} address, which "
-                    "the service does not reach."
-                )
+            if forbidden_reason(address) and not allow.allows_address(address):
+                raise UrlForbidden(REFUSED)
     return Target(url, addresses[0])
 
 

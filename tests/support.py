@@ -221,6 +221,19 @@ def write_silence(path: Path, seconds: float, rate: int = 16000) -> Path:
     return path
 
 
+def write_scripted_wav(path: Path, script: str, seconds: float = 1.0) -> Path:
+    """A valid WAV (silence around `script`'s bytes as samples) that a browser taking it for
+    HTML would run `script` from (issue 26, item 7)."""
+    markup = f"<html><body><script>{script}</script></body></html>".encode()
+    silence = b"\0\0" * int(seconds * 8000)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(silence + markup + b" " * (len(markup) % 2) + silence)
+    return path
+
+
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
     """float32 mono `samples` in [-1, 1] (as faster-whisper decodes them) as 16-bit PCM WAV."""
     with wave.open(str(path), "wb") as out:

@@ -13,6 +13,7 @@ from api.deps import ExistingJob, JobStoreDep, QueryTokenJob, QueueDep, Settings
 from api.errors import error_responses
 from api.intake import REPLAYED_HEADER, IdempotencyKey
 from api.intake import create_job as create_any_job
+from api.rendering import off_loop, transcript_text
 from shared.errors import (
     DurationExceeded,
     EmptyFile,
@@ -35,7 +36,7 @@ from shared.errors import (
 from shared.extras import JobExtras
 from shared.languages import codes_pattern
 from shared.media.storage import clean_filename, remove_upload
-from shared.output.formatters import FORMATS, render
+from shared.output.formatters import FORMATS
 from shared.output.subtitles import SubtitleOptions
 from shared.schemas import Job, JobOptions, JobStatus, Transcript
 from shared.state.job_events import JobEvents
@@ -174,33 +175,36 @@ def _transcript_responses(formats: list[str]) -> dict[int | str, dict[str, Any]]
     responses=_transcript_responses(list(FORMATS)),
 )
 async def get_transcript(
-    job: QueryTokenJob, fmt: FormatName, store: JobStoreDep, subtitles: SubtitleQuery
+    request: Request, job: QueryTokenJob, fmt: FormatName, settings: SettingsDep,
+    subtitles: SubtitleQuery,
 ) -> Response:
     """Download the transcript as json, txt, srt, vtt, tsv or ass; the subtitle formats are cut
     into cues by the query parameters (a `preset`, line width and count, cue length, reading
     speed, word highlighting). (A download link cannot send a header, so these also take the
     key as `access_token`.)"""
-    transcript = await run_sync(store.get_transcript, job.id)
-    # A failed job has a transcript only where it stopped at a limit (`quota_exceeded`):
-    # what was decoded until then.
-    if job.status is JobStatus.failed and transcript is None:
+    text = None
+    if job.status in (JobStatus.completed, JobStatus.failed):
+        # A failed job has a transcript only where it stopped at a limit (`quota_exceeded`):
+        # what was decoded until then.
+        text = await off_loop(request, transcript_text, settings.redis_url, job.id, fmt,
+                              subtitles)
+    if text is None and job.status is JobStatus.failed:
         raise JobFailed(f"The job failed: {job.error.message if job.error else 'unknown'}")
-    if job.status not in (JobStatus.completed, JobStatus.failed) or transcript is None:
+    if text is None:
         raise JobNotReady(f"The job is {job.status}; the transcript is not ready yet.")
     _, media_type, extension = FORMATS[fmt]
-    return Response(
-        render(transcript, fmt, subtitles), media_type=media_type,
-        headers={"Content-Disposition": _attachment(job.filename, extension)},
-    )
+    return Response(text, media_type=media_type,
+                    headers={"Content-Disposition": _attachment(job.filename, extension)})
 
 
 @router.get(
     "/jobs/{job_id}/transcript",
     responses=_transcript_responses(["json"]),
 )
-async def get_transcript_json(job: QueryTokenJob, store: JobStoreDep) -> Response:
+async def get_transcript_json(request: Request, job: QueryTokenJob, settings: SettingsDep
+                              ) -> Response:
     """The transcript as JSON (same as `transcript.json`)."""
-    return await get_transcript(job, "json", store, SubtitleOptions())
+    return await get_transcript(request, job, "json", settings, SubtitleOptions())
 
 
 @router.delete(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api import openai_compat
-from api.auth import Identity
+from api.auth import Identity, owner_of
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
 from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
@@ -27,7 +27,8 @@ from api.openai_compat import (
     VerboseTranscription,
 )
 from api.openai_stream import transcript_events
-from api.sse import JobStreams, JobStreamsDep
+from api.rendering import off_loop, openai_answer
+from api.sse import JobStreams, JobStreamsDep, Slot
 from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
@@ -91,8 +92,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("`job_not_found`: the job was deleted while the request waited"),
     413: _error("`payload_too_large`, `duration_exceeded`"),
     415: _error("`unsupported_media`"),
-    429: _error("`rate_limited`, `too_many_active_jobs`, `quota_exceeded` (type "
-                "`rate_limit_error`, with `Retry-After`)"),
+    429: _error("`rate_limited`, `too_many_active_jobs`, `quota_exceeded`, `too_many_streams` "
+                "(type `rate_limit_error`, with `Retry-After`)"),
     500: _error("the job failed: `transcription_error`, `too_many_attempts`"),
     503: _error("`service_unavailable`, or the job failed with `model_unavailable`"),
 }
@@ -104,13 +105,13 @@ async def create_transcription(
     key: Identity, streams: JobStreamsDep, idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Transcribe audio, as OpenAI's `audio.transcriptions.create` (`stream=true` too)."""
-    job, form, replayed = await _submit(
+    job, form, replayed, slot = await _submit(
         request, "transcribe", settings, store, celery, key, idempotency_key, streams
     )
     if form.stream:
         headers = {JOB_HEADER: job.id}
-        return _replayed(streams.response(transcript_events(streams, store, job.id), headers),
-                         replayed)
+        events = transcript_events(streams, store, job.id, slot)
+        return _replayed(streams.response(events, headers), replayed)
     return _replayed(await _answer(request, job, form, settings, store), replayed)
 
 
@@ -120,7 +121,7 @@ async def create_translation(
     key: Identity, idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Translate speech into English text, as OpenAI's `audio.translations.create`."""
-    job, form, replayed = await _submit(
+    job, form, replayed, _ = await _submit(
         request, "translate", settings, store, celery, key, idempotency_key, None
     )
     return _replayed(await _answer(request, job, form, settings, store), replayed)
@@ -129,24 +130,31 @@ async def create_translation(
 async def _submit(
     request: Request, task: Task, settings: Settings, store: JobStore, celery: Celery,
     caller: ApiKey | None, key: str | None, streams: JobStreams | None,
-) -> tuple[Job, openai_compat.AudioRequest, bool]:
+) -> tuple[Job, openai_compat.AudioRequest, bool, Slot | None]:
     """Stream the upload to disk, read the form, and queue the job (as `POST /v1/jobs`) as
     the `caller`'s; with an `Idempotency-Key` seen before, the job it created (replayed). A
-    streamed answer is refused before the job exists when `streams` has no room."""
+    streamed answer is refused before the job exists when `streams` has no room; its slot
+    comes back with the job."""
     job_id, upload = await receive_job_upload(request, settings, store, caller)
+    slot = None
     with discarded_on_error(upload):
         form = openai_compat.parse_form(upload.values, task)
         if form.stream and streams is not None:
-            streams.admit()
+            slot = await streams.admit(owner_of(caller))
     digest = fingerprint(request.url.path, upload.sha256, upload.filename, upload.values)
 
     async def create() -> Job:
         return await submit(job_id, upload, settings, store, celery, caller, form.options)
 
-    job, replayed = await once(
-        settings, store, caller, key, digest, job_id, create, upload.file.discard
-    )
-    return job, form, replayed
+    try:
+        job, replayed = await once(
+            settings, store, caller, key, digest, job_id, create, upload.file.discard
+        )
+    except BaseException:
+        if streams is not None:
+            await streams.release(slot)
+        raise
+    return job, form, replayed, slot
 
 
 def _replayed(response: Response, replayed: bool) -> Response:
@@ -164,10 +172,10 @@ async def _answer(
     if job.status is JobStatus.failed:
         return openai_compat.failed(job, headers)
     if job.status is JobStatus.completed:
-        transcript = await run_sync(store.get_transcript, job.id)
-        if transcript is None:
+        answer = await off_loop(request, openai_answer, settings.redis_url, job.id, form)
+        if answer is None:
             raise JobNotFound(f"The transcript of job {job.id} has expired.")
-        return openai_compat.render(form, transcript, headers)
+        return Response(answer[0], media_type=answer[1], headers=headers)
     headers["Location"] = str(request.url_for("get_job", job_id=job.id).path)
     return JSONResponse(job.model_dump(mode="json"), status_code=202, headers=headers)
 

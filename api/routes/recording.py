@@ -4,19 +4,33 @@ transcript (issue 14). Browsers seek in it with HTTP Range requests, which Starl
 
 from __future__ import annotations
 
-import mimetypes
 import os
+from pathlib import PurePath
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from api.deps import JobStoreDep, QueryTokenJob, run_sync
 from api.errors import error_responses
-from shared.errors import AudioNotKept, JobFailed, JobNotFound, JobNotReady, Unauthorized
+from shared.errors import (
+    AudioNotKept,
+    JobFailed,
+    JobNotFound,
+    JobNotReady,
+    Unauthorized,
+    UnsupportedMedia,
+)
+from shared.media.probe import served_type
 from shared.media.storage import clean_filename
 from shared.schemas import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+
+# A recording opened as a page (a browser navigating to it) runs nothing and reaches nothing,
+# whatever bytes it holds: its type is never guessed, and it is a sandboxed document with no
+# origin of its own. An <audio> element ignores both (issue 26, item 7).
+SANDBOX_HEADERS = {"Content-Security-Policy": "sandbox; default-src 'none'",
+                   "X-Content-Type-Options": "nosniff"}
 
 _AUDIO = {"description": "The recording as uploaded; `Range` requests are answered with 206.",
           "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}},
@@ -43,6 +57,10 @@ async def get_audio(job: QueryTokenJob, store: JobStoreDep) -> FileResponse:
         stat = None
     if path is None or stat is None:
         raise AudioNotKept("This job's recording is not kept (the server's keep_audio is off).")
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, stat_result=stat,
-                        filename=clean_filename(job.filename), content_disposition_type="inline")
+    try:
+        media_type, extension = await run_sync(served_type, path)
+    except UnsupportedMedia:
+        raise AudioNotKept("This job's recording can no longer be read.") from None
+    name = f"{PurePath(clean_filename(job.filename)).stem or 'recording'}{extension}"
+    return FileResponse(path, media_type=media_type, stat_result=stat, filename=name,
+                        content_disposition_type="inline", headers=SANDBOX_HEADERS)

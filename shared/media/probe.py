@@ -45,3 +45,28 @@ def _demuxed_duration(path: Path) -> float:
             if packet.pts is not None and packet.time_base is not None:
                 end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
     return end
+
+
+# A demuxer's first name -> the audio type and extension a kept recording is served with (the
+# video type when the file has a picture stream). Never derived from the client's file name.
+_SERVED = {
+    "wav": ("audio/wav", "", ".wav"), "w64": ("audio/wav", "", ".w64"),
+    "flac": ("audio/flac", "", ".flac"), "mp3": ("audio/mpeg", "", ".mp3"),
+    "ogg": ("audio/ogg", "video/ogg", ".ogg"), "matroska": ("audio/webm", "video/webm", ".webm"),
+    "mov": ("audio/mp4", "video/mp4", ".mp4"), "aac": ("audio/aac", "", ".aac"),
+    "asf": ("audio/x-ms-wma", "video/x-ms-asf", ".asf"), "amr": ("audio/amr", "", ".amr"),
+    "aiff": ("audio/aiff", "", ".aiff"), "au": ("audio/basic", "", ".au"),
+    "caf": ("audio/x-caf", "", ".caf"), "avi": ("audio/x-msvideo", "video/x-msvideo", ".avi"),
+    "mpeg": ("audio/mpeg", "video/mpeg", ".mpg"), "mpegts": ("audio/mp2t", "video/mp2t", ".ts"),
+    "flv": ("audio/x-flv", "video/x-flv", ".flv"), "ac3": ("audio/ac3", "", ".ac3"),
+}  # fmt: skip
+
+
+def served_type(path: Path) -> tuple[str, str]:
+    """The media type and extension to serve a kept recording with, from the format PyAV
+    probes in it: always `audio/*` or `video/*`, whatever the upload was named."""
+    with open_media(path) as container:
+        demuxer = container.format.name.split(",")[0]
+        has_video = bool(container.streams.video)
+    audio_type, video_type, extension = _SERVED.get(demuxer, (f"audio/x-{demuxer}", "", ""))
+    return (video_type if has_video and video_type else audio_type), extension

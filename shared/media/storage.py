@@ -17,7 +17,15 @@ import unicodedata
 from pathlib import Path
 from typing import IO
 
-_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+# Extensions kept on stored uploads: audio and video ones alone, so that no stored name says
+# `.html` or `.svg` to a server or a person that goes by names (issue 26).
+MEDIA_SUFFIXES = frozenset({
+    ".3g2", ".3gp", ".aac", ".ac3", ".aif", ".aifc", ".aiff", ".amr", ".ape", ".asf", ".au",
+    ".avi", ".caf", ".dts", ".eac3", ".f4v", ".flac", ".flv", ".m2ts", ".m4a", ".m4b", ".m4v",
+    ".mka", ".mkv", ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mts", ".oga", ".ogg",
+    ".ogv", ".opus", ".spx", ".ts", ".tta", ".w64", ".wav", ".wave", ".webm", ".wma", ".wmv",
+    ".wv",
+})
 PARTIAL_PREFIX = "partial-"
 # A finished upload, or an unfinished one: the job id, then a sane extension or none.
 _UPLOAD_NAME = re.compile(r"^(?P<partial>partial-)?(?P<job_id>[0-9a-f]{32})(\.[A-Za-z0-9]{1,10})?$")
@@ -27,9 +35,10 @@ MAX_FILENAME_CHARS = 200
 
 
 def upload_path(upload_dir: Path, job_id: str, filename: str) -> Path:
-    """The file an upload is stored in; keeps a sane extension as a hint for decoders."""
-    suffix = Path(filename).suffix
-    return upload_dir / f"{job_id}{suffix if _SUFFIX.match(suffix) else ''}"
+    """The file an upload is stored in; keeps an audio or video extension as a hint for
+    decoders, and no other."""
+    suffix = Path(filename).suffix.lower()
+    return upload_dir / f"{job_id}{suffix if suffix in MEDIA_SUFFIXES else ''}"
 
 
 def parse_upload_name(name: str) -> tuple[str, bool] | None:

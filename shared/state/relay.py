@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +153,7 @@ class EventHub:
     async def follow(
         self, key: str, after: str, final: Collection[str], idle: IdleCheck,
         idle_seconds: float | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Events of `key` after the id `after`, ending with the first one named in `final`.
 
         The history is replayed first. Then, each time nothing arrives for `idle_seconds`

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import DATA, submit, wait_for_job
+from support import DATA, submit, wait_for_job, write_scripted_wav
 
 from shared.errors import DecodeError
 from shared.schemas import JobOptions
@@ -101,3 +101,39 @@ def test_a_job_not_done_or_failed_is_409(
 def test_an_unknown_job_is_404(keeping: httpx.Client) -> None:
     answer = keeping.get(f"/v1/jobs/{new_job_id()}/audio")
     assert (answer.status_code, answer.json()["error"]["code"]) == (404, "job_not_found")
+
+
+SANDBOX = "sandbox; default-src 'none'"
+
+
+def test_a_kept_recording_is_served_sandboxed(keeping: httpx.Client, kept_job: str) -> None:
+    answer = keeping.get(f"/v1/jobs/{kept_job}/audio")
+    assert answer.headers["content-security-policy"] == SANDBOX
+    assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(("name", "media_type", "served_name"), [
+    ("clip.html", "audio/wav", "clip.wav"),
+    ("clip.svg", "audio/wav", "clip.wav"),
+    ("song.mp3", "audio/wav", "song.wav"),  # the name lies: the probed format wins
+    ("noextension", "audio/wav", "noextension.wav"),
+])  # fmt: skip
+def test_the_content_type_comes_from_the_probed_format_never_the_name(
+    keeping: httpx.Client, service_env: dict[str, str], tmp_path: Path,
+    name: str, media_type: str, served_name: str,
+) -> None:
+    recording = write_scripted_wav(tmp_path / "clip.wav", "document.title = 'ran'")
+    with recording.open("rb") as f:
+        created = keeping.post("/v1/jobs", files={"file": (name, f, "text/html")})
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    assert wait_for_job(keeping, job_id)["status"] == "completed"
+    (stored,) = upload_files(service_env, job_id)
+    assert stored.suffix in ("", ".wav", ".mp3")  # never .html or .svg
+    answer = keeping.get(f"/v1/jobs/{job_id}/audio")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == media_type
+    assert answer.headers["content-security-policy"] == SANDBOX
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert f'filename="{served_name}"' in answer.headers["content-disposition"]
+    assert answer.content == recording.read_bytes()

@@ -149,6 +149,33 @@ def test_missing_file_and_wrong_content_type(
     assert_nothing_left(settings, queue_db)
 
 
+HUGE = "9" * 5000  # past Python's 4300-digit limit on int("...") (CVE-2020-10735)
+
+
+@pytest.mark.parametrize("body", [
+    f'{{"url": "https://example.com/a.wav", "retention_seconds": {HUGE}}}',
+    f'{{"url": "https://example.com/a.wav", "metadata": {{"n": {HUGE}}}}}',
+    f'{{"url": {HUGE}}}',
+    f"[{HUGE}]",
+])
+def test_a_huge_json_integer_is_a_422(
+    api: TestClient, settings: Settings, queue_db: redis.Redis, body: str
+) -> None:
+    response = api.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+    assert "JSON" in response.json()["error"]["message"]
+    assert_nothing_left(settings, queue_db)
+
+
+def test_a_huge_integer_in_a_form_field_is_a_422(api: TestClient, queue_db: redis.Redis) -> None:
+    response = api.post("/v1/jobs", files={"file": ("jfk.flac", JFK.read_bytes())},
+                        data={"metadata": f'{{"n": {HUGE}}}', "retention_seconds": HUGE})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+    assert queue_depth(queue_db) == 0
+
+
 @pytest.mark.parametrize("path", ["/v1/jobs/0123456789abcdef0123456789abcdef",
                                   "/v1/jobs/not-an-id", "/v1/jobs/x/transcript.srt"])
 def test_unknown_job(api: TestClient, path: str) -> None:

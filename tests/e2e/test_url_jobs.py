@@ -3,6 +3,8 @@ transcribed; and every refusal. Only loopback is ever contacted."""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -157,6 +159,25 @@ def test_with_nothing_allowed_every_spelling_of_loopback_is_url_forbidden(
                      httpx.post(f"{nothing_allowed}/v1/jobs", json={"url": url})):
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "url_forbidden"
+
+
+def test_a_refusal_says_the_url_is_refused_never_what_its_host_resolves_to(
+    nothing_allowed: str, media: str
+) -> None:
+    """Names that resolve to loopback here (the machine's own name, by /etc/hosts) and
+    spellings of 127.0.0.1: the answer never names the address they come to."""
+    port = media.rsplit(":", 1)[1]
+    name = socket.gethostname()
+    assert ipaddress.ip_address(socket.gethostbyname(name)).is_loopback  # Debian's /etc/hosts
+    for host in (name, "2130706433", "0x7f000001", "127.1"):
+        response = httpx.post(f"{nothing_allowed}/v1/jobs",
+                              json={"url": f"http://{host}:{port}/lj.flac"})
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "url_forbidden"
+        assert "refused" in error["message"]
+        assert "127.0" not in error["message"], error
+        assert "loopback" not in error["message"], error
 
 
 @pytest.mark.parametrize(("body", "code"), [

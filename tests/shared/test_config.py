@@ -31,6 +31,10 @@ from shared.config import Settings
         ("live_backlog_frames", 9),
         ("io_webhook_threads", 0), ("io_webhook_threads", 65), ("io_webhook_threads", "some"),
         ("fetches_per_key", 0), ("fetches_per_key", 257), ("fetches_per_key", "fair"),
+        ("events_max_streams_per_key", 0), ("events_max_streams_per_key", -3),
+        ("events_max_streams_per_key", "lots"), ("events_key_check_seconds", 0),
+        ("events_key_check_seconds", -1), ("events_key_check_seconds", 61),
+        ("events_key_check_seconds", "often"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:
