@@ -29,7 +29,7 @@ from shared.heartbeats import Heartbeats
 from shared.jobs import JobStore
 from shared.spreads import Spreads
 from worker.model import get_model, resolve_device
-from worker.reaper import requeue_orphans, requeue_windows
+from worker.reaper import end_lost_sessions, requeue_orphans, requeue_windows
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ def _beat(
             nodes = {beat.node for beat in live if beat.node}
             requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
             requeue_windows(spreads, {beat.id for beat in live} | nodes, celery, timeout)
+            end_lost_sessions(deliveries.store, celery, settings)
             failing = False
         except redis.RedisError as exc:
             if not failing:  # once per outage, not once per beat

@@ -9,6 +9,10 @@ at both (`shared/deliveries.py`): a job processing on a process that has not bea
 worker's first beat is left alone), and a job received by a worker none of whose processes beat
 any more, received longer ago than that. Each is put back on the queue ahead of every job that
 never ran, under a new generation, so the old message is skipped when Redis hands it out.
+
+A live session is never requeued (its audio went by): one whose live worker stopped keeping its
+`alive` key is ended as lost (`end_lost_sessions`), its job completed with the segments
+confirmed so far, freeing its key's active slot, whether or not a client is still connected.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from functools import partial
 
 from celery import Celery
 
+from shared.config import Settings
 from shared.deliveries import Deliveries
-from shared.jobs import RECEIVED_KEY, utcnow
+from shared.job_events import JobEvents
+from shared.jobs import RECEIVED_KEY, JobStore, utcnow
+from shared.live import end_lost, lost_sessions
 from shared.queue import REQUEUED_PRIORITY, enqueue_transcription, window_signature
 from shared.schemas import JobStatus
 from shared.spreads import Spreads
+from shared.webhooks import Events
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,21 @@ def requeue_windows(
             "event": "requeued", "job_id": job_id, "window": index, "gone_worker": worker})
         requeued.append((job_id, index))
     return requeued
+
+
+def end_lost_sessions(store: JobStore, celery: Celery, settings: Settings) -> list[str]:
+    """End the live sessions whose worker is gone (`shared/live.py`); returns their job ids."""
+    ended = []
+    for session in lost_sessions(store.redis):
+        if end_lost(store, session, settings.result_ttl_seconds,
+                    JobEvents.on(store.redis, settings)):
+            # `worker/announce.py` announces after transcription tasks only.
+            Events(store, settings).announce(session.job_id, celery)
+            log.warning("live session ended: its live worker is gone", extra={
+                "event": "live_worker_lost", "job_id": session.job_id,
+                "session_id": session.id})
+            ended.append(session.job_id)
+    return ended
 
 
 def _send(celery: Celery, job_id: str, generation: int, undo: Callable[[], object],
