@@ -180,6 +180,8 @@ class LiveRun:
             taken, end = self._take_in(stream, decoder, block=not stream.ready)
             if end is not None:
                 return None, end == ABORT
+            if self.redis.exists(session_key(self.session.id, "ended")):
+                return None, True  # ended without this worker (taken for gone): stop decoding
             if taken or stream.ready:
                 heard = time.monotonic()
             if stream.backlog_seconds > self.settings.live_backlog_seconds:

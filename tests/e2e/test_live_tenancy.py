@@ -125,7 +125,7 @@ def test_a_key_holds_at_most_its_live_sessions_whatever_its_active_job_limit(
     try:
         _, token = make_key(redis_url, "live-many", max_active_jobs=10)
         _, other = make_key(redis_url, "live-other-key")
-        with started_session(ws_url(url, token)) as (ws, _):
+        with started_session(ws_url(url, token), timeout=180) as (ws, _):
             with open_session(ws_url(url, token)) as (_, second):
                 assert second["type"] == "error"
                 assert second["code"] == "too_many_live_sessions"
@@ -136,7 +136,7 @@ def test_a_key_holds_at_most_its_live_sessions_whatever_its_active_job_limit(
             stop(ws)
             assert events_until_end(ws)[-1][1]["type"] == "done"
         # Ended, the session no longer counts.
-        with started_session(ws_url(url, token)) as (ws, _):
+        with started_session(ws_url(url, token), timeout=180) as (ws, _):
             stop(ws)
             assert events_until_end(ws)[-1][1]["type"] == "done"
     finally:
@@ -149,7 +149,7 @@ def test_a_revoked_keys_live_session_ends_within_seconds(
 ) -> None:
     url = auth_api[1]
     key_id, token = make_key(redis_url, "live-revoked")
-    with started_session(ws_url(url, token)) as (ws, started):
+    with started_session(ws_url(url, token), timeout=180) as (ws, started):
         ws.send(b"\x00\x00" * 16000)
         KeyStore(redis_client).revoke(key_id)
         revoked = time.monotonic()
