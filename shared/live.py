@@ -122,7 +122,8 @@ def close_session(client: redis.Redis, session_id: str) -> None:
 def lost_sessions(client: redis.Redis) -> list[LiveSession]:
     """Sessions claimed by a worker whose `alive` key has lapsed."""
     lost = []
-    for member in client.smembers(HELD_KEY):  # type: ignore[union-attr]
+    members: set[bytes] = client.smembers(HELD_KEY)  # type: ignore[assignment]
+    for member in members:
         session_id = member.decode()
         record, alive = client.mget(session_key(session_id), session_key(session_id, "alive"))
         if record is None:
