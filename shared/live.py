@@ -98,6 +98,22 @@ def transcript_of(segments: list[Segment], language: str | None, duration: float
     )
 
 
+# KEYS: the session's claim, the held set. ARGV: worker id, TTL, session id. The claim and the
+# hold in one step, so that no worker dies holding a session the reaper does not know of.
+_CLAIM = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+"""
+
+
+def claim(client: redis.Redis, session_id: str, worker: str) -> bool:
+    """Whether `worker` took the session (else the API refused it, or another worker took
+    it); from then on the reaper ends it should the worker die."""
+    return bool(client.eval(_CLAIM, 2, session_key(session_id, "claim"), HELD_KEY, worker,
+                            KEY_TTL_SECONDS, session_id))
+
+
 def open_session(client: redis.Redis, session: LiveSession, owner: str | None,
                  most: int) -> bool:
     """Write the session's record, unless `owner` (a key id; None: auth is off, no limit)

@@ -44,7 +44,6 @@ from shared.live import (
     DONE,
     ERROR,
     FINAL,
-    HELD_KEY,
     KEY_TTL_SECONDS,
     KIND_FIELD,
     LIVE_QUEUE,
@@ -53,6 +52,7 @@ from shared.live import (
     READ_FRAMES,
     STOP,
     LiveSession,
+    claim,
     close_session,
     session_key,
     take_end,
@@ -81,15 +81,14 @@ def live_session(self: Task, session_id: str) -> None:
     settings, store = get_settings(), job_store()
     client = store.redis
     with _alive(client, session_id, settings.live_lost_seconds):
-        if not client.set(session_key(session_id, "claim"), worker_id(), nx=True,
-                          ex=KEY_TTL_SECONDS):
+        if not claim(client, session_id, worker_id()):
             log.info("live session skipped: refused before a slot was free",
                      extra={"event": "live_skipped", "session_id": session_id})
             return
         raw = client.get(session_key(session_id))
         if raw is None:
+            close_session(client, session_id)
             return
-        client.sadd(HELD_KEY, session_id)  # from now on the reaper ends it should this die
         session = LiveSession.model_validate_json(raw)
         with bind(job_id=session.job_id, session_id=session_id):
             LiveRun(session, store, settings).run()

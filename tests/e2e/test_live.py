@@ -114,7 +114,9 @@ def test_no_free_worker_is_said_at_once_and_a_client_that_leaves_frees_its_slot(
     confirmed = [event["segment"] for event in events if event["type"] == "final"]
     assert [plain(s) for s in saved["segments"]][:len(confirmed)] == [plain(s) for s in confirmed]
     assert "printing" in words(saved["text"])
-    assert 11 < saved["duration"] < 20
+    # The job holds the audio the worker had taken in when the client left (about 12 s; less
+    # on a machine where it lags): what was still queued is dropped (issue 26).
+    assert 0 < saved["duration"] < 20
     # Its slot is free again.
     with started_session(ws_url(api_url)) as (ws, _):
         stop(ws)
