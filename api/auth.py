@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.requests import HTTPConnection
 
 from shared.config import Settings
 from shared.errors import Unauthorized
@@ -46,8 +47,9 @@ KeyFinderDep = Annotated[KeyFinder, Depends(key_finder)]
 _SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
-def bearer_token(request: Request) -> str | None:
-    """The token of `Authorization: Bearer <token>`, else None."""
+def bearer_token(request: HTTPConnection) -> str | None:
+    """The token of `Authorization: Bearer <token>` (of a request or a WebSocket handshake),
+    else None."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 

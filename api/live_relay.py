@@ -6,7 +6,14 @@ one of its active jobs) and asks the live workers to take it; a worker must clai
 to the session's Redis stream as they come; the worker's events come back through the process's
 `EventHub` (the one multiplexed XREAD that job events use), each sent on as a JSON text frame.
 A worker whose `alive` key lapses is gone: the client gets `live_worker_lost` and the job is
-saved with the segments confirmed so far. See `shared/state/live_sessions.py` for the keys.
+saved with the segments confirmed so far (the reaper does the same when no client is left).
+See `shared/state/live_sessions.py` for the keys.
+
+Nothing a client sends is parsed before its key is checked, beyond a `start` message of at most
+`START_MAX_CHARS`: a key in the header or `access_token` is checked first, one in `start` once
+that small message is parsed; uvicorn refuses any frame over `live_max_frame_bytes` (`verbatim
+api` and the API image start it with `--ws-max-size`). An open session's key is checked again
+every `KEY_CHECK_SECONDS`: a revoked key's session ends with `unauthorized`.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from celery import Celery
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.auth import key_of_token, owner_of
+from api.auth import bearer_token, key_of_token, owner_of
 from api.deps import run_sync
 from api.quotas import Quotas
 from shared.config import Settings
@@ -32,13 +39,15 @@ from shared.errors import (
     IdleTimeout,
     InvalidMessage,
     InvalidOption,
-    LiveWorkerLost,
     NoLiveWorker,
+    TooManyLiveSessions,
+    Unauthorized,
     UnsupportedEncoding,
     VerbatimError,
 )
 from shared.logs import bind
-from shared.schemas import JobOptions, JobStatus, Segment
+from shared.schemas import JobOptions, JobStatus
+from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.keys import ApiKey, KeyFinder
 from shared.state.live_sessions import (
@@ -56,10 +65,14 @@ from shared.state.live_sessions import (
     STARTED,
     STOP,
     LiveSession,
+    close_session,
+    end_lost,
+    lost_error,
+    open_session,
     session_key,
-    transcript_of,
 )
 from shared.state.relay import BEGINNING, Event, EventHub
+from shared.state.webhooks import Events
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +85,11 @@ SEND_TIMEOUT_SECONDS = 10
 # A session's task message is dropped by a live worker that receives it later than this.
 TASK_EXPIRES_SECONDS = 60
 FILENAME = "live"
+# Longest `start` message (a few hundred characters at most are meaningful); a longer one is
+# refused before it is parsed.
+START_MAX_CHARS = 4096
+# How often an open session's key is checked again (a revoked key's session then ends).
+KEY_CHECK_SECONDS = 2.0
 
 
 class StartMessage(BaseModel):
@@ -166,8 +184,9 @@ class LiveRelay:
     async def serve(self, websocket: WebSocket, access_token: str | None) -> None:
         """One session, from the handshake to the socket's close."""
         await websocket.accept()
+        token = bearer_token(websocket) or access_token
         try:
-            session = await self._open(websocket, access_token)
+            session, token = await self._open(websocket, token)
         except WebSocketDisconnect:
             return
         except VerbatimError as exc:
@@ -175,9 +194,11 @@ class LiveRelay:
             return
         with bind(job_id=session.job_id, session_id=session.id):
             await send(websocket, STARTED, {"session_id": session.id, "job_id": session.job_id})
-            await self._relay(websocket, session)
+            await self._relay(websocket, session, token)
 
-    async def _open(self, websocket: WebSocket, access_token: str | None) -> LiveSession:
+    async def _open(self, websocket: WebSocket,
+                    token: str | None) -> tuple[LiveSession, str | None]:
+        """The started session and the token of its key."""
         try:
             first = await asyncio.wait_for(receive(websocket),
                                            self.settings.live_idle_timeout_seconds)
@@ -185,28 +206,44 @@ class LiveRelay:
             raise IdleTimeout("No start message arrived.") from exc
         if isinstance(first, bytes):
             raise InvalidMessage("Audio came before the start message.")
-        start, options = parse_start(first)
+        if len(first) > START_MAX_CHARS:
+            raise FrameTooLarge(f"The start message may hold {START_MAX_CHARS} characters.")
         # Checked once the start message is in, so that a refused client always reads its
-        # `error` after sending `start`, never finds the socket closed under it.
-        key = await key_of_token(self.settings, self.keys, access_token or start.token)
+        # `error` after sending `start`, never finds the socket closed under it; a key sent
+        # with the handshake before that message is parsed.
+        key = await key_of_token(self.settings, self.keys, token) if token else None
+        start, options = parse_start(first)
+        if token is None:
+            token = start.token
+            key = await key_of_token(self.settings, self.keys, token)
         session = LiveSession(id=new_job_id(), job_id=new_job_id(), encoding=start.encoding,  # type: ignore[arg-type]
                               sample_rate=start.sample_rate, options=options)
         await self._create(session, key)
         if not await self._claimed(session.id):
             await run_sync(self.store.delete, session.job_id)
+            await run_sync(close_session, self.store.redis, session.id)
             raise NoLiveWorker("No live worker is free to take the session; try again later.")
-        return session
+        return session, token
 
     async def _create(self, session: LiveSession, key: ApiKey | None) -> None:
-        """The session's job (as one of the key's active jobs), its record, its task."""
+        """The session's record (one of the key's live sessions), its job (one of the key's
+        active jobs, with the key's webhook), its task."""
         await run_sync(self.quotas.admit, key)
-        await run_sync(
-            self.store.create, session.job_id, FILENAME, session.options, None,
-            self.settings.upload_dir / f"{session.job_id}.live", owner_of(key),
-            key.limits if key else None, status=JobStatus.processing,
-        )
-        await self.redis.set(session_key(session.id), session.model_dump_json(),
-                             ex=KEY_TTL_SECONDS)
+        if not await run_sync(open_session, self.store.redis, session, owner_of(key),
+                              self.settings.live_max_sessions_per_key):
+            raise TooManyLiveSessions(
+                f"This key already holds {self.settings.live_max_sessions_per_key} live "
+                "sessions; end one first.")
+        try:
+            await run_sync(
+                self.store.create, session.job_id, FILENAME, session.options, None,
+                self.settings.upload_dir / f"{session.job_id}.live", owner_of(key),
+                key.limits if key else None, {"webhook_url": key.webhook_url} if key else None,
+                status=JobStatus.processing,
+            )
+        except VerbatimError:
+            await run_sync(close_session, self.store.redis, session.id)
+            raise
         await run_sync(self.celery.send_task, LIVE_TASK, args=[session.id], queue=LIVE_QUEUE,
                        expires=TASK_EXPIRES_SECONDS)
 
@@ -220,9 +257,16 @@ class LiveRelay:
             await asyncio.sleep(CLAIM_POLL_SECONDS)
         return not await self.redis.set(claim, REFUSED, nx=True, ex=KEY_TTL_SECONDS)
 
-    async def _relay(self, websocket: WebSocket, session: LiveSession) -> None:
+    async def _relay(self, websocket: WebSocket, session: LiveSession,
+                     token: str | None) -> None:
         """Audio in and events out, until the session's last event or the client's end."""
         broken: list[VerbatimError] = []
+        ended = anyio.Event()  # the worker's last event is out: nothing more to tell it
+
+        async def abort() -> None:
+            if not ended.is_set():
+                await self._abort(session)
+
         async with anyio.create_task_group() as group:
 
             async def pump() -> None:
@@ -232,15 +276,26 @@ class LiveRelay:
                     broken.append(exc)
                 except (WebSocketDisconnect, RuntimeError):
                     log.info("live client gone", extra={"event": "live_client_gone"})
-                await self._push(session, ABORT)
+                await abort()
+                group.cancel_scope.cancel()
+
+            async def watch_key() -> None:
+                await self._revoked(token)
+                broken.append(Unauthorized("The API key has been revoked."))
+                await abort()
                 group.cancel_scope.cancel()
 
             group.start_soon(pump)
+            if token is not None and self.settings.auth == "required":
+                group.start_soon(watch_key)
             try:
-                await self._events(websocket, session)
+                await self._events(websocket, session, ended)
             except (TimeoutError, WebSocketDisconnect, RuntimeError):
-                await self._push(session, ABORT)
+                await abort()
             group.cancel_scope.cancel()
+        if ended.is_set():  # audio relayed after the worker's end would wait an hour
+            await self.redis.delete(session_key(session.id, "audio"),
+                                    session_key(session.id, "backlog"))
         if broken:
             await self._end(websocket, broken[0])
             return
@@ -262,27 +317,55 @@ class LiveRelay:
                 raise FrameTooLarge(f"Audio frames may hold {self.settings.live_max_frame_bytes}"
                                     f" bytes; this one held {len(frame)}.")
             elif not stopped:
-                if await self._push(session, AUDIO, frame) > self.settings.live_backlog_frames:
+                frames, size = await self._push(session, AUDIO, frame)
+                if (frames > self.settings.live_backlog_frames
+                        or size > self.settings.live_backlog_bytes):
                     raise BacklogExceeded("Audio arrives much faster than it is transcribed; "
                                           "send it at most a little faster than real time.")
 
-    async def _push(self, session: LiveSession, kind: bytes, data: bytes = b"") -> int:
-        """Append to the session's audio stream; its length (the worker's backlog)."""
-        key = session_key(session.id, "audio")
+    async def _push(self, session: LiveSession, kind: bytes,
+                    data: bytes = b"") -> tuple[int, int]:
+        """Append to the session's audio stream; the worker's backlog in frames and bytes."""
+        key, backlog = session_key(session.id, "audio"), session_key(session.id, "backlog")
         async with self.redis.pipeline(transaction=False) as pipe:
             fields = {KIND_FIELD: kind, DATA_FIELD: data} if data else {KIND_FIELD: kind}
             pipe.xadd(key, fields)  # type: ignore[arg-type]
             pipe.expire(key, KEY_TTL_SECONDS)
             pipe.xlen(key)
-            *_, length = await pipe.execute()
-        return int(length)
+            pipe.incrby(backlog, len(data))
+            pipe.expire(backlog, KEY_TTL_SECONDS)
+            _, _, frames, size, _ = await pipe.execute()
+        return int(frames), int(size)
 
-    async def _events(self, websocket: WebSocket, session: LiveSession) -> None:
+    async def _abort(self, session: LiveSession) -> None:
+        """Tell the worker the client is gone, dropping the audio it has not read yet: it
+        stops within one decode instead of working through a backlog nobody will hear."""
+        key = session_key(session.id, "audio")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # Trimmed rather than deleted: the stream keeps its last id, so `abort` gets a
+            # later one and the worker reads it.
+            pipe.xtrim(key, maxlen=0, approximate=False)
+            pipe.xadd(key, {KIND_FIELD: ABORT})
+            pipe.expire(key, KEY_TTL_SECONDS)
+            pipe.delete(session_key(session.id, "backlog"))
+            await pipe.execute()
+
+    async def _revoked(self, token: str | None) -> None:
+        """Returns once the key of `token` is revoked (or deleted)."""
+        while True:
+            await asyncio.sleep(KEY_CHECK_SECONDS)
+            if token is None or await self.keys.find(token) is None:
+                return
+
+    async def _events(self, websocket: WebSocket, session: LiveSession,
+                      ended: anyio.Event) -> None:
         async def lost(last: str) -> Event | None:
             return await self._lost(session, last)
 
         async for event in self.hub.follow(session_key(session.id, "events"), BEGINNING, ENDS,
                                            lost, LOST_CHECK_SECONDS):
+            if event.name in ENDS:
+                ended.set()
             await send(websocket, event.name, event.data)
             if event.name in ENDS:
                 return
@@ -292,24 +375,15 @@ class LiveRelay:
         if await self.redis.exists(session_key(session.id, "alive")):
             return None
         log.warning("live worker lost", extra={"event": "live_worker_lost"})
-        await self._push(session, ABORT)
-        await self._save_confirmed(session)
-        error = LiveWorkerLost("The live worker stopped; the text confirmed so far is saved "
-                               f"as job {session.job_id}.")
+        await run_sync(self._end_lost, session)
+        error = lost_error(session)
         return Event(last, ERROR, {"code": error.code, "message": error.message})
 
-    async def _save_confirmed(self, session: LiveSession) -> None:
-        raw: list[bytes] = await self.redis.lrange(  # type: ignore[misc,assignment]
-            session_key(session.id, "segments"), 0, -1)
-        language = await self.redis.get(session_key(session.id, "language"))
-        segments = [Segment.model_validate_json(item) for item in raw]
-        duration = segments[-1].end if segments else 0.0
-        if isinstance(language, bytes):
-            language = language.decode()
-        transcript = transcript_of(segments, language, duration)
-        await run_sync(self.store.update, session.job_id, audio_duration=transcript.duration)
-        await run_sync(self.store.complete, session.job_id, transcript,
-                       self.settings.result_ttl_seconds)
+    def _end_lost(self, session: LiveSession) -> None:
+        """As the reaper does (`worker/reaper.py`), unless it (or the worker) came first."""
+        events = JobEvents.on(self.store.redis, self.settings)
+        if end_lost(self.store, session, self.settings.result_ttl_seconds, events):
+            Events(self.store, self.settings).announce(session.job_id)
 
     async def _end(self, websocket: WebSocket, error: VerbatimError) -> None:
         try:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cli.serve import api_command  # noqa: E402
 from shared.localredis import free_port  # noqa: E402
 
 
@@ -28,9 +29,10 @@ def start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], 
     """uvicorn serving the API on a free loopback port, and its URL."""
     port = free_port()
     env = {"VERBATIM_AUTH": "off", **env}  # these benchmarks measure jobs, not API keys
+    frame = env.get("VERBATIM_LIVE_MAX_FRAME_BYTES")
     api = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-         "--port", str(port)], env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        api_command("127.0.0.1", port, int(frame) if frame else None),
+        env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
     return api, f"http://127.0.0.1:{port}"
 

@@ -32,10 +32,13 @@ WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT"}
 HTTP_PROTOCOL = "api.protocol:HeadTimeoutProtocol"
 
 
-def api_command(host: str, port: int) -> list[str]:
-    """The uvicorn command line serving the API."""
+def api_command(host: str, port: int, max_frame_bytes: int | None = None) -> list[str]:
+    """The uvicorn command line serving the API. WebSocket frames (live sessions) are bounded
+    by `max_frame_bytes`, by default `live_max_frame_bytes`: uvicorn refuses a larger one from
+    its header, before reading it (its own default is 16 MiB)."""
+    frame = max_frame_bytes or get_settings().live_max_frame_bytes
     return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port),
-            "--http", HTTP_PROTOCOL]
+            "--http", HTTP_PROTOCOL, "--ws-max-size", str(frame)]
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:

@@ -258,6 +258,19 @@ class Settings(IntegrationSettings, BaseSettings):
     """Audio frames that may wait in Redis for the live worker; more (a client far faster than
     real time) end the session with `backlog_exceeded`."""
 
+    live_backlog_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    """Bytes of audio that may wait in Redis for a session's live worker (it takes them in
+    between two decodes); more end the session with `backlog_exceeded`."""
+
+    live_backlog_seconds: float = Field(default=120.0, gt=0, le=3600)
+    """Seconds of audio a live worker may hold received but not yet transcribed (a client
+    ahead of real time); more end the session with `backlog_exceeded`. At least
+    `live_max_step_seconds`."""
+
+    live_max_sessions_per_key: int = Field(default=2, ge=1, le=64)
+    """Live sessions one API key may hold at once (with `VERBATIM_AUTH=required`); another is
+    refused with `too_many_live_sessions`. `live_max_sessions` still bounds them all."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -279,6 +292,8 @@ class Settings(IntegrationSettings, BaseSettings):
             )
         if self.live_max_step_seconds > self.live_buffer_seconds:
             raise ValueError("live_max_step_seconds must be at most live_buffer_seconds")
+        if self.live_backlog_seconds < self.live_max_step_seconds:
+            raise ValueError("live_backlog_seconds must be at least live_max_step_seconds")
         return self
 
     @property

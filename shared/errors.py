@@ -220,8 +220,16 @@ class IdleTimeout(VerbatimError):
     code = "idle_timeout"
 
 
+class TooManyLiveSessions(VerbatimError):
+    """The key already holds `live_max_sessions_per_key` live sessions."""
+
+    status_code = 429
+    code = "too_many_live_sessions"
+
+
 class BacklogExceeded(VerbatimError):
-    """Audio arrives faster than the live worker transcribes it, past `live_backlog_frames`."""
+    """Audio arrives faster than the live worker transcribes it, past `live_backlog_frames`,
+    `live_backlog_bytes` or `live_backlog_seconds`."""
 
     code = "backlog_exceeded"
 

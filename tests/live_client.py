@@ -118,3 +118,29 @@ def received_so_far(ws: ClientConnection, until: float) -> list[dict[str, Any]]:
         except TimeoutError:
             break
     return events
+
+
+def plain(segment: dict) -> tuple:
+    """What a client sees of a segment: its id, times and text."""
+    return segment["id"], segment["start"], segment["end"], segment["text"]
+
+
+def first_finals(ws: ClientConnection, seconds: float = 90) -> list[dict]:
+    """The segments of the events up to and including the first with a final segment."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + seconds
+    while not any(e["type"] in ("final", "done", "error") for e in seen):
+        seen.append(receive(ws, max(0.1, deadline - time.monotonic())))
+    assert any(e["type"] == "final" for e in seen), seen
+    return [e["segment"] for e in seen if e["type"] == "final"]
+
+
+def close_code(ws: ClientConnection, timeout: float = 30) -> int | None:
+    """The close code the server sent, once the socket closes (events before it are skipped;
+    None: closed without a code)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None

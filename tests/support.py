@@ -133,7 +133,8 @@ def start_worker(
 def start_api(env: dict[str, str], log: Path, *options: str) -> tuple[Process, str]:
     """uvicorn serving the API (with extra command-line `options`), once it answers."""
     port = free_port()
-    args = [*api_command("127.0.0.1", port), *options]
+    frame = env.get("VERBATIM_LIVE_MAX_FRAME_BYTES")
+    args = [*api_command("127.0.0.1", port, int(frame) if frame else None), *options]
     api = spawn(args, env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: answers_ok(f"{url}/healthz"), "API start", api)

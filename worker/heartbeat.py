@@ -35,7 +35,7 @@ from shared.state.jobs import JobStore
 from shared.state.requeue import Deliveries
 from shared.state.spread_plans import Spreads
 from worker.model import get_model, resolve_device
-from worker.reaper import requeue_orphans, requeue_windows
+from worker.reaper import end_lost_sessions, requeue_orphans, requeue_windows
 
 log = logging.getLogger(__name__)
 
@@ -140,5 +140,6 @@ def _beat(
         nodes = {beat.node for beat in live if beat.node}
         requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
         requeue_windows(spreads, {beat.id for beat in live} | nodes, celery, timeout)
+        end_lost_sessions(deliveries.store, celery, settings)
 
     beat_until(beats, worker_id(), settings, fields, reap, lambda: _running(parent), _stop.wait)

@@ -28,7 +28,13 @@ import redis
 from celery import Task
 
 from shared.config import Settings, get_settings
-from shared.errors import IdleTimeout, SessionTooLong, TranscriptionError, VerbatimError
+from shared.errors import (
+    BacklogExceeded,
+    IdleTimeout,
+    SessionTooLong,
+    TranscriptionError,
+    VerbatimError,
+)
 from shared.logs import bind
 from shared.schemas import Segment
 from shared.state.job_events import segment_data, transcript_links
@@ -48,17 +54,22 @@ from shared.state.live_sessions import (
     READ_FRAMES,
     STOP,
     LiveSession,
+    claim,
+    close_session,
     session_key,
+    take_end,
     transcript_of,
 )
 from shared.state.relay import EventLog
 from worker import metrics
 from worker.celery_app import app
 from worker.heartbeat import worker_id
-from worker.live_audio import decoder_for
+from worker.live_audio import LiveDecoder, decoder_for
 from worker.live_decoder import RATE, StreamingTranscriber, Update, whisper_decode
 from worker.model import get_model
+from worker.reaper import end_lost_sessions
 from worker.tasks import charged, job_events, job_store
+from worker.webhooks import announce_end
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +83,13 @@ def live_session(self: Task, session_id: str) -> None:
     settings, store = get_settings(), job_store()
     client = store.redis
     with _alive(client, session_id, settings.live_lost_seconds):
-        if not client.set(session_key(session_id, "claim"), worker_id(), nx=True,
-                          ex=KEY_TTL_SECONDS):
+        if not claim(client, session_id, worker_id()):
             log.info("live session skipped: refused before a slot was free",
                      extra={"event": "live_skipped", "session_id": session_id})
             return
         raw = client.get(session_key(session_id))
         if raw is None:
+            close_session(client, session_id)
             return
         session = LiveSession.model_validate_json(raw)
         with bind(job_id=session.job_id, session_id=session_id), metrics.live_session():
@@ -91,14 +102,20 @@ def _alive(client: redis.Redis, session_id: str, lost_seconds: float) -> Iterato
     it then expires on its own, after the session's last event is out."""
     key, stop = session_key(session_id, "alive"), threading.Event()
 
+    def keep() -> None:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.set(key, worker_id(), px=int(lost_seconds * 1000))
+            pipe.expire(session_key(session_id), KEY_TTL_SECONDS)  # a session may outlast it
+            pipe.execute()
+
     def beat() -> None:
-        while True:
+        while not stop.wait(lost_seconds / 4):
             try:
-                client.set(key, worker_id(), px=int(lost_seconds * 1000))
+                keep()
             except redis.RedisError as exc:
                 log.warning("live session heartbeat failed: %s", exc)
-            if stop.wait(lost_seconds / 4):
-                return
+
+    keep()  # before the claim: a claimed session is never seen without its `alive` key
 
     thread = threading.Thread(target=beat, name=f"live-{session_id[:8]}", daemon=True)
     thread.start()
@@ -121,6 +138,7 @@ class LiveRun:
         self.segments: list[Segment] = []
         self._partial: str | None = None
         self._language: str | None = None
+        self._last = "0-0"  # the last entry read from the audio stream
 
     def run(self) -> None:
         options = self.session.options
@@ -140,12 +158,14 @@ class LiveRun:
             log.exception("unexpected error in a live session")
             error = TranscriptionError("Live transcription failed inside the worker.")
             self._publish(stream, stream.settle())
-        self._save(stream)
-        if error is None:
-            self._emit(DONE, {"job_id": self.session.job_id,
-                              "links": transcript_links(self.session.job_id)})
-        else:
-            self._emit(ERROR, {"code": error.code, "message": error.message})
+        if self._save(stream):  # else the reaper found this worker gone and ended it
+            if error is None:
+                self._emit(DONE, {"job_id": self.session.job_id,
+                                  "links": transcript_links(self.session.job_id)})
+            else:
+                self._emit(ERROR, {"code": error.code, "message": error.message})
+            announce_end(self.session.job_id)
+        close_session(self.redis, self.session.id)
         log.info("live session ended", extra={
             "event": "live_ended", "code": error.code if error else None,
             "audio_seconds": round(stream.stream_seconds, 3), "segments": len(self.segments)})
@@ -154,24 +174,25 @@ class LiveRun:
         """Until the client stops or leaves (no error; True when it left) or a limit ends the
         session (its error)."""
         decoder = decoder_for(self.session.encoding, self.session.sample_rate)
-        key, last, heard = session_key(self.session.id, "audio"), "0-0", time.monotonic()
+        charge = charged(self.session.job_id)
+        heard = time.monotonic()
         while True:
-            # A backlog in hand is decoded first; Redis holds the rest (`live_backlog_frames`).
-            reading = stream.backlog_seconds < self.settings.live_max_step_seconds
-            entries = self._read(key, last, block=not stream.ready) if reading else []
-            if entries or not reading:
+            # All the audio waiting is taken in before each decode, so that an `abort` behind
+            # it is seen within one decode, and the backlog is measured in seconds.
+            taken, end = self._take_in(stream, decoder, block=not stream.ready)
+            if end is not None:
+                return None, end == ABORT
+            if self.redis.exists(session_key(self.session.id, "ended")):
+                return None, True  # ended without this worker (taken for gone): stop decoding
+            if taken or stream.ready:
                 heard = time.monotonic()
-            for entry_id, fields in entries:
-                last = entry_id.decode()
-                kind = fields.get(KIND_FIELD)
-                if kind == AUDIO:
-                    stream.append(decoder.feed(fields.get(DATA_FIELD, b"")))
-                    # Past the key's daily audio, the session ends with what came decoded.
-                    if over := charged(self.session.job_id)(stream.stream_seconds):
-                        return over, False
-                elif kind in (STOP, ABORT):
-                    stream.append(decoder.close())
-                    return None, kind == ABORT
+            # Past the key's daily audio, the session ends with what came decoded.
+            if taken and (over := charge(stream.stream_seconds)):
+                return over, False
+            if stream.backlog_seconds > self.settings.live_backlog_seconds:
+                raise BacklogExceeded(
+                    f"More than {self.settings.live_backlog_seconds:g} s of audio are waiting "
+                    "to be transcribed; send it at most a little faster than real time.")
             if stream.stream_seconds > self.settings.live_max_session_seconds:
                 return SessionTooLong(
                     f"A live session may last {self.settings.live_max_session_seconds:g} s "
@@ -183,12 +204,38 @@ class LiveRun:
             if stream.ready:
                 self._publish(stream, stream.step())
 
-    def _read(self, key: str, last: str, block: bool) -> list[tuple[bytes, dict[bytes, Any]]]:
-        found: Any = self.redis.xread({key: last}, count=READ_FRAMES,
+    def _take_in(self, stream: StreamingTranscriber, decoder: LiveDecoder,
+                 block: bool) -> tuple[bool, bytes | None]:
+        """Decode what waits in the audio stream into `stream`: whether any arrived, and the
+        `stop` or `abort` that ended it (None: the session goes on)."""
+        taken = False
+        while True:
+            entries = self._read(block)
+            block = False
+            for entry_id, fields in entries:
+                self._last = entry_id.decode()
+                kind = fields.get(KIND_FIELD)
+                if kind == AUDIO:
+                    stream.append(decoder.feed(fields.get(DATA_FIELD, b"")))
+                elif kind in (STOP, ABORT):
+                    stream.append(decoder.close())
+                    return True, kind
+            taken = taken or bool(entries)
+            if len(entries) < READ_FRAMES or (
+                    stream.backlog_seconds > self.settings.live_backlog_seconds):
+                return taken, None
+
+    def _read(self, block: bool) -> list[tuple[bytes, dict[bytes, Any]]]:
+        key = session_key(self.session.id, "audio")
+        found: Any = self.redis.xread({key: self._last}, count=READ_FRAMES,
                                       block=READ_BLOCK_MS if block else None)
         entries = found[0][1] if found else []
         if entries:  # read once: what stays in the stream is the backlog
-            self.redis.xdel(key, *[entry_id for entry_id, _ in entries])
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xdel(key, *[entry_id for entry_id, _ in entries])
+                pipe.decrby(session_key(self.session.id, "backlog"),
+                            sum(len(fields.get(DATA_FIELD, b"")) for _, fields in entries))
+                pipe.execute()
         return entries  # type: ignore[no-any-return]
 
     def _publish(self, stream: StreamingTranscriber, update: Update) -> None:
@@ -214,12 +261,18 @@ class LiveRun:
     def _emit(self, name: str, data: dict[str, Any]) -> None:
         self.events.publish(session_key(self.session.id, "events"), name, data, KEY_TTL_SECONDS)
 
-    def _save(self, stream: StreamingTranscriber) -> None:
+    def _save(self, stream: StreamingTranscriber) -> bool:
+        """Store the confirmed segments as the job's transcript; False when the session had
+        been ended already (its worker taken for gone: `shared/state/live_sessions.py`
+        `end_lost`)."""
+        if not take_end(self.redis, self.session.id):
+            return False
         job_id = self.session.job_id
         transcript = transcript_of(self.segments, stream.language, stream.stream_seconds)
         self.store.update(job_id, audio_duration=transcript.duration)
         if self.store.complete(job_id, transcript, self.settings.result_ttl_seconds):
             job_events().completed(job_id, transcript)
+        return True
 
 
 def consumes_live_queue(celery: Any) -> bool:
@@ -229,8 +282,20 @@ def consumes_live_queue(celery: Any) -> bool:
 
 def warm_up(settings: Settings) -> None:
     """In a live worker: load the model and make the first decode in a thread
-    (`worker_process_init` must return within 4 seconds)."""
+    (`worker_process_init` must return within 4 seconds); then, in another, end the sessions
+    of live workers that are gone, as transcription workers do after each heartbeat."""
     threading.Thread(target=_warm_up, args=(settings,), name="live-warm-up", daemon=True).start()
+    threading.Thread(target=_reap, args=(settings,), name="live-reaper", daemon=True).start()
+
+
+def _reap(settings: Settings) -> None:
+    store = job_store()
+    while True:  # a daemon thread: it ends with the process
+        time.sleep(settings.heartbeat_interval_seconds)
+        try:
+            end_lost_sessions(store, app, settings)
+        except redis.RedisError as exc:
+            log.warning("live sessions of lost workers not checked: %s", exc)
 
 
 def _warm_up(settings: Settings) -> None:

@@ -9,20 +9,29 @@ at both (`shared/state/requeue.py`): a job processing on a process that has not 
 worker's first beat is left alone), and a job received by a worker none of whose processes beat
 any more, received longer ago than that. Each is put back on the queue ahead of every job that
 never ran, under a new generation, so the old message is skipped when Redis hands it out.
+
+A live session is never requeued (its audio went by): one whose live worker stopped keeping its
+`alive` key is ended as lost (`end_lost_sessions`), its job completed with the segments
+confirmed so far, freeing its key's active slot, whether or not a client is still connected.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import Celery
 
+from shared.config import Settings
 from shared.queue import REQUEUED_PRIORITY, enqueue_transcription, window_signature
-from shared.state.jobs import utcnow
+from shared.state.job_events import JobEvents
+from shared.state.jobs import JobStore, utcnow
+from shared.state.live_sessions import end_lost, lost_sessions
 from shared.state.requeue import Deliveries
 from shared.state.requeue import requeue_orphans as shared_requeue_orphans
 from shared.state.spread_plans import Spreads
+from shared.state.webhooks import Events
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +66,31 @@ def requeue_windows(
             "event": "requeued", "job_id": job_id, "window": index, "gone_worker": worker})
         requeued.append((job_id, index))
     return requeued
+
+
+def end_lost_sessions(store: JobStore, celery: Celery, settings: Settings) -> list[str]:
+    """End the live sessions whose worker is gone (`shared/state/live_sessions.py`); returns
+    their job ids."""
+    ended = []
+    for session in lost_sessions(store.redis):
+        if end_lost(store, session, settings.result_ttl_seconds,
+                    JobEvents.on(store.redis, settings)):
+            # `worker/webhooks.py` cannot be imported here: it imports the tasks, which import
+            # this module through the heartbeat.
+            Events(store, settings).announce(session.job_id)
+            log.warning("live session ended: its live worker is gone", extra={
+                "event": "live_worker_lost", "job_id": session.job_id,
+                "session_id": session.id})
+            ended.append(session.job_id)
+    return ended
+
+
+def _send(celery: Celery, job_id: str, generation: int, undo: Callable[[], object],
+          gone: str) -> None:
+    try:
+        enqueue_transcription(celery, job_id, priority=REQUEUED_PRIORITY, generation=generation)
+    except Exception:
+        undo()
+        raise
+    log.warning("job requeued: the worker holding it is gone",
+                extra={"event": "requeued", "job_id": job_id, "gone_worker": gone})

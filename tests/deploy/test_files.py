@@ -208,6 +208,8 @@ def test_api_image() -> None:
     assert cmd[:2] == ["uvicorn", "api.main:app"]
     assert option(cmd, "--port") == "8000"
     assert option(cmd, "--http") == HTTP_PROTOCOL  # request heads have a deadline
+    # WebSocket frames are bounded as the live settings bound them, not at uvicorn's 16 MiB.
+    assert option(cmd, "--ws-max-size") == str(DEFAULTS["live_max_frame_bytes"].default)
     assert "--proxy-headers" in cmd
     assert ["8000"] in [i.args.split() for i in final if i.name == "EXPOSE"]
     assert nginx_values(NGINX, "server", "upstream") == [["api:8000", "resolve"]]

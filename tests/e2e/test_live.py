@@ -16,9 +16,12 @@ import redis
 import srt
 from live_client import (
     Streamer,
+    close_code,
     events_until_end,
+    first_finals,
     open_session,
     pcm16,
+    plain,
     receive,
     received_so_far,
     start_message,
@@ -28,7 +31,7 @@ from live_client import (
 )
 from support import DATA, Process, keyed_client, make_key, wait_for_job
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 REFERENCES = {item["file"]: item["reference"]
               for item in json.loads((DATA / "manifest.json").read_text())}
@@ -90,21 +93,6 @@ def test_a_recording_streamed_at_real_time_is_captioned_as_it_is_spoken(
     assert wer(reference, " ".join(cue.content for cue in cues)) <= 0.15
 
 
-def plain(segment: dict) -> tuple:
-    """What a client sees of a segment: its id, times and text."""
-    return segment["id"], segment["start"], segment["end"], segment["text"]
-
-
-def first_finals(ws: ClientConnection, seconds: float = 90) -> list[dict]:
-    """The events up to and including the first with a final segment."""
-    seen: list[dict] = []
-    deadline = time.monotonic() + seconds
-    while not any(e["type"] == "final" for e in seen) and time.monotonic() < deadline:
-        seen += received_so_far(ws, time.monotonic() + 0.2)
-    assert any(e["type"] == "final" for e in seen), seen
-    return [e["segment"] for e in seen if e["type"] == "final"]
-
-
 def test_no_free_worker_is_said_at_once_and_a_client_that_leaves_frees_its_slot(
     api_url: str, live_worker: Process, client: httpx.Client, long_recording: Path
 ) -> None:
@@ -126,7 +114,9 @@ def test_no_free_worker_is_said_at_once_and_a_client_that_leaves_frees_its_slot(
     confirmed = [event["segment"] for event in events if event["type"] == "final"]
     assert [plain(s) for s in saved["segments"]][:len(confirmed)] == [plain(s) for s in confirmed]
     assert "printing" in words(saved["text"])
-    assert 11 < saved["duration"] < 20
+    # The job holds the audio the worker had taken in when the client left (about 12 s; less
+    # on a machine where it lags): what was still queued is dropped (issue 26).
+    assert 0 < saved["duration"] < 20
     # Its slot is free again.
     with started_session(ws_url(api_url)) as (ws, _):
         stop(ws)
@@ -175,7 +165,6 @@ def test_a_client_that_never_starts_is_told_so(api_url: str) -> None:
 
 
 @pytest.mark.parametrize(("frame", "code"), [
-    pytest.param(b"\x00" * 70_000, "frame_too_large", id="oversize-frame"),
     pytest.param('{"type": "pause"}', "invalid_message", id="unknown-message"),
     pytest.param("not json", "invalid_message", id="text-not-json"),
 ])
@@ -187,6 +176,16 @@ def test_a_bad_message_mid_session_ends_it_with_a_stable_code(
         ws.send(frame)
         events = events_until_end(ws)
         assert events[-1][1]["code"] == code
+    assert wait_for_job(client, started["job_id"])["status"] == "completed"
+
+
+def test_a_frame_over_the_limit_closes_the_socket_as_too_big_and_the_job_keeps_its_words(
+    api_url: str, live_worker: Process, client: httpx.Client
+) -> None:
+    with started_session(ws_url(api_url)) as (ws, started):
+        ws.send(b"\x00\x00" * 1600)
+        ws.send(b"\x00" * 70_000)  # VERBATIM_LIVE_MAX_FRAME_BYTES is 65536 here
+        assert close_code(ws) == 1009  # message too big, from uvicorn
     assert wait_for_job(client, started["job_id"])["status"] == "completed"
 
 

@@ -35,6 +35,11 @@ from shared.config import Settings
         ("events_max_streams_per_key", "lots"), ("events_key_check_seconds", 0),
         ("events_key_check_seconds", -1), ("events_key_check_seconds", 61),
         ("events_key_check_seconds", "often"),
+        ("live_backlog_bytes", 65535),
+        ("live_backlog_bytes", 256 * 1024 * 1024 + 1), ("live_backlog_bytes", "lots"),
+        ("live_backlog_seconds", 0), ("live_backlog_seconds", 3601),
+        ("live_backlog_seconds", "long"), ("live_max_sessions_per_key", 0),
+        ("live_max_sessions_per_key", 65), ("live_max_sessions_per_key", "few"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:
@@ -58,6 +63,11 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     settings = Settings()
     assert (settings.metrics_port, settings.docs_enabled) == (9100, False)
     assert settings.request_head_timeout_seconds == 5
+
+
+def test_a_live_backlog_shorter_than_a_live_step_is_refused() -> None:
+    with pytest.raises(ValidationError, match="live_backlog_seconds"):
+        Settings.model_validate({"live_max_step_seconds": 10, "live_backlog_seconds": 5})
 
 
 def test_a_live_step_longer_than_the_live_buffer_is_refused() -> None:
