@@ -14,7 +14,7 @@ from typing import Any
 from celery import signals
 from celery.worker.request import Request
 
-from courier import heartbeat, metrics
+from courier import heartbeat, metrics, state
 from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
@@ -39,19 +39,15 @@ def _setup_logging(**_: Any) -> None:
 
 @signals.worker_init.connect
 def _start(**_: Any) -> None:
-    from courier import tasks  # imports this module's app
-
     settings = get_settings()
     metrics.start_server(settings.io_metrics_port)
     heartbeat.start(settings, app)
-    tasks.sender().start()
+    state.sender().start()
 
 
 @signals.worker_shutdown.connect
 def _stop(**_: Any) -> None:
-    from courier import tasks
-
-    tasks.sender().stop(get_settings().webhook_timeout_seconds)
+    state.sender().stop(get_settings().webhook_timeout_seconds)
     heartbeat.stop()
 
 
@@ -59,7 +55,5 @@ def _stop(**_: Any) -> None:
 def _mark_received(request: Request, **_: object) -> None:
     """In the I/O worker, as soon as it holds a fetch's message (one waiting its turn
     included): note that it does, so the fetch is sent again should this worker die."""
-    from courier import tasks
-
     if request.name == FETCH_TASK and request.args:
-        tasks.mark_received(str(request.args[0]))
+        state.mark_received(str(request.args[0]))

@@ -12,7 +12,7 @@ from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
 from shared.state.live_sessions import LIVE_QUEUE
-from worker import heartbeat, metrics, model
+from worker import heartbeat, live_worker, metrics, model
 from worker.concurrency import default_concurrency, share_cores
 from worker.pool import ThreadPool
 
@@ -73,10 +73,8 @@ def _stop(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _warm_up(**_: Any) -> None:
-    from worker import live_task  # imports this module (its tasks use `app`)
-
-    if live_task.consumes_live_queue(app):
-        live_task.warm_up(get_settings())  # a live worker: not a transcription worker of /readyz
+    if LIVE_QUEUE in app.amqp.queues.consume_from:  # a live worker (`verbatim live-worker`)
+        live_worker.warm_up(get_settings())  # not a transcription worker of /readyz
         return
     heartbeat.start(get_settings(), app)
 

@@ -140,6 +140,6 @@ def _beat(
         nodes = {beat.node for beat in live if beat.node}
         requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
         requeue_windows(spreads, {beat.id for beat in live} | nodes, celery, timeout)
-        end_lost_sessions(deliveries.store, celery, settings)
+        end_lost_sessions(deliveries.store, settings)
 
     beat_until(beats, worker_id(), settings, fields, reap, lambda: _running(parent), _stop.wait)

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import redis
 from celery import Task
 
@@ -48,7 +47,6 @@ from shared.state.live_sessions import (
     FINAL,
     KEY_TTL_SECONDS,
     KIND_FIELD,
-    LIVE_QUEUE,
     LIVE_TASK,
     PARTIAL,
     READ_FRAMES,
@@ -64,11 +62,10 @@ from shared.state.relay import EventLog
 from worker import metrics
 from worker.celery_app import app
 from worker.heartbeat import worker_id
+from worker.job_state import charged, job_events, job_store
 from worker.live_audio import LiveDecoder, decoder_for
-from worker.live_decoder import RATE, StreamingTranscriber, Update, whisper_decode
+from worker.live_decoder import StreamingTranscriber, Update, whisper_decode
 from worker.model import get_model
-from worker.reaper import end_lost_sessions
-from worker.tasks import charged, job_events, job_store
 from worker.webhooks import announce_end
 
 log = logging.getLogger(__name__)
@@ -273,38 +270,3 @@ class LiveRun:
         if self.store.complete(job_id, transcript, self.settings.result_ttl_seconds):
             job_events().completed(job_id, transcript)
         return True
-
-
-def consumes_live_queue(celery: Any) -> bool:
-    """Whether this worker (`verbatim live-worker`) takes live sessions."""
-    return LIVE_QUEUE in celery.amqp.queues.consume_from
-
-
-def warm_up(settings: Settings) -> None:
-    """In a live worker: load the model and make the first decode in a thread
-    (`worker_process_init` must return within 4 seconds); then, in another, end the sessions
-    of live workers that are gone, as transcription workers do after each heartbeat."""
-    threading.Thread(target=_warm_up, args=(settings,), name="live-warm-up", daemon=True).start()
-    threading.Thread(target=_reap, args=(settings,), name="live-reaper", daemon=True).start()
-
-
-def _reap(settings: Settings) -> None:
-    store = job_store()
-    while True:  # a daemon thread: it ends with the process
-        time.sleep(settings.heartbeat_interval_seconds)
-        try:
-            end_lost_sessions(store, app, settings)
-        except redis.RedisError as exc:
-            log.warning("live sessions of lost workers not checked: %s", exc)
-
-
-def _warm_up(settings: Settings) -> None:
-    """Load the model and decode a second of silence: a model's first decode is several times
-    slower than the next ones, and a session's first caption should not pay for it."""
-    try:
-        model = get_model(settings)
-        whisper_decode(model, "transcribe", settings)(np.zeros(RATE, dtype=np.float32), "en", "")
-        log.info("live worker warmed up", extra={"event": "live_ready"})
-        metrics.live_ready()
-    except VerbatimError as exc:
-        log.error("live worker: model not loaded: %s", exc.message)

@@ -68,15 +68,15 @@ def requeue_windows(
     return requeued
 
 
-def end_lost_sessions(store: JobStore, celery: Celery, settings: Settings) -> list[str]:
+def end_lost_sessions(store: JobStore, settings: Settings) -> list[str]:
     """End the live sessions whose worker is gone (`shared/state/live_sessions.py`); returns
     their job ids."""
     ended = []
     for session in lost_sessions(store.redis):
         if end_lost(store, session, settings.result_ttl_seconds,
                     JobEvents.on(store.redis, settings)):
-            # `worker/webhooks.py` cannot be imported here: it imports the tasks, which import
-            # this module through the heartbeat.
+            # The event is scheduled here: `worker/webhooks.py` builds on the tasks, which need
+            # this module (through the heartbeat).
             Events(store, settings).announce(session.job_id)
             log.warning("live session ended: its live worker is gone", extra={
                 "event": "live_worker_lost", "job_id": session.job_id,

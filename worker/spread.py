@@ -54,18 +54,18 @@ from worker import heartbeat, metrics
 from worker.audio import SAMPLE_RATE, pcm_blocks
 from worker.celery_app import app
 from worker.detection import Detection
+from worker.job_state import (
+    REDIS_DOWN,
+    JobDeleted,
+    charged,
+    failed,
+    job_events,
+    job_store,
+    log_deleted,
+)
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
 from worker.speech import speech_regions
-from worker.tasks import (
-    REDIS_DOWN,
-    JobDeleted,
-    _failed,
-    _log_deleted,
-    charged,
-    job_events,
-    job_store,
-)
 from worker.transcriber import (
     assemble,
     first_detection,
@@ -247,7 +247,7 @@ def _window(task: Task, job_id: str, plan: int, index: int) -> None:
             raise TooManyAttempts(f"A window was delivered {attempt} times without finishing.")
         result, over = _decode(job_id, index, settings)
     except JobDeleted:
-        _log_deleted()
+        log_deleted()
         clean(job_id, settings)
         return
     except VerbatimError as exc:
@@ -322,7 +322,7 @@ def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None)
     transcript = assemble(segments, _detection(plan["detection"]), heard, job.options,
                           settings, float(plan["seconds"]))
     if error is not None:
-        _failed(job_id, error, store, settings, transcript)
+        failed(job_id, error, store, settings, transcript)
         clean(job_id, settings)
         return
     for segment in transcript.segments:
@@ -341,7 +341,7 @@ def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None)
 
 
 def _fail(job_id: str, error: VerbatimError, settings: Settings) -> None:
-    _failed(job_id, error, job_store(), settings)
+    failed(job_id, error, job_store(), settings)
     clean(job_id, settings)
 
 

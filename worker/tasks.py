@@ -4,75 +4,39 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import lru_cache
 from pathlib import Path
 
-import redis
 from celery import Task, signals
 from celery.exceptions import Reject
 from celery.worker.request import Request
 
 from shared.config import Settings, get_settings
-from shared.errors import QuotaExceeded, TooManyAttempts, TranscriptionError, VerbatimError
+from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
 from shared.logs import add_fields, bind
 from shared.media.storage import remove_upload
 from shared.queue import GENERATION_TASK_HEADER, REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
-from shared.schemas import Job, JobStatus, Segment, Transcript
-from shared.state.allowance import WHOLE, AudioAllowance
-from shared.state.job_events import JobEvents
+from shared.schemas import Job, JobStatus, Segment
 from shared.state.jobs import JobStore, utcnow
-from shared.state.requeue import STALE, Deliveries
+from shared.state.requeue import STALE
 from worker import heartbeat, metrics
 from worker.celery_app import app
+from worker.job_state import (
+    REDIS_DOWN,
+    JobDeleted,
+    charged,
+    deliveries,
+    failed,
+    job_events,
+    job_store,
+    log_deleted,
+)
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
-from worker.transcriber import DecodedCallback, PartlyDone
+from worker.spread import dispatch, splits
+from worker.transcriber import PartlyDone
 from worker.transcriber import transcribe as run_whisper
 
 log = logging.getLogger(__name__)
-
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-
-
-class JobDeleted(Exception):
-    """The job was deleted while it ran; its result is dropped."""
-
-
-@lru_cache
-def job_store() -> JobStore:
-    settings = get_settings()
-    return JobStore.from_url(settings.redis_url, retry_seconds=settings.redis_retry_seconds)
-
-
-@lru_cache
-def deliveries() -> Deliveries:
-    return Deliveries(job_store())
-
-
-@lru_cache
-def job_events() -> JobEvents:
-    """Where the job's events go as it runs (`GET /v1/jobs/{id}/events` relays them)."""
-    return JobEvents.on(job_store().redis, get_settings())
-
-
-@lru_cache
-def allowance() -> AudioAllowance:
-    return AudioAllowance(job_store().redis)
-
-
-def charged(job_id: str, part: str = WHOLE) -> DecodedCallback:
-    """What charges the job's key for each decoded block; it answers `QuotaExceeded` once
-    the key's day is spent (`shared/state/allowance.py`)."""
-
-    def on_decoded(seconds: float) -> VerbatimError | None:
-        try:
-            allowance().charge(job_id, seconds, part)
-        except QuotaExceeded as exc:
-            return exc
-        return None
-
-    return on_decoded
-
 
 @app.task(
     name=TRANSCRIBE_TASK,
@@ -139,37 +103,22 @@ def _deliver(job_id: str, generation: int) -> None:
         _run(job, upload, store, settings, attempts)
         completed = True
     except JobDeleted:
-        _log_deleted()
+        log_deleted()
     except PartlyDone as exc:  # the key's daily audio ran out: what was decoded is kept
-        _failed(job_id, exc.error, store, settings, exc.transcript)
+        failed(job_id, exc.error, store, settings, exc.transcript)
     except VerbatimError as exc:
-        _failed(job_id, exc, store, settings)
+        failed(job_id, exc, store, settings)
     except (*REDIS_DOWN, Stopped):
         raise  # not the job's fault: it is kept, with its upload, for another delivery
     except Exception:
         log.exception("unexpected error in the worker")
-        _failed(job_id, TranscriptionError("Transcription failed inside the worker."), store,
+        failed(job_id, TranscriptionError("Transcription failed inside the worker."), store,
                  settings)
     # A completed job created with `keep_audio` keeps its upload for the page's player; the
     # job's deletion or the upload sweep after its expiry removes it.
     kept = completed and store.kept_upload(job_id) is not None
     if settings.delete_upload_when_done and not kept:
         remove_upload(upload)
-
-
-def _failed(job_id: str, error: VerbatimError, store: JobStore, settings: Settings,
-            transcript: Transcript | None = None) -> None:
-    if not store.fail(job_id, error, settings.result_ttl_seconds, transcript):
-        _log_deleted()
-        return
-    job_events().failed(job_id, error)
-    metrics.job_failed(error.code)
-    heartbeat.job_done()
-    log.warning("job failed: %s", error.message, extra={"event": "failed", "code": error.code})
-
-
-def _log_deleted() -> None:
-    log.info("job deleted while running; result dropped", extra={"event": "deleted"})
 
 
 def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: int) -> None:
@@ -184,9 +133,6 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: i
     events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})
     model = get_model(settings)
-    # Imported here: the window task's module builds on this one's store and events.
-    from worker.spread import dispatch, splits
-
     if splits(job, settings):  # the windows complete the job, the last one to finish
         dispatch(job, upload, model, settings, attempt)
         return

@@ -20,7 +20,7 @@ from celery import Task, signals
 from shared.config import get_settings
 from shared.queue import TRANSCRIBE_TASK, WINDOW_TASK
 from shared.state.webhooks import Events
-from worker.tasks import job_store
+from worker.job_state import job_store
 
 log = logging.getLogger(__name__)
 
