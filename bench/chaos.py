@@ -17,11 +17,15 @@ back). Then it waits for every job to end and every event to arrive, and prints:
     events: delivered, lost (an ended job's event never answered 2xx), duplicated (a job with
     two events), and re-sent (an event delivered again after a kill, under its one id).
 
-0 lost, 0 stuck and 0 webhook events lost or duplicated is the bar. Traffic goes to loopback
-only.
+Then, on a stack of its own, live sessions while live workers are SIGKILLed
+(`bench/chaos_live.py`, `--live-sessions`; 0 skips them): every session ends and frees its
+slots.
 
-    .venv/bin/python bench/chaos.py                  # 200 jobs
-    .venv/bin/python bench/chaos.py --jobs 60 --seed 7
+0 lost, 0 stuck, 0 webhook events lost or duplicated and 0 slot leaks is the bar. Traffic goes
+to loopback only.
+
+    .venv/bin/python bench/chaos.py                  # 200 jobs, then 20 live sessions
+    .venv/bin/python bench/chaos.py --jobs 60 --seed 7 --live-sessions 0
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import chaos_live
 import httpx
 from stack import ROOT, Worker, start_api, wait_ready
 
@@ -144,10 +149,17 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, nargs=2, default=(6.0, 14.0),
                         metavar=("MIN", "MAX"), help="seconds between whole-worker kills")
     parser.add_argument("--kills", type=int, default=30, help="whole-worker kills at most")
+    parser.add_argument("--live-sessions", type=int, default=20,
+                        help="live sessions under live worker kills afterwards (0: none)")
     args = parser.parse_args()
     random.seed(args.seed)
     with tempfile.TemporaryDirectory(prefix="verbatim-chaos-") as tmp:
         run(Path(tmp), args)
+    if args.live_sessions:
+        live = argparse.Namespace(sessions=args.live_sessions, seed=args.seed,
+                                  kill_every=chaos_live.KILL_EVERY)
+        with tempfile.TemporaryDirectory(prefix="verbatim-chaos-live-") as tmp:
+            chaos_live.run(Path(tmp), live)
 
 
 def run(tmp: Path, args: argparse.Namespace) -> None:

@@ -100,12 +100,15 @@ class Outcomes:
     refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+# Seconds between live worker kills, at random in this range.
+KILL_EVERY = (8.0, 20.0)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--kill-every", type=float, nargs=2, default=(8.0, 20.0),
+    parser.add_argument("--kill-every", type=float, nargs=2, default=KILL_EVERY,
                         metavar=("MIN", "MAX"), help="seconds between live worker kills")
     args = parser.parse_args()
     random.seed(args.seed)
