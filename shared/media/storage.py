@@ -23,8 +23,8 @@ MEDIA_SUFFIXES = frozenset({
     ".3g2", ".3gp", ".aac", ".ac3", ".aif", ".aifc", ".aiff", ".amr", ".ape", ".asf", ".au",
     ".avi", ".caf", ".dts", ".eac3", ".f4v", ".flac", ".flv", ".m2ts", ".m4a", ".m4b", ".m4v",
     ".mka", ".mkv", ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mts", ".oga", ".ogg",
-    ".ogv", ".opus", ".spx", ".ts", ".tta", ".w64", ".wav", ".wave", ".webm", ".wma", ".wmv",
-    ".wv",
+    ".ogv", ".opus", ".spx", ".ts", ".tta", ".w64", ".wav", ".wave", ".weba", ".webm", ".wma",
+    ".wmv", ".wv",
 })
 PARTIAL_PREFIX = "partial-"
 # A finished upload, or an unfinished one: the job id, then a sane extension or none.

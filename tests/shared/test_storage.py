@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.media.storage import clean_filename, parse_upload_name
+from cli.batch import MEDIA_EXTENSIONS
+from shared.media.storage import MEDIA_SUFFIXES, clean_filename, parse_upload_name
 
 JOB = "0123456789abcdef0123456789abcdef"
 
@@ -50,3 +51,7 @@ def test_only_names_given_to_uploads_are_recognised(
     name: str, parsed: tuple[str, bool] | None
 ) -> None:
     assert parse_upload_name(name) == parsed
+
+
+def test_every_kind_the_cli_lists_keeps_its_extension_when_stored() -> None:
+    assert {f".{extension}" for extension in MEDIA_EXTENSIONS} <= MEDIA_SUFFIXES
