@@ -15,6 +15,7 @@ from support import DATA, spawn, start_api, wait_for_job, wait_until
 from cli.serve import io_worker_command
 from shared.config import Settings
 from shared.localredis import free_port
+from shared.outbound import REFUSED
 from shared.schemas import JobOptions, Transcript
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.webhooks import Events
@@ -69,4 +70,4 @@ def test_a_webhook_is_refused_when_delivered(stack: tuple[str, str]) -> None:
     state = store.get(job_id).webhook
     assert state.attempts == 1
     assert state.delivered_at is None
-    assert "loopback" in state.last_error
+    assert REFUSED in state.last_error
