@@ -93,10 +93,11 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture
 def io_workers(stack: Stack) -> Iterator[Stack]:
-    """The stack; the I/O workers a test starts are stopped after it."""
+    """The stack; the I/O workers a test starts are stopped after it (killed after 3 s: a warm
+    stop would wait for the 40 s downloads some tests leave running, of jobs they deleted)."""
     yield stack
     while stack.io:
-        stack.io.pop().stop()
+        stack.io.pop().stop(timeout=3)
 
 
 REQUESTED: list[str] = []  # the media server's requests, as they begin
