@@ -396,5 +396,5 @@ class LiveRelay:
     async def _close(websocket: WebSocket) -> None:
         try:
             await websocket.close()
-        except RuntimeError:
+        except (RuntimeError, WebSocketDisconnect):
             pass  # already closed by the client

@@ -93,6 +93,22 @@ def test_a_recording_streamed_at_real_time_is_captioned_as_it_is_spoken(
     assert wer(reference, " ".join(cue.content for cue in cues)) <= 0.15
 
 
+def test_a_client_that_closes_right_after_done_leaves_no_error_in_the_log(
+    api_process: tuple[Process, str], live_worker: Process
+) -> None:
+    """A client may close its socket the moment `done` arrives, before the API closes it:
+    that is an ordinary end, not an exception."""
+    api, url = api_process
+    before = len(api.output())
+    for _ in range(3):
+        with started_session(ws_url(url)) as (ws, _):
+            ws.send(pcm16(DATA / "jfk.flac")[:32000])
+            stop(ws)
+            assert events_until_end(ws)[-1][1]["type"] == "done"
+    time.sleep(1)  # the API's side of the last close
+    assert "Exception in ASGI application" not in api.output()[before:]
+
+
 def test_no_free_worker_is_said_at_once_and_a_client_that_leaves_frees_its_slot(
     api_url: str, live_worker: Process, client: httpx.Client, long_recording: Path
 ) -> None:
