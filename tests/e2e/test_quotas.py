@@ -8,6 +8,7 @@ decoded until then, and a key whose day is spent is refused at creation on every
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def test_a_live_session_ends_with_quota_exceeded_keeping_its_finals(
         job = wait_for_job(http, started["job_id"])
         assert job["status"] == "completed", job
         transcript = kept_transcript(http, job["id"])
-        assert "ask not" in transcript["text"].lower()
+        # The words heard before the day ran out ("ask" or "asked": live decoding varies).
+        assert re.search(r"\bask(ed)? not\b", transcript["text"].lower()), transcript["text"]
         assert transcript["duration"] < 15
     with open_session(ws_url(api, token)) as (_, second):  # the day is spent
         assert (second["type"], second.get("code")) == ("error", "quota_exceeded"), second
