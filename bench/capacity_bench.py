@@ -95,8 +95,8 @@ class Run:
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> Run:
-    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
-               "--timeout", "10s"]
+    command = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d",
+               f"{seconds}s", "--latency", "--timeout", "10s"]
     if script is not None:
         command += ["-s", str(script)]
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
@@ -220,11 +220,14 @@ def lifecycle_phase(stack: Stack, script: Path, levels: list[int], seconds: int,
               f"{backlog / took:.0f} jobs/s")
         for connections in levels:
             seen, before = completed_ids(stack.client), meter.read()
+            worker_cpu, api_cpu = tree_cpu(worker.pid), tree_cpu(stack.api.pid)
             run = wrk(f"{stack.url}/v1/jobs", seconds, connections, script)
             accepted = run.requests - run.bad
             tail = drain(stack.client, worker, len(seen) + accepted,
                          timeout=120 + accepted / 20)
             after = meter.read()
+            worker_cpu = tree_cpu(worker.pid) - worker_cpu
+            api_cpu = tree_cpu(stack.api.pid) - api_cpu
             finished = completed_ids(stack.client) - seen
             waits = sorted(queue_latencies(stack.client, finished))
             per = max(len(finished), 1)
@@ -236,7 +239,9 @@ def lifecycle_phase(stack: Stack, script: Path, levels: list[int], seconds: int,
                   f"{(after['commands'] - before['commands']) / per:5.1f} commands, "
                   f"{(after['net'] - before['net']) / per / 1024:5.1f} KiB, "
                   f"{1e6 * (after['cpu'] - before['cpu']) / per:4.0f} us CPU, "
-                  f"{(after['memory'] - before['memory']) / per / 1024:4.1f} KiB kept")
+                  f"{(after['memory'] - before['memory']) / per / 1024:4.1f} KiB kept; "
+                  f"CPU: API {1e3 * api_cpu / per:4.1f} ms, "
+                  f"worker {1e3 * worker_cpu / per:4.1f} ms")
     finally:
         stop_process(worker, 30)
 
@@ -245,14 +250,15 @@ def status_phase(stack: Stack, levels: list[int], seconds: int) -> None:
     print("3. status: GET /v1/jobs/{id} of a completed job")
     job_id = next(iter(completed_ids(stack.client))).decode()
     for connections in levels:
-        before = RedisMeter(stack.client).read()
+        before, api_cpu = RedisMeter(stack.client).read(), tree_cpu(stack.api.pid)
         run = wrk(f"{stack.url}/v1/jobs/{job_id}", seconds, connections)
-        after = RedisMeter(stack.client).read()
+        after, api_cpu = RedisMeter(stack.client).read(), tree_cpu(stack.api.pid) - api_cpu
         if run.bad:
             raise SystemExit(f"status reads answered other than 200: {run.bad}")
         redis_us = 1e6 * (after["cpu"] - before["cpu"]) / max(run.requests, 1)
         print(f"  c={connections:<3} {run.rps:7.0f} reads/s  p50 {run.p50_ms:6.1f} ms  "
-              f"p99 {run.p99_ms:6.1f} ms  Redis CPU {redis_us:3.0f} us/read")
+              f"p99 {run.p99_ms:6.1f} ms  per read: API CPU {1e6 * api_cpu / run.requests:4.0f}"
+              f" us, Redis CPU {redis_us:3.0f} us")
 
 
 def main() -> None:
