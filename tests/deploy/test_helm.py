@@ -212,6 +212,33 @@ def test_scaled_object_sums_every_list_and_held_jobs(
         assert keys == [*lists, RECEIVED_KEY, JobStore.index_key(JobStatus.processing)]
 
 
+def test_a_group_with_models_counts_and_consumes_its_own_queues(helm: Path, tmp_path: Path
+                                                                ) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump({"workers": {"groups": [
+        {"name": "big", "models": ["large-v3", "distil"], "queues": ["verbatim.large-v3"]},
+        {"name": "cpu", "gpus": 0, "tolerations": [], "autoscaling": {"countHeld": False}},
+    ]}}))
+    manifests = render(helm, path)
+    crds = crd_validators()
+    assert [p for m in manifests for p in problems(m, crds)] == []
+    big = of_kind(manifests, "Deployment")["rel-verbatim-worker-big"]
+    (container,) = big["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[command.index("--queues") + 1] == "verbatim.large-v3"
+    assert container_env(big)["VERBATIM_WORKER_MODELS"] == "large-v3,distil"
+    triggers = of_kind(manifests, "ScaledObject")["rel-verbatim-worker-big"]["spec"]["triggers"]
+    assert [t["metadata"]["listName"] for t in triggers][:2] == [
+        "verbatim.large-v3", f"verbatim.large-v3{Channel.sep}1"]
+    assert triggers[1]["name"] == "q_verbatim_large_v3_p1"
+    assert len(triggers) == len(PRIORITY_STEPS) + 2
+    cpu = of_kind(manifests, "Deployment")["rel-verbatim-worker-cpu"]["spec"]["template"]["spec"]
+    assert "tolerations" not in cpu
+    assert "nvidia.com/gpu" not in cpu["containers"][0]["resources"].get("limits", {})
+    cpu_scaled = of_kind(manifests, "ScaledObject")["rel-verbatim-worker-cpu"]["spec"]
+    assert len(cpu_scaled["triggers"]) == len(PRIORITY_STEPS)  # no held keys
+
+
 @pytest.mark.parametrize(("values", "message"), [
     ({"workers": {"groups": [{"name": "big", "models": ["large-v3"]}]}},
      "a group with models must list its queues"),
