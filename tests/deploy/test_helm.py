@@ -7,6 +7,7 @@ keys against the lists a real Celery worker consumes."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -203,7 +204,9 @@ def test_scaled_object_sums_every_list_and_held_jobs(
     for item in scaled.values():
         triggers = item["spec"]["triggers"]
         modifiers = item["spec"]["advanced"]["scalingModifiers"]
+        # KEDA compiles the formula with expr-lang over the trigger names: identifiers.
         assert modifiers["formula"].split(" + ") == [t["name"] for t in triggers]
+        assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t["name"]) for t in triggers)
         assert (modifiers["target"], modifiers["metricType"]) == ("1", "AverageValue")
         assert {t["type"] for t in triggers} == {"redis-sentinel"}
         assert all(t["authenticationRef"]["name"] == "rel-verbatim-redis" for t in triggers)
@@ -247,6 +250,13 @@ def test_a_group_with_models_counts_and_consumes_its_own_queues(helm: Path, tmp_
     ({"storage": {"type": "s3", "s3": {"bucket": "b"}}}, "storage.s3.accessKeyId is required"),
     ({"secrets": {"webhookSecret": "hunter2"}}, "must be a whsec_ secret"),
     ({"redis": {"bundled": False}}, "redis.external.url is required"),
+    ({"workers": {"groups": [{"name": "g", "autoscaling": {"jobsPerWorker": 0}}]}},
+     "jobsPerWorker must be 1 or more"),
+    ({"workers": {"groups": [{"name": "g", "autoscaling": {"minReplicas": 5}}]}},
+     "need 1 <= minReplicas <= maxReplicas"),
+    ({"workers": {"groups": [{"name": "g", "autoscaling": {"minReplicas": 0}}]}},
+     "need 1 <= minReplicas <= maxReplicas (scaleToZero for none)"),
+    ({"workers": {"shutdownMarginSeconds": 0}}, "workers.shutdownMarginSeconds 10 or more"),
     ({"redis": {"bundled": False, "external": {"url": "redis://r:6379/0"}}},
      "redis.external.address (host:port, for KEDA) is required"),
 ])

@@ -14,6 +14,12 @@ set (ZCARD) as it counts a list, so they join the sum and a busy worker never lo
 {{- $root := .root }}
 {{- $scaling := .group.autoscaling }}
 {{- $redis := $root.Values.redis }}
+{{- if lt (int $scaling.jobsPerWorker) 1 }}
+{{- fail (printf "workers.groups[%s].autoscaling.jobsPerWorker must be 1 or more" .group.name) }}
+{{- end }}
+{{- if or (lt (int $scaling.minReplicas) 1) (lt (int $scaling.maxReplicas) (int $scaling.minReplicas)) }}
+{{- fail (printf "workers.groups[%s].autoscaling: need 1 <= minReplicas <= maxReplicas (scaleToZero for none)" .group.name) }}
+{{- end }}
 {{- $perWorker := $scaling.jobsPerWorker | toString }}
 {{- $names := list }}
 {{- $triggers := list }}
