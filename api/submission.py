@@ -104,7 +104,7 @@ def _record(
 ) -> tuple[Job, int, float]:
     """Probe, record the job, give the upload its name, publish its first event and enqueue it,
     in one trip to a worker thread: each trip costs the event loop a hand-off to a thread and
-    back, which took a third of the API's CPU per job as separate trips (bench/README.md)."""
+    back, a large share of the API's CPU per job as separate trips (bench/README.md)."""
     duration = probe_duration(upload.path)
     if duration > settings.max_audio_seconds:
         raise DurationExceeded(

@@ -1,7 +1,8 @@
 """How far the control plane goes: API processes, one Redis and Celery, without the model.
 
     .venv/bin/python bench/capacity_bench.py [--api-processes 2] [--seconds 5]
-        [--levels 1,4,16,64] [--decode-seconds 0.2] [--worker-threads 32] [--smoke]
+        [--levels 1,4,16,64] [--upload wav|flac] [--decode-seconds 0.2] [--worker-threads 32]
+        [--smoke]
 
 A private redis-server, `--api-processes` uvicorn processes on one port, and wrk (Debian package
 `wrk`) as the client. The worker is the real Celery worker with its decoding step replaced by a
@@ -9,7 +10,7 @@ fixed wait (bench/fixed_wait_worker.py): the figures are the queue's and the sto
 model's. Three phases, each at rising client concurrency (`--levels`, wrk connections) until
 the rate stops rising:
 
-1. accept: short uploads (1 s WAV, 32 KB) to `POST /v1/jobs` with no worker running: jobs
+1. accept: short uploads (1 s of audio as WAV or FLAC) to `POST /v1/jobs` with no worker: jobs
    accepted per second, latency, and the CPU the API and Redis spent per job;
 2. lifecycle: the same with the worker running: per job over its whole life (creation, queue,
    receipt, start, progress, events, completion), Redis commands, bytes in and out, CPU and
