@@ -29,7 +29,10 @@ from shared.schemas import JobOptions, JobStatus
 from shared.state.jobs import RECEIVED_KEY, JobStore
 from shared.state.requeue import Deliveries
 
+from .files import ROOT, nginx_directives, nginx_seconds, nginx_size, nginx_values
 from .helm import CHART, crd_validators, helm_binary, render, render_error
+
+NGINX_CONF = ROOT / "nginx.conf"
 
 EXAMPLES = CHART.parent / "examples"
 KUBERNETES_VERSION = "1.37.0"
@@ -159,6 +162,34 @@ def container_env(deployment: dict[str, Any], secret: dict[str, Any] | None = No
             if ref["key"] in secret["stringData"] or not ref.get("optional"):
                 env[entry["name"]] = secret["stringData"][ref["key"]]
     return env
+
+
+def test_ingress_keeps_nginx_confs_limits(default_manifests: list[dict[str, Any]]) -> None:
+    """The Ingress's body size, timeouts and buffering are nginx.conf's, and its body size is
+    the API's own upload limit."""
+    nginx = NGINX_CONF.read_text()
+    ingresses = of_kind(default_manifests, "Ingress")
+    api = ingresses["rel-verbatim-api"]["metadata"]["annotations"]
+    streams = ingresses["rel-verbatim-streams"]["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    [[size]] = nginx_values(nginx, "client_max_body_size")
+    env = container_env(of_kind(default_manifests, "Deployment")["rel-verbatim-api"])
+    for notes in (api, streams):
+        assert nginx_size(notes[prefix + "proxy-body-size"]) == nginx_size(size)
+        assert notes[prefix + "proxy-request-buffering"] == "off"
+    assert nginx_size(size) == int(env["VERBATIM_MAX_UPLOAD_BYTES"])
+    [server_read] = [d.args[0] for d in nginx_directives(nginx)
+                     if d.name == "proxy_read_timeout" and d.context[-1] == "server"]
+    assert float(api[prefix + "proxy-read-timeout"]) == nginx_seconds(server_read)
+    assert float(api[prefix + "proxy-read-timeout"]) > float(env["VERBATIM_OPENAI_WAIT_SECONDS"])
+    stream_reads = {nginx_seconds(d.args[0]) for d in nginx_directives(nginx)
+                    if d.name == "proxy_read_timeout" and d.context[-1] == "location"}
+    assert stream_reads == {float(streams[prefix + "proxy-read-timeout"])}
+    assert streams[prefix + "proxy-buffering"] == "off"
+    paths = {p["path"] for rule in ingresses["rel-verbatim-streams"]["spec"]["rules"]
+             for p in rule["http"]["paths"]}
+    assert any(re.fullmatch(path, "/v1/jobs/0123abc/events") for path in paths)
+    assert "/v1/live" in paths
 
 
 def test_processes_accept_their_settings(
