@@ -19,7 +19,7 @@ from shared.config import Settings
 from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
 from shared.logs import add_fields, bound_fields
 from shared.media.probe import probe_duration
-from shared.media.storage import upload_path
+from shared.media.storage import media_store
 from shared.queue import enqueue_transcription
 from shared.schemas import Job, JobOptions, JobStatus
 from shared.state.job_events import JobEvents
@@ -45,8 +45,9 @@ async def receive_job_upload(
     key is within its rate and active-job limits."""
     await admit(request, store, key)
     job_id = new_job_id()
+    media = media_store(settings)
     upload = await receive_upload(
-        request, lambda name: upload_path(settings.upload_dir, job_id, name),
+        request, lambda name: media.receive(media.upload_location(job_id, name)),
         settings.max_upload_bytes,
     )
     return job_id, upload
@@ -62,7 +63,7 @@ async def admit(request: Request, store: JobStore, key: ApiKey | None) -> None:
 
 @contextmanager
 def discarded_on_error(upload: Upload) -> Iterator[None]:
-    """Remove the upload when the block raises: a refused upload never stays on disk."""
+    """Remove the upload when the block raises: a refused upload is never kept."""
     try:
         yield
     except BaseException:
@@ -82,7 +83,7 @@ async def submit(
     with discarded_on_error(upload):
         if options is None:
             options = parse_options(upload.fields)
-        duration = await run_sync(probe_duration, upload.path)
+        duration = await run_sync(probe_duration, upload.file.source)
         if duration > settings.max_audio_seconds:
             raise DurationExceeded(
                 f"The recording lasts {duration:.0f} s; the limit is "
@@ -90,7 +91,7 @@ async def submit(
             )
         owner = key.id if key else None
         job, priority = await run_sync(
-            store.create, job_id, upload.filename, options, duration, upload.file.final,
+            store.create, job_id, upload.filename, options, duration, upload.file.location,
             owner, key.limits if key else None, extra, keep_upload=settings.keep_audio,
         )
         await run_sync(upload.file.commit)  # now the file has its job, and its job's name

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from celery import Task, signals
 from celery.exceptions import Reject
 from celery.worker.request import Request
 
 from shared.config import Settings, get_settings
-from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
+from shared.errors import StorageUnavailable, TooManyAttempts, TranscriptionError, VerbatimError
 from shared.logs import add_fields, bind
-from shared.media.storage import remove_upload
+from shared.media.opening import MediaSource
+from shared.media.storage import media_store
 from shared.queue import GENERATION_TASK_HEADER, REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
 from shared.schemas import Job, JobStatus, Segment
 from shared.state.jobs import JobStore, utcnow
@@ -58,6 +58,12 @@ def transcribe(self: Task, job_id: str) -> None:
             log.error("Redis unreachable; the job goes back on the queue",
                       extra={"event": "requeued"})
             raise Reject(exc, requeue=True) from exc
+        except StorageUnavailable as exc:
+            # The media store is down: not the job's fault, so it goes back on the queue
+            # (each delivery counts against `max_attempts`, so it cannot loop for ever).
+            log.error("media store unreachable; the job goes back on the queue",
+                      extra={"event": "requeued"})
+            raise Reject(exc, requeue=True) from exc
         except Stopped as exc:  # a `threads` pool out of shutdown grace (`worker/pool.py`)
             log.warning("worker stopping; the job goes back on the queue",
                         extra={"event": "requeued"})
@@ -100,7 +106,7 @@ def _deliver(job_id: str, generation: int) -> None:
     try:
         if attempts > settings.max_attempts:
             raise TooManyAttempts(f"The job was delivered {attempts} times without finishing.")
-        _run(job, upload, store, settings, attempts)
+        _run(job, media_store(settings).source(upload), store, settings, attempts)
         completed = True
     except JobDeleted:
         log_deleted()
@@ -108,7 +114,7 @@ def _deliver(job_id: str, generation: int) -> None:
         failed(job_id, exc.error, store, settings, exc.transcript)
     except VerbatimError as exc:
         failed(job_id, exc, store, settings)
-    except (*REDIS_DOWN, Stopped):
+    except (*REDIS_DOWN, Stopped, StorageUnavailable):
         raise  # not the job's fault: it is kept, with its upload, for another delivery
     except Exception:
         log.exception("unexpected error in the worker")
@@ -118,10 +124,10 @@ def _deliver(job_id: str, generation: int) -> None:
     # job's deletion or the upload sweep after its expiry removes it.
     kept = completed and store.kept_upload(job_id) is not None
     if settings.delete_upload_when_done and not kept:
-        remove_upload(upload)
+        media_store(settings).remove(upload)
 
 
-def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: int) -> None:
+def _run(job: Job, upload: MediaSource, store: JobStore, settings: Settings, attempt: int) -> None:
     began = utcnow()
     processing = {"status": JobStatus.processing, "started_at": began, "progress": 0.0}
     # `worker` names this process, so that its job is requeued if the whole worker dies.
