@@ -44,7 +44,12 @@ from celery.worker.request import Request
 from faster_whisper import WhisperModel
 
 from shared.config import Settings, get_settings
-from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
+from shared.errors import (
+    StorageUnavailable,
+    TooManyAttempts,
+    TranscriptionError,
+    VerbatimError,
+)
 from shared.logs import bind
 from shared.media.opening import MediaSource
 from shared.media.storage import media_store, window_prefix
@@ -64,6 +69,7 @@ from worker.job_state import (
     job_events,
     job_store,
     log_deleted,
+    wait_for_store,
 )
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
@@ -208,7 +214,9 @@ def transcribe_window_task(self: Task, job_id: str, plan: int, index: int) -> No
     with bind(job_id=job_id, window=index), metrics.in_flight():
         try:
             _window(self, job_id, plan, index)
-        except (*REDIS_DOWN, Stopped) as exc:  # as `transcribe`: back on the queue
+        except (*REDIS_DOWN, Stopped, StorageUnavailable) as exc:  # as `transcribe`: requeued
+            if isinstance(exc, StorageUnavailable):
+                wait_for_store()
             raise Reject(exc, requeue=True) from exc
 
 
@@ -247,14 +255,15 @@ def _window(task: Task, job_id: str, plan: int, index: int) -> None:
         log_deleted()
         clean(job_id, settings)
         return
+    except (Stopped, StorageUnavailable) as exc:
+        log.warning("%s; the window goes back on the queue",
+                    "media store unreachable" if isinstance(exc, StorageUnavailable)
+                    else "worker stopping", extra={"event": "requeued"})
+        spreads().stop_running(job_id, index)
+        raise
     except VerbatimError as exc:
         _fail(job_id, exc, settings)
         return
-    except Stopped:
-        log.warning("worker stopping; the window goes back on the queue",
-                    extra={"event": "requeued"})
-        spreads().stop_running(job_id, index)
-        raise
     except REDIS_DOWN:
         raise
     except Exception as exc:
@@ -345,7 +354,10 @@ def _fail(job_id: str, error: VerbatimError, settings: Settings) -> None:
 def clean(job_id: str, settings: Settings) -> None:
     """Remove the job's window files and plan."""
     spreads().remove(job_id)
-    media_store(settings).remove_prefix(window_prefix(job_id))
+    try:
+        media_store(settings).remove_prefix(window_prefix(job_id))
+    except StorageUnavailable as exc:  # the sweep removes them once the job record is gone
+        log.warning("windows left for the sweep: %s", exc.message)
 
 
 def _window_key(job_id: str, index: int) -> str:

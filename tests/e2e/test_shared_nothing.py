@@ -6,7 +6,9 @@ gives `storage_unavailable` and creates no job."""
 from __future__ import annotations
 
 import itertools
+import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,11 @@ from support import (
 )
 
 from cli.serve import api_command, io_worker_command
+from shared.config import Settings
 from shared.localredis import LocalRedis, free_port
+from shared.media.storage import media_store
+from shared.media.storage.s3 import S3Store
+from shared.media.sweep import sweep_objects
 
 SHORT = DATA / "LJ001-0001.flac"
 ENV = {
@@ -174,6 +180,56 @@ def test_the_store_down_refuses_uploads_cleanly_and_they_work_once_it_is_back(
     job = wait_for_job(hosts.http, submit(hosts.http, SHORT)["id"])
     assert job["status"] == "completed", job
     assert hosts.http.get("/readyz").json()["storage"] == "s3"
+
+
+def test_the_store_stopped_mid_upload_refuses_it_and_leaves_nothing_after_a_sweep(
+    hosts: Hosts,
+) -> None:
+    before = set(hosts.store.keys("uploads/"))
+    jobs = hosts.http.get("/v1/jobs").json()["jobs"]
+    boundary = "verbatimboundary"
+
+    def body() -> Iterator[bytes]:
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+               'filename="big.wav"\r\n\r\n').encode()
+        for _ in range(10):  # 10 MiB: one 8 MiB part is sent before the store stops
+            yield os.urandom(1 << 20)
+        hosts.store.stop()
+        yield os.urandom(1 << 20)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        refused = hosts.http.post(
+            "/v1/jobs", content=body(),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "storage_unavailable"
+    finally:
+        hosts.store.start()
+    assert hosts.http.get("/v1/jobs").json()["jobs"] == jobs, "no job was created"
+    media = media_store(Settings.model_validate(
+        {k.removeprefix("VERBATIM_").lower(): v for k, v in hosts.store.env().items()}))
+    assert isinstance(media, S3Store)
+    sweep_objects(media, hosts.redis, grace_seconds=0)
+    assert set(hosts.store.keys("uploads/")) <= before
+    assert list(media.unfinished("uploads/")) == []
+
+
+def test_the_store_stopped_mid_job_delays_it_without_losing_it(
+    hosts: Hosts, recording: Path
+) -> None:
+    job_id = submit(hosts.http, recording)["id"]
+    deadline = time.monotonic() + 60
+    while hosts.http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    hosts.store.stop()
+    hosts.store.start()
+    job = wait_for_job(hosts.http, job_id)
+    assert job["status"] == "completed", job
+    assert "ask not what your country" in hosts.http.get(
+        f"/v1/jobs/{job_id}/transcript.txt").text.lower()
+    assert hosts.store.keys(f"windows/{job_id}/") == []
 
 
 @pytest.mark.parametrize(
