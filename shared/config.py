@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.integration_settings import IntegrationSettings
+from shared.redis_connect import check_url
 
 GiB = 1024**3
 
@@ -31,7 +32,10 @@ class Settings(IntegrationSettings, BaseSettings):
     made with `verbatim keys create`); `off`: anyone who reaches the port may use the API."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis holding the job records, transcripts and the Celery queue."""
+    """Redis holding the job records, transcripts and the Celery queue: `redis://`,
+    `rediss://`, `unix://`, or Redis Sentinels and the name of the primary they watch,
+    `sentinel://[:password@]host:port[,host:port...]/master_name[/db]` (Redis Cluster is not
+    supported)."""
 
     data_dir: Path = Path("./data")
     """Directory for uploads (`uploads/`) and the assembled offline model (`models/`).
@@ -299,6 +303,11 @@ class Settings(IntegrationSettings, BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_url(value)
 
     @field_validator("s3_endpoint_url")
     @classmethod

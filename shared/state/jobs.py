@@ -37,6 +37,7 @@ from redis.retry import Retry
 
 from shared.errors import JobNotFound, QuotaExceeded, TooManyActiveJobs, VerbatimError
 from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
+from shared.redis_connect import async_client, sync_client
 from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
 from shared.state.keys import ApiKey, KeyFinder, KeyLimits
 from shared.state.records import json_object
@@ -253,10 +254,8 @@ class JobReader:
     def from_url(cls, url: str, max_connections: int = READ_CONNECTIONS) -> JobReader:
         """A reader on `url`; a read waits for one of its connections when all are busy, so a
         burst of requests (hundreds of event streams opening) never opens a connection each."""
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=10, socket_connect_timeout=2,
-            socket_timeout=10, health_check_interval=30)
-        return cls(redis.asyncio.Redis(connection_pool=pool))
+        return cls(async_client(url, max_connections, timeout=10, socket_connect_timeout=2,
+                                socket_timeout=10, health_check_interval=30))
 
     async def get_owned(self, job_id: str) -> tuple[Job, str | None] | None:
         """As `JobStore.get_owned`."""
@@ -294,7 +293,7 @@ class JobStore:
         if retry_seconds is not None:
             backoff = ExponentialBackoff(cap=1.0, base=0.05)
             options["retry"] = Retry(backoff, retries=max(1, math.ceil(retry_seconds)))
-        client = redis.Redis.from_url(
+        client = sync_client(
             url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30,
             **options,
         )

@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.config import Settings
+from shared.redis_connect import SentinelTarget, broker, sentinel_target
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,12 @@ from shared.config import Settings
         ("s3_endpoint_url", "http://store/bucket"), ("s3_endpoint_url", "http://"),
         ("s3_bucket", "Media"), ("s3_bucket", "ab"), ("s3_bucket", "a_b_c"),
         ("s3_bucket", "x" * 64), ("s3_bucket", "-media"),
+        ("redis_url", "127.0.0.1:6379"), ("redis_url", "http://127.0.0.1:6379"),
+        ("redis_url", "sentinel://127.0.0.1:26379"), ("redis_url", "sentinel:///mymaster"),
+        ("redis_url", "sentinel://127.0.0.1/mymaster"),
+        ("redis_url", "sentinel://127.0.0.1:99999/mymaster"),
+        ("redis_url", "sentinel://127.0.0.1:26379/my master"),
+        ("redis_url", "sentinel://127.0.0.1:26379/mymaster/x"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:
@@ -108,3 +115,16 @@ def test_s3_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
 
 def test_local_storage_is_the_default() -> None:
     assert Settings.model_validate({}).storage == "local"
+
+
+def test_a_sentinel_url_names_its_sentinels_primary_and_database() -> None:
+    url = "sentinel://:p%40ss@127.0.0.1:26379,[::1]:26380/mymaster/2"
+    assert Settings.model_validate({"redis_url": url}).redis_url == url
+    target = sentinel_target(url)
+    assert target == SentinelTarget([("127.0.0.1", 26379), ("::1", 26380)], "mymaster", 2,
+                                    "p@ss")
+    broker_url, options = broker(url)
+    assert broker_url == ("sentinel://:p%40ss@127.0.0.1:26379/2;"
+                          "sentinel://:p%40ss@[::1]:26380/2")
+    assert options["master_name"] == "mymaster"
+    assert broker("redis://127.0.0.1:6379/0") == ("redis://127.0.0.1:6379/0", {})
