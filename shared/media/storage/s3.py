@@ -15,7 +15,8 @@ import io
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -70,6 +71,10 @@ class S3Store:
             # whose bucket names are rarely host names; AWS's own default otherwise.
             config=Config(
                 s3={"addressing_style": "path"} if settings.s3_endpoint_url else {},
+                # No checksum of every part computed in Python where the store does not ask
+                # for one: the API's CPU goes to receiving the upload.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
                 connect_timeout=5, read_timeout=60,
                 retries={"mode": "standard", "max_attempts": 3},
             ),
@@ -208,13 +213,17 @@ class S3Store:
 
 class S3Upload:
     """An upload being received as a multipart upload; an object once `finish()`ed (so that
-    the probe can read it), deleted again by `discard()`."""
+    the probe can read it), deleted again by `discard()`. One part is sent while the next one
+    is received: at most two parts are held, and receiving never waits for the store unless
+    the store is the slower of the two."""
 
     def __init__(self, store: S3Store, key: str) -> None:
         self.store, self.location = store, key
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._sending: Future[None] | None = None
         self._stored = False
 
     @property
@@ -224,23 +233,39 @@ class S3Upload:
     def write(self, data: bytes) -> None:
         self._buffer += data
         while len(self._buffer) >= PART_BYTES:
-            part = bytes(self._buffer[:PART_BYTES])
+            with memoryview(self._buffer) as view:
+                part = bytes(view[:PART_BYTES])
             del self._buffer[:PART_BYTES]
-            self._send(part)
+            self._sent()  # the part before this one is in: one part in flight at a time
+            if self._upload_id is None:
+                with store_errors("storing the upload"):
+                    self._upload_id = self.store.client.create_multipart_upload(
+                        Bucket=self.store.bucket, Key=self.location)["UploadId"]
+            self._sending = self._sender.submit(self._send, part)
 
     def finish(self) -> None:
         client, bucket = self.store.client, self.store.bucket
-        with store_errors("storing the upload"):
-            if self._upload_id is None:
-                client.put_object(Bucket=bucket, Key=self.location, Body=bytes(self._buffer))
-            else:
-                if self._buffer or not self._parts:
-                    self._send(bytes(self._buffer))
-                client.complete_multipart_upload(
-                    Bucket=bucket, Key=self.location, UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts})
-            self._stored = True
-        self._buffer = bytearray()
+        try:
+            self._sent()
+            with store_errors("storing the upload"):
+                if self._upload_id is None:
+                    client.put_object(Bucket=bucket, Key=self.location, Body=bytes(self._buffer))
+                else:
+                    if self._buffer or not self._parts:
+                        self._send(bytes(self._buffer))
+                    client.complete_multipart_upload(
+                        Bucket=bucket, Key=self.location, UploadId=self._upload_id,
+                        MultipartUpload={"Parts": self._parts})
+                self._stored = True
+        finally:
+            self._buffer = bytearray()
+            self._sender.shutdown(wait=False)
+
+    def _sent(self) -> None:
+        """Wait for the part in flight; raise its failure."""
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            sending.result()
 
     def commit(self) -> None:
         """Nothing to do: the object has had its job's key since `finish()`."""
@@ -254,6 +279,9 @@ class S3Upload:
 
     def _discard(self) -> None:
         try:
+            with suppress(StorageUnavailable):
+                self._sent()  # abort after the last part, or that part would outlive it
+            self._sender.shutdown(wait=False)
             if self._stored:
                 self.store.remove(self.location)
             elif self._upload_id is not None:
@@ -264,9 +292,6 @@ class S3Upload:
     def _send(self, part: bytes) -> None:
         client, bucket = self.store.client, self.store.bucket
         with store_errors("storing the upload"):
-            if self._upload_id is None:
-                self._upload_id = client.create_multipart_upload(
-                    Bucket=bucket, Key=self.location)["UploadId"]
             number = len(self._parts) + 1
             etag = client.upload_part(Bucket=bucket, Key=self.location, UploadId=self._upload_id,
                                       PartNumber=number, Body=part)["ETag"]
