@@ -2,7 +2,8 @@
 
 Uploads: for each store, one API process (no worker: the upload path alone) on a Redis of its
 own receives a 10 MB and a 500 MB WAV; printed are the time to the 202 and the API's peak
-resident memory during each upload (its count reset just before, Linux `clear_refs`).
+resident memory during each upload (its count reset just before, Linux `clear_refs`), and,
+for scale, the time boto3 takes to put the same files straight into the store.
 
 Spread job: for each store, the API and two workers (one pool process each) transcribe a
 recording of about 64 s spread over 30-second windows; printed is its wall time from the POST
@@ -25,10 +26,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from boto3.s3.transfer import TransferConfig
 from stack import ROOT, Worker, start_api, wait_healthy, wait_ready
 
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' SeaweedFS launcher
-from objectstore import SeaweedStore
+from objectstore import BUCKET, SeaweedStore
 
 from shared.localredis import LocalRedis
 
@@ -101,6 +103,23 @@ def uploads(env: dict[str, str], files: list[Path], work: Path, name: str) -> li
     return lines
 
 
+def store_alone(store: SeaweedStore, files: list[Path]) -> list[str]:
+    """The same files put straight into the store by boto3 (8 MiB parts, one thread): what
+    the store itself takes, with no API in between."""
+    client = store.client()
+    config = TransferConfig(multipart_chunksize=8 * 2**20, max_concurrency=1)
+    lines = []
+    for path in files:
+        started = time.perf_counter()
+        client.upload_file(str(path), BUCKET, f"bench/{path.name}",  # type: ignore[attr-defined]
+                           Config=config)
+        seconds = time.perf_counter() - started
+        megabytes = path.stat().st_size / 1e6
+        lines.append(f"store  alone  {megabytes:5.0f} MB        in {seconds:6.2f} s "
+                     f"({megabytes / seconds:5.0f} MB/s), boto3 straight into SeaweedFS")
+    return lines
+
+
 def spread(env: dict[str, str], recording: Path, work: Path, name: str) -> str:
     env = env | SPREAD
     api, url = start_api(env, work / f"api-spread-{name}.log")
@@ -151,6 +170,7 @@ def main() -> None:
                 for name, env in (("local", base), ("s3", base | store.env())):
                     lines += uploads(env, files, work, name)
                     print(lines[-1], file=sys.stderr)
+                lines += store_alone(store, files)
                 if not args.no_spread:
                     recording = speech_wav(work / "speech.wav")
                     for name, env in (("local", base), ("s3", base | store.env())):
