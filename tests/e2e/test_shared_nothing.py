@@ -23,6 +23,8 @@ from receivers import Receiver, media_server, webhook_receiver
 from support import (
     DATA,
     Process,
+    kill_whole_worker,
+    pool_children,
     spawn,
     start_api,
     start_worker,
@@ -38,6 +40,7 @@ from shared.localredis import LocalRedis, free_port
 from shared.media.storage import media_store
 from shared.media.storage.s3 import S3Store
 from shared.media.sweep import sweep_objects
+from shared.state.spread_plans import plan_key
 
 SHORT = DATA / "LJ001-0001.flac"
 ENV = {
@@ -227,6 +230,30 @@ def test_the_store_stopped_mid_job_delays_it_without_losing_it(
     hosts.store.start()
     job = wait_for_job(hosts.http, job_id)
     assert job["status"] == "completed", job
+    assert "ask not what your country" in hosts.http.get(
+        f"/v1/jobs/{job_id}/transcript.txt").text.lower()
+    assert hosts.store.keys(f"windows/{job_id}/") == []
+
+
+def test_a_host_lost_mid_window_leaves_no_window_behind(hosts: Hosts, recording: Path) -> None:
+    """Last of the jobs here: one of the two workers is killed for good, as a lost host."""
+    job_id = submit(hosts.http, recording)["id"]
+    deadline = time.monotonic() + 120
+    running: dict[bytes, bytes] = {}
+    while not running:
+        assert time.monotonic() < deadline, "no window was seen running"
+        running = hosts.redis.hgetall(f"{plan_key(job_id)}:running")  # type: ignore[assignment]
+        time.sleep(0.02)
+    node = next(iter(running.values())).decode().rpartition("|")[0].rpartition(":")[2]
+    victim = next(w for w in hosts.workers if str(w.popen.pid) == node
+                  or int(node) in pool_children(w.popen.pid))
+    kill_whole_worker(victim)
+    job = wait_for_job(hosts.http, job_id)
+    assert job["status"] == "completed", job
+    survivor = next(w for w in hosts.workers if w is not victim)
+    started = {r["window"] for r in survivor.records()
+               if r.get("job_id") == job_id and r.get("event") == "window_started"}
+    assert started == {0, 1}, "the lost window is decoded again, from the store, elsewhere"
     assert "ask not what your country" in hosts.http.get(
         f"/v1/jobs/{job_id}/transcript.txt").text.lower()
     assert hosts.store.keys(f"windows/{job_id}/") == []
