@@ -10,6 +10,7 @@ through `media_store(settings)`.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -96,12 +97,14 @@ _stores: dict[tuple[object, ...], MediaStore] = {}
 
 
 def media_store(settings: Settings) -> MediaStore:
-    """The store `settings` name, made once per process (boto3 clients are thread-safe)."""
-    key = (settings.storage, settings.data_dir, settings.s3_endpoint_url, settings.s3_bucket,
-           settings.s3_region, settings.s3_access_key_id, settings.s3_secret_access_key)
+    """The store `settings` name, made once per process (boto3 clients are thread-safe, but
+    a forked pool process must not share its parent's connections: the pid is in the key)."""
+    key = (os.getpid(), settings.storage, settings.data_dir, settings.s3_endpoint_url,
+           settings.s3_bucket, settings.s3_region, settings.s3_access_key_id,
+           settings.s3_secret_access_key)
     if key not in _stores:
         if settings.storage == "s3":
-            from shared.media.storage.s3 import S3Store  # boto3 only where `s3` is chosen
+            from shared.media.storage.s3 import S3Store  # a worker imports boto3 only for `s3`
 
             _stores[key] = S3Store(settings)
         else:
