@@ -35,7 +35,7 @@ from shared.errors import (
     ServiceUnavailable,
 )
 from shared.extras import FIELDS, JobExtras, parse_extras
-from shared.media.storage import clean_filename, upload_path
+from shared.media.storage import clean_filename, media_store
 from shared.schemas import Job, JobStatus
 from shared.state.idempotency import Idempotency, fingerprint, scope
 from shared.state.jobs import JobStore, new_job_id
@@ -68,8 +68,9 @@ async def create_job(
         return await _url_job(new_job_id(), fields, request, settings, store, celery, caller,
                               key)
     job_id = new_job_id()
+    media = media_store(settings)
     received = await receive_form(
-        request, lambda name: upload_path(settings.upload_dir, job_id, name),
+        request, lambda name: media.receive(media.upload_location(job_id, name)),
         settings.max_upload_bytes,
     )
     if isinstance(received, dict):
@@ -151,10 +152,10 @@ async def _create_fetching(
     store: JobStore, celery: Celery, caller: ApiKey | None,
 ) -> Job:
     name = clean_filename(unquote(PurePosixPath(outbound.parse_url(url).path).name) or "media")
-    path = upload_path(settings.upload_dir, job_id, name)
+    location = media_store(settings).upload_location(job_id, name)
     record = extras.record() | {"source_url": url}
     job, _ = await run_sync(
-        store.create, job_id, name, options, None, path, caller.id if caller else None,
+        store.create, job_id, name, options, None, location, caller.id if caller else None,
         caller.limits if caller else None, record, JobStatus.fetching,
         keep_upload=settings.keep_audio,
     )

@@ -46,6 +46,7 @@ from shared.errors import (
     VerbatimError,
 )
 from shared.logs import bind
+from shared.media.storage import media_store
 from shared.schemas import JobOptions, JobStatus
 from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore, new_job_id
@@ -237,7 +238,8 @@ class LiveRelay:
         try:
             await run_sync(
                 self.store.create, session.job_id, FILENAME, session.options, None,
-                self.settings.upload_dir / f"{session.job_id}.live", owner_of(key),
+                media_store(self.settings).upload_location(session.job_id, FILENAME),
+                owner_of(key),
                 key.limits if key else None, {"webhook_url": key.webhook_url} if key else None,
                 status=JobStatus.processing,
             )

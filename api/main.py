@@ -21,6 +21,7 @@ from api.sse import JobStreams
 from api.sweeper import sweeping
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
+from shared.media.storage import prepare_store
 from shared.queue import make_celery
 from shared.state.jobs import JobReader, JobStore
 from shared.state.keys import KeyFinder
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.upload_dir.mkdir(parents=True, exist_ok=True)
+        prepare_store(settings)  # a store it cannot use stops the API here, naming the setting
         app.state.store = JobStore.from_url(settings.redis_url)
         app.state.celery = make_celery(settings, main="verbatim-api")
         app.state.reader = JobReader.from_url(settings.redis_url)  # status reads, key lookups

@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from api.deps import JobStoreDep, SettingsDep, run_sync
 from shared.config import Settings
-from shared.media.storage import writable
+from shared.media.storage import media_store
 from shared.queue import queue_depths
 from shared.state.heartbeats import Heartbeats
 from shared.state.jobs import JobStore
@@ -90,8 +90,9 @@ class ServiceGauges(Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "verbatim_storage_up",
-            "1 if this API can write to the upload directory, else 0.",
-            value=int(writable(self.settings.upload_dir)),
+            "1 if this API can write to the upload directory (local) or reach the bucket (s3), "
+            "else 0.",
+            value=int(media_store(self.settings).ready()),
         )
         try:
             depths = queue_depths(self.store.redis)

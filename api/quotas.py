@@ -16,10 +16,10 @@ import time
 from datetime import UTC, datetime
 
 from limits import RateLimitItemPerMinute
-from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from shared.errors import QuotaExceeded, RateLimited, TooManyActiveJobs
+from shared.redis_connect import rate_storage
 from shared.state.allowance import AudioAllowance
 from shared.state.jobs import ACTIVE_RETRY_SECONDS, JobStore, seconds_to_midnight
 from shared.state.keys import ApiKey
@@ -31,7 +31,7 @@ class Quotas:
     """The checks made when a key asks to create a job (synchronous, thread-safe)."""
 
     def __init__(self, redis_url: str, store: JobStore) -> None:
-        self.storage = RedisStorage(redis_url, key_prefix="verbatim:rate")
+        self.storage = rate_storage(redis_url, key_prefix="verbatim:rate")
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.store = store
         self.allowance = AudioAllowance(store.redis)

@@ -19,7 +19,7 @@ from shared.config import Settings
 from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
 from shared.logs import add_fields, bound_fields
 from shared.media.probe import probe_duration
-from shared.media.storage import upload_path
+from shared.media.storage import media_store
 from shared.queue import enqueue_transcription
 from shared.schemas import Job, JobOptions, JobStatus
 from shared.state.job_events import JobEvents
@@ -45,8 +45,9 @@ async def receive_job_upload(
     key is within its rate and active-job limits."""
     await admit(request, store, key)
     job_id = new_job_id()
+    media = media_store(settings)
     upload = await receive_upload(
-        request, lambda name: upload_path(settings.upload_dir, job_id, name),
+        request, lambda name: media.receive(media.upload_location(job_id, name)),
         settings.max_upload_bytes,
     )
     return job_id, upload
@@ -66,7 +67,7 @@ def _admit(store: JobStore, quotas: Quotas, key: ApiKey | None) -> None:
 
 @contextmanager
 def discarded_on_error(upload: Upload) -> Iterator[None]:
-    """Remove the upload when the block raises: a refused upload never stays on disk."""
+    """Remove the upload when the block raises: a refused upload is never kept."""
     try:
         yield
     except BaseException:
@@ -105,14 +106,14 @@ def _record(
     """Probe, record the job, give the upload its name, publish its first event and enqueue it,
     in one trip to a worker thread: each trip costs the event loop a hand-off to a thread and
     back, a large share of the API's CPU per job as separate trips (bench/README.md)."""
-    duration = probe_duration(upload.path)
+    duration = probe_duration(upload.file.source)
     if duration > settings.max_audio_seconds:
         raise DurationExceeded(
             f"The recording lasts {duration:.0f} s; the limit is "
             f"{settings.max_audio_seconds:.0f} s."
         )
     job, priority = store.create(
-        job_id, upload.filename, options, duration, upload.file.final,
+        job_id, upload.filename, options, duration, upload.file.location,
         key.id if key else None, key.limits if key else None, extra,
         keep_upload=settings.keep_audio,
     )

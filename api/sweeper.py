@@ -13,7 +13,7 @@ import anyio
 
 from api.deps import run_sync
 from shared.config import Settings
-from shared.media.sweep import sweep_uploads
+from shared.media.sweep import sweep_media
 from shared.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,7 @@ log = logging.getLogger(__name__)
 async def _sweep_forever(settings: Settings, store: JobStore) -> None:
     while True:
         try:
-            await run_sync(sweep_uploads, settings.upload_dir, store.redis,
-                           settings.upload_sweep_grace_seconds)
+            await run_sync(sweep_media, settings, store.redis)
         except Exception as exc:  # Redis down, a disk error: try again next time
             log.warning("upload sweep failed: %s", exc)
         await anyio.sleep(settings.upload_sweep_interval_seconds)

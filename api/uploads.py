@@ -1,9 +1,11 @@
-"""Streams a multipart upload straight to disk, enforcing the size limit as bytes arrive.
+"""Streams a multipart upload straight into the media store, enforcing the size limit as bytes
+arrive.
 
 FastAPI's `UploadFile` would spool the whole body before the route runs; parsing the request
 stream ourselves lets an oversized upload be refused after `max_bytes`, not after a gigabyte.
-The file is written under its partial name and stays locked until the job is created
-(`shared/media/storage.py`), so a sweep never takes it for an orphan.
+On `local` the file is written under its partial name and stays locked until the job is
+created; on `s3` it streams in as a multipart upload (`shared/media/storage/`), so a sweep never
+takes it for an orphan.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 from python_multipart import MultipartParser
@@ -20,7 +21,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from shared.errors import EmptyFile, InvalidRequest, PayloadTooLarge
-from shared.media.storage import PartialUpload, clean_filename
+from shared.media.storage import Receiver, clean_filename
 
 FLUSH_BYTES = 1 << 20
 MAX_FIELDS_BYTES = 64 * 1024
@@ -31,18 +32,13 @@ PART_OVERHEAD_BYTES = 256
 
 @dataclass
 class Upload:
-    file: PartialUpload
+    file: Receiver
     filename: str
     size: int
     values: dict[str, list[str]]
     """Every value of every field besides `file`, in order (`a[]=1&a[]=2` arrives twice)."""
     sha256: str = ""
     """The file's SHA-256, computed as it streamed (for `Idempotency-Key` fingerprints)."""
-
-    @property
-    def path(self) -> Path:
-        """Where the upload is now: its partial name until committed, then its final one."""
-        return self.file.path
 
     @property
     def fields(self) -> dict[str, str]:
@@ -54,13 +50,13 @@ class Upload:
 class _Form:
     """Parser callbacks' state: the file part goes to `pending`, other parts to `values`."""
 
-    path_for: Callable[[str], Path]
+    start: Callable[[str], Receiver]
     headers: dict[bytes, bytes] = field(default_factory=dict)
     header_name: bytes = b""
     header_value: bytes = b""
     name: str = ""
     in_file: bool = False
-    file: PartialUpload | None = None
+    file: Receiver | None = None
     filename: str = ""
     size: int = 0
     pending: bytearray = field(default_factory=bytearray)
@@ -90,7 +86,7 @@ class _Form:
             if self.file is not None:
                 raise InvalidRequest("Send exactly one `file` field.", param="file")
             self.filename = clean_filename(params.get(b"filename", b"").decode("utf-8", "replace"))
-            self.file = PartialUpload(self.path_for(self.filename))
+            self.file = self.start(self.filename)
         else:
             self._count_field_bytes(PART_OVERHEAD_BYTES + len(self.name))
             self.values.setdefault(self.name, []).append("")
@@ -114,30 +110,30 @@ class _Form:
 
 
 async def receive_upload(
-    request: Request, path_for: Callable[[str], Path], max_bytes: int
+    request: Request, start: Callable[[str], Receiver], max_bytes: int
 ) -> Upload:
-    """Write the `file` part towards `path_for(filename)` (its final name, which the caller
-    commits once the job exists); on any error leave no file behind."""
-    return _finished(await _receive(request, path_for, max_bytes))
+    """Write the `file` part into `start(filename)` (which the caller commits once the job
+    exists); on any error leave nothing behind."""
+    return _finished(await _receive(request, start, max_bytes))
 
 
 async def receive_form(
-    request: Request, path_for: Callable[[str], Path], max_bytes: int
+    request: Request, start: Callable[[str], Receiver], max_bytes: int
 ) -> Upload | dict[str, list[str]]:
     """As `receive_upload`; a complete form with no `file` part but a `url` field is answered
     with its fields instead (a job from a URL, `api/intake.py`)."""
-    form = await _receive(request, path_for, max_bytes)
+    form = await _receive(request, start, max_bytes)
     if form.file is None and form.ended and "url" in form.values:
         return form.values
     return _finished(form)
 
 
-async def _receive(request: Request, path_for: Callable[[str], Path], max_bytes: int) -> _Form:
+async def _receive(request: Request, start: Callable[[str], Receiver], max_bytes: int) -> _Form:
     boundary = _boundary(request)
     declared = int(request.headers.get("content-length") or 0)
     if declared > max_bytes + MAX_FIELDS_BYTES:
         raise PayloadTooLarge(_too_large(max_bytes))
-    form = _Form(path_for)
+    form = _Form(start)
     parser = MultipartParser(boundary, callbacks=_callbacks(form))  # type: ignore[arg-type]
     try:
         async for chunk in request.stream():

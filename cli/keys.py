@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from shared.config import get_settings
+from shared.redis_connect import sync_client
 from shared.state.keys import KeyLimits, KeyStore
 
 app = typer.Typer(help="Create, list and revoke API keys (in the configured Redis).",
@@ -16,9 +17,8 @@ app = typer.Typer(help="Create, list and revoke API keys (in the configured Redi
 
 
 def _store() -> KeyStore:
-    import redis  # here, so that `verbatim --help` does not need Redis's client loaded
 
-    return KeyStore(redis.Redis.from_url(get_settings().redis_url, socket_connect_timeout=5))
+    return KeyStore(sync_client(get_settings().redis_url, socket_connect_timeout=5))
 
 
 Rate = Annotated[int | None, typer.Option(min=1, help="Jobs created a minute.")]

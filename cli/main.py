@@ -17,6 +17,7 @@ from cli.outputs import output_paths
 from cli.transcribe import Request
 from shared.output.formatters import FORMATS
 from shared.output.subtitles import PresetName, SubtitleOptions
+from shared.redis_connect import sync_client
 from shared.schemas import JobOptions
 
 app = typer.Typer(
@@ -119,13 +120,12 @@ def io_worker(concurrency: IoConcurrency = 8) -> None:
 @app.command("webhook-secret", rich_help_panel="Run the service")
 def webhook_secret() -> None:
     """Print the deployment's webhook signing secret (made on first use unless set)."""
-    import redis
 
     from shared.config import get_settings
     from shared.state.webhooks import signing_secret
 
     settings = get_settings()
-    print(signing_secret(redis.Redis.from_url(settings.redis_url), settings))
+    print(signing_secret(sync_client(settings.redis_url), settings))
 
 
 @app.command(rich_help_panel="Use a server")

@@ -17,6 +17,7 @@ from celery.worker.request import Request
 from courier import heartbeat, metrics, state
 from shared.config import get_settings
 from shared.logs import configure_logging
+from shared.media.storage import prepare_store
 from shared.queue import make_celery
 from shared.state.webhooks import FETCH_TASK, IO_QUEUE
 
@@ -40,6 +41,7 @@ def _setup_logging(**_: Any) -> None:
 @signals.worker_init.connect
 def _start(**_: Any) -> None:
     settings = get_settings()
+    prepare_store(settings)
     metrics.start_server(settings.io_metrics_port)
     heartbeat.start(settings, app)
     state.sender().start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import httpx
 from celery import Celery
@@ -33,7 +32,7 @@ from shared.errors import (
     VerbatimError,
 )
 from shared.media.probe import probe_duration
-from shared.media.storage import PartialUpload, held_by_a_writer
+from shared.media.storage import Receiver, media_store
 from shared.queue import enqueue_transcription
 from shared.schemas import JobStatus
 from shared.state.allowance import AudioAllowance
@@ -67,14 +66,12 @@ def fetch(events: Events, claims: FetchClaims, job_id: str, generation: int, hol
         claims.release(job_id, holder)
 
 
-def _fetch(events: Events, job_id: str, final: Path, attempt: int, generation: int,
+def _fetch(events: Events, job_id: str, location: str, attempt: int, generation: int,
            celery: Celery) -> None:
     store, settings = events.store, events.settings
-    upload = PartialUpload(final)
-    if upload.path.exists():  # a redelivered message: another attempt got this far
-        if held_by_a_writer(upload.path):
-            return  # and is still downloading
-        upload.path.unlink(missing_ok=True)  # its worker died mid-download
+    upload = media_store(settings).resume(location)
+    if upload is None:  # a redelivered message, and an earlier attempt is still downloading
+        return
     try:
         if attempt > settings.max_attempts:
             raise TooManyAttempts(f"The media URL's fetch was begun {attempt} times without "
@@ -86,7 +83,7 @@ def _fetch(events: Events, job_id: str, final: Path, attempt: int, generation: i
             log.warning("fetch redelivered", extra={"event": "redelivered", "attempt": attempt})
         size = download(job.source_url or "", upload, settings)
         upload.finish()
-        duration = probe_duration(upload.path)
+        duration = probe_duration(upload.source)
         if duration > settings.max_audio_seconds:
             raise DurationExceeded(f"The recording lasts {duration:.0f} s; the limit is "
                                    f"{settings.max_audio_seconds:.0f} s.")
@@ -109,7 +106,7 @@ def _fetch(events: Events, job_id: str, final: Path, attempt: int, generation: i
     log.info("media fetched", extra={"event": "fetched", "upload_bytes": size})
 
 
-def download(url: str, upload: PartialUpload, settings: Settings) -> int:
+def download(url: str, upload: Receiver, settings: Settings) -> int:
     """Stream the URL's body into `upload`; the bytes written."""
     allow = outbound.Allowlist.parse(settings.fetch_allow)
     deadline = time.monotonic() + settings.fetch_total_seconds

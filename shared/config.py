@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.integration_settings import IntegrationSettings
+from shared.redis_connect import check_url
 
 GiB = 1024**3
 
@@ -30,11 +32,37 @@ class Settings(IntegrationSettings, BaseSettings):
     made with `verbatim keys create`); `off`: anyone who reaches the port may use the API."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis holding the job records, transcripts and the Celery queue."""
+    """Redis holding the job records, transcripts and the Celery queue: `redis://`,
+    `rediss://`, `unix://`, or Redis Sentinels and the name of the primary they watch,
+    `sentinel://[:password@]host:port[,host:port...]/master_name[/db]` (Redis Cluster is not
+    supported)."""
 
     data_dir: Path = Path("./data")
     """Directory for uploads (`uploads/`) and the assembled offline model (`models/`).
     API and workers must see the same directory."""
+
+    storage: Literal["local", "s3"] = "local"
+    """Where uploads, a spread job's windows and kept audio live: `local`, files under
+    `data_dir` (which the API and the workers must share); `s3`, objects in the S3-compatible
+    bucket `s3_bucket`, so that hosts share nothing but Redis and the store."""
+
+    s3_endpoint_url: str | None = None
+    """With `storage=s3`: the store's URL (`http://minio:9000`), addressed path-style; unset
+    means AWS S3 itself (or boto3's `AWS_ENDPOINT_URL`)."""
+
+    s3_bucket: str | None = None
+    """With `storage=s3`: the bucket holding the media (it must exist). Required."""
+
+    s3_region: str | None = None
+    """With `storage=s3`: the bucket's region; unset means boto3's own (`AWS_REGION`,
+    `AWS_DEFAULT_REGION`, the AWS config file)."""
+
+    s3_access_key_id: str | None = None
+    """With `storage=s3`: the access key id; unset means boto3's own credentials
+    (`AWS_ACCESS_KEY_ID`, the AWS config files, an instance role)."""
+
+    s3_secret_access_key: SecretStr | None = None
+    """With `storage=s3`: the secret access key of `s3_access_key_id`."""
 
     model: str = "base"
     """Whisper model: `base` (bundled, works offline), a local CTranslate2 model directory,
@@ -276,8 +304,33 @@ class Settings(IntegrationSettings, BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_url(value)
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+/?", value):
+            raise ValueError("s3_endpoint_url must be an http:// or https:// URL of a host "
+                             "(and port), with no path")
+        return value
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        # S3's bucket naming rules (3-63 lowercase letters, digits, dots, hyphens).
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
+            raise ValueError("s3_bucket must be 3-63 lowercase letters, digits, dots or hyphens")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("storage=s3 needs s3_bucket (VERBATIM_S3_BUCKET)")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("s3_access_key_id and s3_secret_access_key are set together")
         if self.visibility_timeout_seconds <= self.max_audio_seconds:
             raise ValueError(
                 "visibility_timeout_seconds must exceed max_audio_seconds, or long jobs "

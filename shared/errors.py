@@ -85,6 +85,13 @@ class ServiceUnavailable(VerbatimError):
     code = "service_unavailable"
 
 
+class StorageUnavailable(ServiceUnavailable):
+    """The media store (`VERBATIM_STORAGE=s3`) cannot be reached or refused a request: the
+    upload is not kept and no job is created."""
+
+    code = "storage_unavailable"
+
+
 class NotReady(VerbatimError):
     """`/readyz`: Redis is down or no worker with a loaded model has reported in."""
 
@@ -236,3 +243,8 @@ class BacklogExceeded(VerbatimError):
 
 class LiveWorkerLost(VerbatimError):
     code = "live_worker_lost"
+
+
+class StorageSettingsError(RuntimeError):
+    """At start-up: the media store's settings do not reach a usable store; the message names
+    the setting to fix (`shared/media/storage/`). Never an HTTP answer: the process stops."""

@@ -11,6 +11,7 @@ from celery import Celery, Signature
 from kombu.transport.redis import Channel
 
 from shared.config import Settings
+from shared.redis_connect import broker
 
 TRANSCRIBE_TASK = "verbatim.transcribe"
 # One window of a recording spread over workers (`worker/spread.py`).
@@ -34,7 +35,8 @@ LOWEST_PRIORITY = PRIORITY_STEPS[-1]
 
 
 def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
-    app = Celery(main, broker=settings.redis_url)
+    url, sentinel_options = broker(settings.redis_url)
+    app = Celery(main, broker=url)
     app.conf.update(
         task_default_queue=QUEUE,
         task_ignore_result=True,
@@ -46,6 +48,7 @@ def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_seconds,
             "priority_steps": PRIORITY_STEPS,
+            **sentinel_options,
         },
         broker_connection_retry_on_startup=True,
         # Stopping (SIGTERM remapped to SIGQUIT) lets a running job finish for this long, then

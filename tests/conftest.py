@@ -15,6 +15,7 @@ import pytest
 import redis
 from faster_whisper import decode_audio
 from media_samples import KINDS, make_sample
+from objectstore import SeaweedStore
 from support import (
     DATA,
     Process,
@@ -38,6 +39,16 @@ os.environ["VERBATIM_AUTH"] = "off"
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with LocalRedis(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedStore]:
+    """A real S3-compatible store (SeaweedFS) on loopback ports, for `VERBATIM_STORAGE=s3`."""
+    store = SeaweedStore(tmp_path_factory.mktemp("seaweed")).start()
+    try:
+        yield store
+    finally:
+        store.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import av
 import numpy as np
 
 from shared.errors import DecodeError, DurationExceeded, UnsupportedMedia, short_reason
-from shared.media.opening import open_media
+from shared.media.opening import MediaSource, open_media
 
 SAMPLE_RATE = 16000
 # Source samples gathered before each resampling step, as faster-whisper's `decode_audio`.
 _GROUP_SAMPLES = 500_000
 
 
-def pcm_blocks(path: Path, max_seconds: float) -> Iterator[np.ndarray]:
+def pcm_blocks(path: MediaSource, max_seconds: float) -> Iterator[np.ndarray]:
     """The upload's audio as consecutive int16 blocks at 16 kHz mono.
 
     Raises `DurationExceeded` as soon as more than `max_seconds` have been decoded, and

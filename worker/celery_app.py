@@ -10,6 +10,7 @@ from celery.concurrency import solo, thread
 
 from shared.config import get_settings
 from shared.logs import configure_logging
+from shared.media.storage import prepare_store
 from shared.queue import make_celery
 from shared.state.live_sessions import LIVE_QUEUE
 from worker import heartbeat, live_worker, metrics, model
@@ -50,6 +51,7 @@ def _start(sender: Any, **_: Any) -> None:
     """Metrics in the main process; the jobs at once, which share the cores (a prefork pool's
     processes are forked after this, and inherit it); and in a `threads` pool (which fires no
     `worker_process_init`), the model, with one replica per job at once, and the heartbeat."""
+    prepare_store(get_settings())
     metrics.start_server(get_settings())
     pool = concurrency.get_implementation(sender.pool_cls)
     # `--concurrency auto` is resolved after this signal: it counts the CPUs.

@@ -7,12 +7,14 @@ deleted under a task is recorded. The transcription task (`worker/tasks.py`), th
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 
 import redis
 
 from shared.config import Settings, get_settings
 from shared.errors import QuotaExceeded, VerbatimError
+from shared.media.storage import media_store
 from shared.schemas import Transcript
 from shared.state.allowance import WHOLE, AudioAllowance
 from shared.state.job_events import JobEvents
@@ -25,6 +27,18 @@ from worker.transcriber import DecodedCallback
 log = logging.getLogger("worker.tasks")
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# How long a task that lost the media store waits for it before giving its message back: a
+# store restart then costs no attempt beyond the one it broke, however many tasks it broke.
+STORE_WAIT_SECONDS = 60.0
+STORE_POLL_SECONDS = 0.5
+
+
+def wait_for_store() -> None:
+    """Until the media store answers again, or `STORE_WAIT_SECONDS`."""
+    store = media_store(get_settings())
+    deadline = time.monotonic() + STORE_WAIT_SECONDS
+    while not store.ready() and time.monotonic() < deadline:
+        time.sleep(STORE_POLL_SECONDS)
 
 
 class JobDeleted(Exception):

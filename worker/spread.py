@@ -2,7 +2,8 @@
 
 A recording whose probed duration passes `split_seconds` is planned by its transcribe task
 (`dispatch`): the upload streams once through the one window cutter (`worker/windows.py`), each
-window's samples go to a small file of their own (`{data_dir}/windows/{job}/{i}.npy`, int16),
+window's samples go to a small file of their own (`windows/{job}/{i}.npy`, int16, in the media
+store: under the data directory, or an object any worker can read),
 the language is detected once on the first window with speech (unless the job names one or runs
 in the code-switching mode, where each window detects its own), the plan goes to Redis
 (`shared/state/spread_plans.py`), and each window's task is sent, on the same queue at the job's
@@ -29,12 +30,11 @@ segment, or are skipped when they start; the window files and the plan go with t
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import shutil
 import time
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,8 +44,15 @@ from celery.worker.request import Request
 from faster_whisper import WhisperModel
 
 from shared.config import Settings, get_settings
-from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
+from shared.errors import (
+    StorageUnavailable,
+    TooManyAttempts,
+    TranscriptionError,
+    VerbatimError,
+)
 from shared.logs import bind
+from shared.media.opening import MediaSource
+from shared.media.storage import media_store, window_prefix
 from shared.queue import WINDOW_TASK, window_signature
 from shared.schemas import Job, LanguageProbability, Segment
 from shared.state.jobs import JobStore
@@ -62,6 +69,7 @@ from worker.job_state import (
     job_events,
     job_store,
     log_deleted,
+    wait_for_store,
 )
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
@@ -109,11 +117,7 @@ def spread_lengths(job: Job, settings: Settings) -> tuple[float, float]:
     return min(longest, even + search / 2), search
 
 
-def window_dir(settings: Settings, job_id: str) -> Path:
-    return settings.data_dir / "windows" / job_id
-
-
-def dispatch(job: Job, upload: Path, model: WhisperModel, settings: Settings,
+def dispatch(job: Job, upload: MediaSource, model: WhisperModel, settings: Settings,
              plan: int) -> None:
     """Cut the job's recording into window files, sending each window's task as soon as it is
     cut (so that other workers decode while this one cuts), then end the plan (made by
@@ -179,20 +183,19 @@ class _Plan:
         self.waiting.clear()
 
 
-def _cut(plan: _Plan, upload: Path, settings: Settings) -> tuple[int, float]:
+def _cut(plan: _Plan, upload: MediaSource, settings: Settings) -> tuple[int, float]:
     """Write the recording's windows to their files, handing each to `plan`: their count and
     the recording's length in seconds."""
     job = plan.job
-    folder = window_dir(settings, job.id)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    media = media_store(settings)
+    media.remove_prefix(window_prefix(job.id))
     count = end = 0
     blocks = pcm_blocks(upload, settings.max_audio_seconds)
     for window in windows(blocks, *spread_lengths(job, settings), speech_regions):
         check_stopping()
         if not job_store().redis.exists(JobStore.job_key(job.id)):
             raise JobDeleted  # deleted while it was being cut
-        np.save(folder / f"{window.index}.npy", window.samples)
+        media.put_bytes(_window_key(job.id, window.index), _npy(window.samples))
         plan.add(window)
         count, end = count + 1, window.start + window.samples.size
     plan.end(end / SAMPLE_RATE)
@@ -211,7 +214,9 @@ def transcribe_window_task(self: Task, job_id: str, plan: int, index: int) -> No
     with bind(job_id=job_id, window=index), metrics.in_flight():
         try:
             _window(self, job_id, plan, index)
-        except (*REDIS_DOWN, Stopped) as exc:  # as `transcribe`: back on the queue
+        except (*REDIS_DOWN, Stopped, StorageUnavailable) as exc:  # as `transcribe`: requeued
+            if isinstance(exc, StorageUnavailable):
+                wait_for_store()
             raise Reject(exc, requeue=True) from exc
 
 
@@ -250,14 +255,15 @@ def _window(task: Task, job_id: str, plan: int, index: int) -> None:
         log_deleted()
         clean(job_id, settings)
         return
+    except (Stopped, StorageUnavailable) as exc:
+        log.warning("%s; the window goes back on the queue",
+                    "media store unreachable" if isinstance(exc, StorageUnavailable)
+                    else "worker stopping", extra={"event": "requeued"})
+        spreads().stop_running(job_id, index)
+        raise
     except VerbatimError as exc:
         _fail(job_id, exc, settings)
         return
-    except Stopped:
-        log.warning("worker stopping; the window goes back on the queue",
-                    extra={"event": "requeued"})
-        spreads().stop_running(job_id, index)
-        raise
     except REDIS_DOWN:
         raise
     except Exception as exc:
@@ -283,7 +289,7 @@ def _decode(job_id: str, index: int, settings: Settings
     job, plan = job_store().get(job_id), spreads().read_plan(job_id)
     if job is None or not plan:
         raise JobDeleted
-    samples = np.load(window_dir(settings, job_id) / f"{index}.npy")
+    samples = np.load(io.BytesIO(media_store(settings).get_bytes(_window_key(job_id, index))))
     window = Window(index, plan["starts"][index], samples)
     over = charged(job_id, str(index))(samples.size / SAMPLE_RATE)
     model = get_model(settings)
@@ -348,7 +354,20 @@ def _fail(job_id: str, error: VerbatimError, settings: Settings) -> None:
 def clean(job_id: str, settings: Settings) -> None:
     """Remove the job's window files and plan."""
     spreads().remove(job_id)
-    shutil.rmtree(window_dir(settings, job_id), ignore_errors=True)
+    try:
+        media_store(settings).remove_prefix(window_prefix(job_id))
+    except StorageUnavailable as exc:  # the sweep removes them once the job record is gone
+        log.warning("windows left for the sweep: %s", exc.message)
+
+
+def _window_key(job_id: str, index: int) -> str:
+    return f"{window_prefix(job_id)}{index}.npy"
+
+
+def _npy(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, samples)
+    return buffer.getvalue()
 
 
 def _detection(ranked: list[dict[str, Any]] | None) -> Detection | None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from celery import Task, signals
 from celery.exceptions import Reject
 from celery.worker.request import Request
 
 from shared.config import Settings, get_settings
-from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
+from shared.errors import StorageUnavailable, TooManyAttempts, TranscriptionError, VerbatimError
 from shared.logs import add_fields, bind
-from shared.media.storage import remove_upload
+from shared.media.opening import MediaSource
+from shared.media.storage import media_store
 from shared.queue import GENERATION_TASK_HEADER, REQUEST_ID_TASK_HEADER, TRANSCRIBE_TASK
 from shared.schemas import Job, JobStatus, Segment
 from shared.state.jobs import JobStore, utcnow
@@ -29,6 +29,7 @@ from worker.job_state import (
     job_events,
     job_store,
     log_deleted,
+    wait_for_store,
 )
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
@@ -57,6 +58,13 @@ def transcribe(self: Task, job_id: str) -> None:
             # way, so its message goes back on the queue rather than being acknowledged.
             log.error("Redis unreachable; the job goes back on the queue",
                       extra={"event": "requeued"})
+            raise Reject(exc, requeue=True) from exc
+        except StorageUnavailable as exc:
+            # The media store is down: not the job's fault, so it goes back on the queue
+            # (each delivery counts against `max_attempts`, so it cannot loop for ever).
+            log.error("media store unreachable; the job goes back on the queue once it answers",
+                      extra={"event": "requeued"})
+            wait_for_store()
             raise Reject(exc, requeue=True) from exc
         except Stopped as exc:  # a `threads` pool out of shutdown grace (`worker/pool.py`)
             log.warning("worker stopping; the job goes back on the queue",
@@ -100,16 +108,16 @@ def _deliver(job_id: str, generation: int) -> None:
     try:
         if attempts > settings.max_attempts:
             raise TooManyAttempts(f"The job was delivered {attempts} times without finishing.")
-        _run(job, upload, store, settings, attempts)
+        _run(job, media_store(settings).source(upload), store, settings, attempts)
         completed = True
+    except (*REDIS_DOWN, Stopped, StorageUnavailable):
+        raise  # not the job's fault: it is kept, with its upload, for another delivery
     except JobDeleted:
         log_deleted()
     except PartlyDone as exc:  # the key's daily audio ran out: what was decoded is kept
         failed(job_id, exc.error, store, settings, exc.transcript)
     except VerbatimError as exc:
         failed(job_id, exc, store, settings)
-    except (*REDIS_DOWN, Stopped):
-        raise  # not the job's fault: it is kept, with its upload, for another delivery
     except Exception:
         log.exception("unexpected error in the worker")
         failed(job_id, TranscriptionError("Transcription failed inside the worker."), store,
@@ -118,10 +126,13 @@ def _deliver(job_id: str, generation: int) -> None:
     # job's deletion or the upload sweep after its expiry removes it.
     kept = completed and store.kept_upload(job_id) is not None
     if settings.delete_upload_when_done and not kept:
-        remove_upload(upload)
+        try:
+            media_store(settings).remove(upload)
+        except StorageUnavailable as exc:  # the sweep removes it once the job record expires
+            log.warning("upload left for the sweep: %s", exc.message)
 
 
-def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: int) -> None:
+def _run(job: Job, upload: MediaSource, store: JobStore, settings: Settings, attempt: int) -> None:
     began = utcnow()
     processing = {"status": JobStatus.processing, "started_at": began, "progress": 0.0}
     # `worker` names this process, so that its job is requeued if the whole worker dies.

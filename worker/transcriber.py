@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from faster_whisper.transcribe import Word as FWWord
 
 from shared.config import Settings
 from shared.errors import VerbatimError
+from shared.media.opening import MediaSource
 from shared.schemas import JobOptions, Segment, Transcript, Word
 from worker.audio import SAMPLE_RATE, pcm_blocks, to_float
 from worker.detection import Detection, detect, ranked
@@ -86,7 +86,7 @@ def batch_size(options: JobOptions, settings: Settings) -> int:
 
 def transcribe(
     model: WhisperModel,
-    audio: Path,
+    audio: MediaSource,
     options: JobOptions,
     settings: Settings,
     on_progress: ProgressCallback,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from shared.errors import (
     QuotaExceeded,
     RateLimited,
     ServiceUnavailable,
+    StorageUnavailable,
     TooManyActiveJobs,
     Unauthorized,
     UnsupportedMedia,
@@ -35,13 +37,14 @@ from shared.errors import (
 )
 from shared.extras import JobExtras
 from shared.languages import codes_pattern
-from shared.media.storage import clean_filename, remove_upload
+from shared.media.storage import clean_filename, media_store
 from shared.output.formatters import FORMATS
 from shared.output.subtitles import SubtitleOptions
 from shared.schemas import Job, JobOptions, JobStatus, Transcript
 from shared.state.job_events import JobEvents
 from shared.state.listing import CURSOR, list_jobs
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 FormatName = Literal["json", "txt", "srt", "vtt", "tsv", "ass"]
@@ -113,7 +116,8 @@ _UPLOAD_FORM: dict[str, Any] = {
     responses=error_responses(
         EmptyFile, InvalidRequest, InvalidUrl, UrlForbidden, IdempotencyConflict,
         IdempotencyInProgress, PayloadTooLarge, DurationExceeded, UnsupportedMedia,
-        ServiceUnavailable, Unauthorized, RateLimited, TooManyActiveJobs, QuotaExceeded,
+        ServiceUnavailable, StorageUnavailable, Unauthorized, RateLimited, TooManyActiveJobs,
+        QuotaExceeded,
     ),
 )
 async def create_job(
@@ -215,7 +219,10 @@ async def delete_job(job: ExistingJob, store: JobStoreDep, settings: SettingsDep
     path = await run_sync(store.upload_path, job.id)
     await run_sync(store.delete, job.id)
     await run_sync(JobEvents.on(store.redis, settings).deleted, job.id)  # ends its streams
-    await run_sync(remove_upload, path)
+    try:
+        await run_sync(media_store(settings).remove, path)
+    except StorageUnavailable as exc:  # the job is gone all the same; the sweep takes its upload
+        log.warning("upload left for the sweep: %s", exc.message)
     return Response(status_code=204)
 
 

@@ -1,27 +1,32 @@
 """A job's recording, served back while it is kept, so the page can play it beside its
 transcript (issue 14). Browsers seek in it with HTTP Range requests, which Starlette's
-`FileResponse` answers (206 with `Content-Range`)."""
+`FileResponse` answers (206 with `Content-Range`); a recording in the `s3` store is answered
+the same way a range at a time (`api/ranges.py`)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
 
-from api.deps import JobStoreDep, QueryTokenJob, run_sync
+from api.deps import JobStoreDep, QueryTokenJob, SettingsDep, run_sync
 from api.errors import error_responses
+from api.ranges import object_response
+from shared.config import Settings
 from shared.errors import (
     AudioNotKept,
     JobFailed,
     JobNotFound,
     JobNotReady,
+    StorageUnavailable,
     Unauthorized,
     UnsupportedMedia,
 )
 from shared.media.probe import served_type
-from shared.media.storage import clean_filename
+from shared.media.storage import clean_filename, media_store
+from shared.media.storage.s3 import S3Store
 from shared.schemas import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -41,16 +46,20 @@ _AUDIO = {"description": "The recording as uploaded; `Range` requests are answer
     "/jobs/{job_id}/audio",
     response_class=FileResponse,
     responses={200: _AUDIO, **error_responses(JobNotFound, AudioNotKept, JobNotReady, JobFailed,
-                                              Unauthorized)},
+                                              Unauthorized, StorageUnavailable)},
 )
-async def get_audio(job: QueryTokenJob, store: JobStoreDep) -> FileResponse:
+async def get_audio(request: Request, job: QueryTokenJob, store: JobStoreDep,
+                    settings: SettingsDep) -> Response:
     """The completed job's recording, while it is kept (`VERBATIM_KEEP_AUDIO`). (An `<audio>`
     element cannot send a header, so this also takes the key as `access_token`.)"""
     if job.status is JobStatus.failed:
         raise JobFailed("The job failed; its recording is not kept.")
     if job.status is not JobStatus.completed:
         raise JobNotReady(f"The job is {job.status}; its recording is served once it completes.")
-    path = await run_sync(store.kept_upload, job.id)
+    location = await run_sync(store.kept_upload, job.id)
+    if location is not None and settings.storage == "s3":
+        return await _stored(request, job.filename, location, settings)
+    path = Path(location) if location is not None else None
     try:
         stat = await run_sync(os.stat, path) if path is not None else None
     except FileNotFoundError:
@@ -64,3 +73,18 @@ async def get_audio(job: QueryTokenJob, store: JobStoreDep) -> FileResponse:
     name = f"{PurePath(clean_filename(job.filename)).stem or 'recording'}{extension}"
     return FileResponse(path, media_type=media_type, stat_result=stat, filename=name,
                         content_disposition_type="inline", headers=SANDBOX_HEADERS)
+
+
+async def _stored(request: Request, filename: str, key: str, settings: Settings) -> Response:
+    """The recording from the bucket, a range at a time."""
+    media = media_store(settings)
+    assert isinstance(media, S3Store)
+    if not await run_sync(media.exists, key):
+        raise AudioNotKept("This job's recording is not kept (the server's keep_audio is off).")
+    try:
+        media_type, extension = await run_sync(served_type, media.source(key))
+    except UnsupportedMedia:
+        raise AudioNotKept("This job's recording can no longer be read.") from None
+    name = f"{PurePath(clean_filename(filename)).stem or 'recording'}{extension}"
+    return await run_sync(object_response, media, key, request.headers.get("range"),
+                          media_type, name, SANDBOX_HEADERS)

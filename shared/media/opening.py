@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import IO, Protocol
 
 import av
 
@@ -45,15 +46,27 @@ _NOT_ALLOWED = (
 )
 
 
-def open_media(path: Path) -> av.container.InputContainer:
-    """Open an upload for reading; `UnsupportedMedia` unless it is a plain media container."""
+class Stored(Protocol):
+    """Media in an object store, opened as a seekable file (`shared/media/storage/s3.py`)."""
+
+    def open(self) -> IO[bytes]: ...
+
+
+MediaSource = Path | Stored
+
+
+def open_media(path: MediaSource) -> av.container.InputContainer:
+    """Open an upload for reading; `UnsupportedMedia` unless it is a plain media container.
+    An object is read through PyAV's file-object I/O: the whitelists still bind the demuxer
+    and any nested open."""
     options = {
         "format_whitelist": ",".join(sorted(ALLOWED_DEMUXERS)),
         "protocol_whitelist": ALLOWED_PROTOCOLS,
         **_NO_EXTERNAL_TRACKS,
     }
     try:
-        return av.open(str(path), metadata_errors="ignore", container_options=options)
+        target = str(path) if isinstance(path, Path) else path.open()
+        return av.open(target, "r", metadata_errors="ignore", container_options=options)
     except av.error.FFmpegError as exc:
         if exc.errno == errno.EINVAL:  # the probed demuxer or a nested protocol is not allowed
             raise UnsupportedMedia(_NOT_ALLOWED) from exc

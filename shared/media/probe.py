@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import av
 
 from shared.errors import UnsupportedMedia, short_reason
-from shared.media.opening import open_media
+from shared.media.opening import MediaSource, open_media
 
 
-def probe_duration(path: Path) -> float:
+def probe_duration(path: MediaSource) -> float:
     """Seconds of audio in the file; raises `UnsupportedMedia` when none can be decoded."""
     try:
         with open_media(path) as container:
@@ -36,7 +34,7 @@ def _declared_duration(
     return None
 
 
-def _demuxed_duration(path: Path) -> float:
+def _demuxed_duration(path: MediaSource) -> float:
     """Duration from packet timestamps, for containers that do not declare one (WebM)."""
     end = 0.0
     with open_media(path) as container:
@@ -62,7 +60,7 @@ _SERVED = {
 }  # fmt: skip
 
 
-def served_type(path: Path) -> tuple[str, str]:
+def served_type(path: MediaSource) -> tuple[str, str]:
     """The media type and extension to serve a kept recording with, from the format PyAV
     probes in it: always `audio/*` or `video/*`, whatever the upload was named."""
     with open_media(path) as container:

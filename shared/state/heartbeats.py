@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from pydantic import BaseModel
 
+from shared.redis_connect import sync_client
 from shared.state.jobs import LUA_NOW_MS
 
 if TYPE_CHECKING:
@@ -75,8 +76,8 @@ def worker_key(worker_id: str, prefix: str = _PREFIX) -> str:
 
 def beat_client(url: str) -> redis.Redis:
     """A Redis connection for a beat thread, with short timeouts."""
-    return redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                                socket_timeout=SOCKET_TIMEOUT_SECONDS)
+    return sync_client(url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                       socket_timeout=SOCKET_TIMEOUT_SECONDS)
 
 
 class Heartbeats:

@@ -37,6 +37,7 @@ from redis.retry import Retry
 
 from shared.errors import JobNotFound, QuotaExceeded, TooManyActiveJobs, VerbatimError
 from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
+from shared.redis_connect import async_client, sync_client
 from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
 from shared.state.keys import ApiKey, KeyFinder, KeyLimits
 from shared.state.records import json_object
@@ -253,10 +254,8 @@ class JobReader:
     def from_url(cls, url: str, max_connections: int = READ_CONNECTIONS) -> JobReader:
         """A reader on `url`; a read waits for one of its connections when all are busy, so a
         burst of requests (hundreds of event streams opening) never opens a connection each."""
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=10, socket_connect_timeout=2,
-            socket_timeout=10, health_check_interval=30)
-        return cls(redis.asyncio.Redis(connection_pool=pool))
+        return cls(async_client(url, max_connections, timeout=10, socket_connect_timeout=2,
+                                socket_timeout=10, health_check_interval=30))
 
     async def get_owned(self, job_id: str) -> tuple[Job, str | None] | None:
         """As `JobStore.get_owned`."""
@@ -294,7 +293,7 @@ class JobStore:
         if retry_seconds is not None:
             backoff = ExponentialBackoff(cap=1.0, base=0.05)
             options["retry"] = Retry(backoff, retries=max(1, math.ceil(retry_seconds)))
-        client = redis.Redis.from_url(
+        client = sync_client(
             url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30,
             **options,
         )
@@ -335,7 +334,7 @@ class JobStore:
 
     def create(
         self, job_id: str, filename: str, options: JobOptions, duration: float | None,
-        upload: Path, owner: str | None = None, limits: KeyLimits | None = None,
+        upload: str | Path, owner: str | None = None, limits: KeyLimits | None = None,
         extra: dict[str, Any] | None = None, status: JobStatus = JobStatus.queued,
         keep_upload: bool = False,
     ) -> tuple[Job, int]:
@@ -413,12 +412,13 @@ class JobStore:
         """The job and its owner's key id (None for a job made while auth was off)."""
         return owned_job(self._hash(job_id))
 
-    def get_with_upload(self, job_id: str) -> tuple[Job, Path] | None:
-        """The job and its upload's path in one read; None when the job does not exist."""
+    def get_with_upload(self, job_id: str) -> tuple[Job, str] | None:
+        """The job and its upload's location (`shared/media/storage/`) in one read; None when
+        the job does not exist."""
         raw = self._raw(job_id)
         if not raw or "upload_path" not in raw:
             return None
-        return Job.model_validate(raw), Path(raw["upload_path"])
+        return Job.model_validate(raw), str(raw["upload_path"])
 
     def require(self, job_id: str) -> Job:
         job = self.get(job_id)
@@ -426,16 +426,17 @@ class JobStore:
             raise JobNotFound(f"No job with id {job_id!r}.")
         return job
 
-    def upload_path(self, job_id: str) -> Path | None:
+    def upload_path(self, job_id: str) -> str | None:
+        """The upload's location: a path (`local` storage) or an object key (`s3`)."""
         raw = self._raw(job_id)
-        return Path(raw["upload_path"]) if raw and "upload_path" in raw else None
+        return str(raw["upload_path"]) if raw and "upload_path" in raw else None
 
-    def kept_upload(self, job_id: str) -> Path | None:
+    def kept_upload(self, job_id: str) -> str | None:
         """The upload of a job created to keep it (`keep_audio`); None for other jobs."""
         raw = self._raw(job_id)
         if not raw or not raw.get("keep_upload") or "upload_path" not in raw:
             return None
-        return Path(raw["upload_path"])
+        return str(raw["upload_path"])
 
     def update(self, job_id: str, **fields: Any) -> bool:
         """Set fields on an existing job; False when the job no longer exists."""

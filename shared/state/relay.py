@@ -28,6 +28,8 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from shared.redis_connect import async_client
+
 NAME_FIELD, DATA_FIELD = b"event", b"data"
 STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 # Start of every stream: reading after it gives the whole history.
@@ -104,11 +106,10 @@ class EventLog:
 def events_client(url: str, max_connections: int) -> redis.asyncio.Redis:
     """An asyncio client for an `EventHub`: one connection for its blocking XREAD, the others
     for readers' replays and checks (a reader waits for one when all are busy)."""
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections + 1, timeout=10, socket_connect_timeout=5,
+    return async_client(
+        url, max_connections + 1, timeout=10, socket_connect_timeout=5,
         socket_timeout=HUB_BLOCK_MS / 1000 + 10, health_check_interval=30,
     )
-    return redis.asyncio.Redis(connection_pool=pool)
 
 
 IdleCheck = Callable[[str], Awaitable["Event | None"]]

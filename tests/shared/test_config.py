@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.config import Settings
+from shared.redis_connect import SentinelTarget, broker, sentinel_target
 
 
 @pytest.mark.parametrize(
@@ -40,6 +41,17 @@ from shared.config import Settings
         ("live_backlog_seconds", 0), ("live_backlog_seconds", 3601),
         ("live_backlog_seconds", "long"), ("live_max_sessions_per_key", 0),
         ("live_max_sessions_per_key", 65), ("live_max_sessions_per_key", "few"),
+        ("storage", "ftp"), ("storage", "S3"), ("storage", ""),
+        ("s3_endpoint_url", "127.0.0.1:9000"), ("s3_endpoint_url", "ftp://store"),
+        ("s3_endpoint_url", "http://store/bucket"), ("s3_endpoint_url", "http://"),
+        ("s3_bucket", "Media"), ("s3_bucket", "ab"), ("s3_bucket", "a_b_c"),
+        ("s3_bucket", "x" * 64), ("s3_bucket", "-media"),
+        ("redis_url", "127.0.0.1:6379"), ("redis_url", "http://127.0.0.1:6379"),
+        ("redis_url", "sentinel://127.0.0.1:26379"), ("redis_url", "sentinel:///mymaster"),
+        ("redis_url", "sentinel://127.0.0.1/mymaster"),
+        ("redis_url", "sentinel://127.0.0.1:99999/mymaster"),
+        ("redis_url", "sentinel://127.0.0.1:26379/my master"),
+        ("redis_url", "sentinel://127.0.0.1:26379/mymaster/x"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:
@@ -73,3 +85,46 @@ def test_a_live_backlog_shorter_than_a_live_step_is_refused() -> None:
 def test_a_live_step_longer_than_the_live_buffer_is_refused() -> None:
     with pytest.raises(ValidationError, match="live_max_step_seconds"):
         Settings.model_validate({"live_max_step_seconds": 12, "live_buffer_seconds": 10})
+
+
+def test_s3_storage_needs_a_bucket() -> None:
+    with pytest.raises(ValidationError, match="VERBATIM_S3_BUCKET"):
+        Settings.model_validate({"storage": "s3"})
+
+
+@pytest.mark.parametrize("given", [{"s3_access_key_id": "key"},
+                                   {"s3_secret_access_key": "secret"}])
+def test_an_s3_access_key_comes_with_its_secret(given: dict[str, str]) -> None:
+    with pytest.raises(ValidationError, match="set together"):
+        Settings.model_validate({"storage": "s3", "s3_bucket": "media", **given})
+
+
+def test_s3_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"STORAGE": "s3", "S3_ENDPOINT_URL": "http://127.0.0.1:8333",
+                        "S3_BUCKET": "media", "S3_REGION": "eu-west-1",
+                        "S3_ACCESS_KEY_ID": "key", "S3_SECRET_ACCESS_KEY": "hunter2"}.items():
+        monkeypatch.setenv(f"VERBATIM_{name}", value)
+    settings = Settings()
+    assert (settings.storage, settings.s3_endpoint_url, settings.s3_bucket,
+            settings.s3_region, settings.s3_access_key_id) == (
+        "s3", "http://127.0.0.1:8333", "media", "eu-west-1", "key")
+    assert settings.s3_secret_access_key is not None
+    assert settings.s3_secret_access_key.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(settings)
+
+
+def test_local_storage_is_the_default() -> None:
+    assert Settings.model_validate({}).storage == "local"
+
+
+def test_a_sentinel_url_names_its_sentinels_primary_and_database() -> None:
+    url = "sentinel://:p%40ss@127.0.0.1:26379,[::1]:26380/mymaster/2"
+    assert Settings.model_validate({"redis_url": url}).redis_url == url
+    target = sentinel_target(url)
+    assert target == SentinelTarget([("127.0.0.1", 26379), ("::1", 26380)], "mymaster", 2,
+                                    "p@ss")
+    broker_url, options = broker(url)
+    assert broker_url == ("sentinel://:p%40ss@127.0.0.1:26379/2;"
+                          "sentinel://:p%40ss@[::1]:26380/2")
+    assert options["master_name"] == "mymaster"
+    assert broker("redis://127.0.0.1:6379/0") == ("redis://127.0.0.1:6379/0", {})

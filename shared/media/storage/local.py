@@ -1,4 +1,5 @@
-"""Where uploads live on disk (a directory shared by the API and the workers), and their names.
+"""The `local` media store: uploads and windows as files under `VERBATIM_DATA_DIR` (a directory
+the API and the workers share).
 
 An upload is written as `partial-{job_id}{suffix}` and renamed to `{job_id}{suffix}` once its job
 record exists, so a file with a job's own name always belongs to a job that was created. The
@@ -11,48 +12,17 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
+import shutil
 import tempfile
-import unicodedata
 from pathlib import Path
 from typing import IO
 
-# Extensions kept on stored uploads: audio and video ones alone, so that no stored name says
-# `.html` or `.svg` to a server or a person that goes by names (issue 26).
-MEDIA_SUFFIXES = frozenset({
-    ".3g2", ".3gp", ".aac", ".ac3", ".aif", ".aifc", ".aiff", ".amr", ".ape", ".asf", ".au",
-    ".avi", ".caf", ".dts", ".eac3", ".f4v", ".flac", ".flv", ".m2ts", ".m4a", ".m4b", ".m4v",
-    ".mka", ".mkv", ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mts", ".oga", ".ogg",
-    ".ogv", ".opus", ".spx", ".ts", ".tta", ".w64", ".wav", ".wave", ".weba", ".webm", ".wma",
-    ".wmv", ".wv",
-})
-PARTIAL_PREFIX = "partial-"
-# A finished upload, or an unfinished one: the job id, then a sane extension or none.
-_UPLOAD_NAME = re.compile(r"^(?P<partial>partial-)?(?P<job_id>[0-9a-f]{32})(\.[A-Za-z0-9]{1,10})?$")
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
-_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
-MAX_FILENAME_CHARS = 200
+from shared.media.storage.names import PARTIAL_PREFIX, stored_name
 
 
 def upload_path(upload_dir: Path, job_id: str, filename: str) -> Path:
-    """The file an upload is stored in; keeps an audio or video extension as a hint for
-    decoders, and no other."""
-    suffix = Path(filename).suffix.lower()
-    return upload_dir / f"{job_id}{suffix if suffix in MEDIA_SUFFIXES else ''}"
-
-
-def parse_upload_name(name: str) -> tuple[str, bool] | None:
-    """`(job_id, unfinished)` for a name this module gives uploads; None for any other file."""
-    match = _UPLOAD_NAME.match(name)
-    return (match["job_id"], match["partial"] is not None) if match else None
-
-
-def clean_filename(raw: str) -> str:
-    """The name a client gave its upload as stored and shown: its last path component, without
-    control characters (which no HTTP header may carry), at most 200 characters."""
-    name = Path(raw.replace("\\", "/")).name
-    name = "".join(ch for ch in name if unicodedata.category(ch) not in _CONTROL_CATEGORIES)
-    return name.strip()[-MAX_FILENAME_CHARS:] or "upload"
+    """The file an upload is stored in (`names.stored_name`)."""
+    return upload_dir / stored_name(job_id, filename)
 
 
 def writable(upload_dir: Path) -> bool:
@@ -81,6 +51,16 @@ class PartialUpload:
         self.path = final.with_name(PARTIAL_PREFIX + final.name)
         self._file: IO[bytes] | None = None
 
+    @property
+    def location(self) -> str:
+        """What the job record keeps: the final path."""
+        return str(self.final)
+
+    @property
+    def source(self) -> Path:
+        """What the probe opens: the file as written so far."""
+        return self.path
+
     def write(self, data: bytes) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,12 +73,11 @@ class PartialUpload:
         if self._file is not None:
             self._file.flush()
 
-    def commit(self) -> Path:
-        """Rename the upload to its final name and release the lock; the final path."""
+    def commit(self) -> None:
+        """Rename the upload to its final name and release the lock."""
         os.replace(self.path, self.final)
         self.path = self.final
         self._close()
-        return self.final
 
     def discard(self) -> None:
         self._close()
@@ -118,3 +97,58 @@ def held_by_a_writer(path: Path) -> bool:
     except BlockingIOError:
         return True
     return False
+
+
+class LocalStore:
+    """Media as files under the data directory: a location is a path."""
+
+    kind = "local"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.upload_dir = data_dir / "uploads"
+
+    def prepare(self) -> None:
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+
+    def check(self) -> None:
+        """Nothing to reach: the directory is made at start-up."""
+
+    def ready(self) -> bool:
+        return writable(self.upload_dir)
+
+    def upload_location(self, job_id: str, filename: str) -> str:
+        return str(upload_path(self.upload_dir, job_id, filename))
+
+    def receive(self, location: str) -> PartialUpload:
+        return PartialUpload(Path(location))
+
+    def resume(self, location: str) -> PartialUpload | None:
+        """Receive again what an earlier attempt began: None while its writer lives."""
+        upload = PartialUpload(Path(location))
+        if upload.path.exists():
+            if held_by_a_writer(upload.path):
+                return None
+            upload.path.unlink(missing_ok=True)  # its writer died mid-way
+        return upload
+
+    def source(self, location: str) -> Path:
+        return Path(location)
+
+    def exists(self, location: str) -> bool:
+        return Path(location).is_file()
+
+    def remove(self, location: str | None) -> None:
+        remove_upload(Path(location) if location else None)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self.data_dir / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return (self.data_dir / key).read_bytes()
+
+    def remove_prefix(self, prefix: str) -> None:
+        """Remove the folder `prefix` names (`windows/{job}/`)."""
+        shutil.rmtree(self.data_dir / prefix, ignore_errors=True)

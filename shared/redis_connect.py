@@ -1,0 +1,135 @@
+"""Every Redis client of the service, from the one `VERBATIM_REDIS_URL` (issue 23).
+
+The URL names one Redis (`redis://`, `rediss://`, `unix://`), or Redis Sentinels and the name
+of the primary they watch: `sentinel://[:password@]host:port[,host:port...]/master[/db]`. Then
+each client asks the Sentinels where the primary is, and asks again when a connection to it
+fails, so that when the primary dies and Sentinel promotes a replica the API, the workers and
+the Celery broker (kombu's own Sentinel transport) carry on against the new one.
+
+Redis Cluster is not supported: kombu's Redis transport moves each message between keys in one
+command (`BRPOP` over the priority lists, the unacked hash and its index), and the job store's
+Lua scripts touch a job's record and its indexes together; in a cluster those keys sit in
+different hash slots, which Redis refuses (`CROSSSLOT`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+from limits.storage import RedisSentinelStorage, RedisStorage
+
+SENTINEL_SCHEME = "sentinel://"
+# Timeouts of the questions asked of the Sentinels themselves.
+SENTINEL_TIMEOUT_SECONDS = 2.0
+_HOST = r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]"
+_SENTINEL = re.compile(
+    rf"sentinel://(?::(?P<password>[^@/]*)@)?(?P<hosts>(?:(?:{_HOST}):\d{{1,5}},?)+)"
+    r"/(?P<master>[A-Za-z0-9_.\-]+)(?:/(?P<db>\d{1,2}))?/?"
+)
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    sentinels: list[tuple[str, int]]
+    master: str
+    db: int = 0
+    password: str | None = None
+
+
+def sentinel_target(url: str) -> SentinelTarget | None:
+    """The Sentinels and primary a `sentinel://` URL names; None for a URL of one Redis.
+    `ValueError` for a `sentinel://` URL that is malformed."""
+    if not url.startswith(SENTINEL_SCHEME):
+        return None
+    match = _SENTINEL.fullmatch(url)
+    if match is None:
+        raise ValueError("a Sentinel URL reads sentinel://[:password@]host:port[,host:port...]"
+                         "/master_name[/db]")
+    sentinels = []
+    for address in filter(None, match["hosts"].split(",")):
+        host, _, port = address.rpartition(":")
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"the Sentinel port {port} is out of range")
+        sentinels.append((host.strip("[]"), int(port)))
+    password = unquote(match["password"]) if match["password"] else None
+    return SentinelTarget(sentinels, match["master"], int(match["db"] or 0), password)
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_url(url: str) -> str:
+    """`url` if it names one Redis or well-formed Sentinels; `ValueError` otherwise."""
+    if sentinel_target(url) is None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("redis_url must start with redis://, rediss://, unix:// or sentinel://")
+    return url
+
+
+def _sentinel(target: SentinelTarget, module: Any) -> Any:
+    return module.Sentinel(target.sentinels, sentinel_kwargs={
+        "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+        "socket_timeout": SENTINEL_TIMEOUT_SECONDS})
+
+
+def sync_client(url: str, **options: Any) -> redis.Redis:
+    """A client of the Redis `url` names (its primary, for Sentinels); `options` as
+    `redis.Redis`'s."""
+    target = sentinel_target(url)
+    if target is None:
+        return redis.Redis.from_url(url, **options)
+    client: redis.Redis = _sentinel(target, redis.sentinel).master_for(
+        target.master, db=target.db, password=target.password, **options)
+    return client
+
+
+class _BlockingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool,
+                            redis.asyncio.BlockingConnectionPool):
+    """Sentinel's pool that waits for a free connection, as `BlockingConnectionPool` does."""
+
+
+def async_client(url: str, max_connections: int, timeout: float, **options: Any
+                 ) -> redis.asyncio.Redis:
+    """An asyncio client whose requests wait up to `timeout` for one of `max_connections`."""
+    target = sentinel_target(url)
+    if target is None:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout, **options)
+        return redis.asyncio.Redis(connection_pool=pool)
+    client: redis.asyncio.Redis = _sentinel(target, redis.asyncio.sentinel).master_for(
+        target.master, connection_pool_class=_BlockingSentinelPool, db=target.db,
+        password=target.password, max_connections=max_connections, timeout=timeout,
+        **options)
+    return client
+
+
+def broker(url: str) -> tuple[str, dict[str, Any]]:
+    """Celery's broker URL and the transport options it needs (kombu's `sentinel://` form:
+    one URL per Sentinel, joined by `;`, and the primary's name as `master_name`)."""
+    target = sentinel_target(url)
+    if target is None:
+        return url, {}
+    auth = f":{quote(target.password, safe='')}@" if target.password else ""
+    urls = [f"sentinel://{auth}{_netloc(host, port)}/{target.db}"
+            for host, port in target.sentinels]
+    return ";".join(urls), {"master_name": target.master, "sentinel_kwargs": {
+        "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+        "socket_timeout": SENTINEL_TIMEOUT_SECONDS}}
+
+
+def rate_storage(url: str, key_prefix: str) -> RedisStorage | RedisSentinelStorage:
+    """The `limits` library's storage on the same Redis (`api/quotas.py`)."""
+    target = sentinel_target(url)
+    if target is None:
+        return RedisStorage(url, key_prefix=key_prefix)
+    hosts = ",".join(_netloc(host, port) for host, port in target.sentinels)
+    auth = f":{quote(target.password, safe='')}@" if target.password else ""
+    return RedisSentinelStorage(f"redis+sentinel://{auth}{hosts}/{target.master}",
+                                key_prefix=key_prefix, use_replicas=False, db=target.db)
