@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -16,12 +17,19 @@ from api.deps import run_sync
 from api.quotas import Quotas
 from api.uploads import Upload, receive_upload
 from shared.config import Settings
-from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
+from shared.errors import (
+    DurationExceeded,
+    InvalidRequest,
+    InvalidSpeakers,
+    NotMultichannel,
+    ServiceUnavailable,
+    VerbatimError,
+)
 from shared.logs import add_fields, bound_fields
-from shared.media.probe import probe_duration
+from shared.media.probe import probe_channels, probe_duration
 from shared.media.storage import upload_path
 from shared.queue import enqueue_transcription
-from shared.schemas import Job, JobOptions, JobStatus
+from shared.schemas import SPEAKERS_ERROR, Job, JobOptions, JobStatus
 from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.keys import ApiKey
@@ -34,8 +42,24 @@ def parse_options(fields: dict[str, Any]) -> JobOptions:
     try:
         return JobOptions.model_validate({k: v for k, v in fields.items() if v != ""})
     except ValidationError as exc:
-        parts = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
-        raise InvalidRequest("; ".join(parts)) from None
+        raise options_error(exc) from None
+
+
+def options_error(exc: ValidationError) -> VerbatimError:
+    """The error answering bad job options: `invalid_speakers` for speaker options, else
+    `validation_error`, naming each field at fault."""
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
+    speakers = any(e["type"] == SPEAKERS_ERROR for e in exc.errors())
+    return (InvalidSpeakers if speakers else InvalidRequest)("; ".join(parts))
+
+
+async def check_channels(path: Path, options: JobOptions, settings: Settings) -> None:
+    """Refuse `diarize=channels` (the job's or the server's default) on a one-channel
+    recording, before a job exists."""
+    if (options.diarize or settings.diarize) == "channels":
+        if await run_sync(probe_channels, path) < 2:
+            raise NotMultichannel("diarize=channels needs a recording with a channel per "
+                                  "speaker; this one has one channel.", param="diarize")
 
 
 async def receive_job_upload(
@@ -83,6 +107,7 @@ async def submit(
         if options is None:
             options = parse_options(upload.fields)
         duration = await run_sync(probe_duration, upload.path)
+        await check_channels(upload.path, options, settings)
         if duration > settings.max_audio_seconds:
             raise DurationExceeded(
                 f"The recording lasts {duration:.0f} s; the limit is "

@@ -76,6 +76,11 @@ class Settings(IntegrationSettings, BaseSettings):
     multilingual_window_seconds: float = Field(default=30.0, ge=10, le=120)
     """Longest window of the code-switching mode, each detected and decoded on its own."""
 
+    diarize: Literal["none", "channels", "voices"] = "none"
+    """Speaker labels for jobs that leave `diarize` unset: `channels` labels each channel of a
+    recording as a speaker (a mono recording is then refused), `voices` tells speakers apart
+    by voice ([Speakers](guides/speakers.md))."""
+
     batch_size: int | None = Field(default=None, ge=1, le=64)
     """Default `batch_size` of jobs that leave it unset and keep VAD on; unset means 1 on CPU
     (faster-whisper's own sequential decoding, temperature fallback included) and 8 on CUDA."""

@@ -80,6 +80,21 @@ class UnsupportedMedia(VerbatimError):
     code = "unsupported_media"
 
 
+class InvalidSpeakers(VerbatimError):
+    """A bad speaker option: a count out of range or contradicting another, channel names
+    on a job that does not label channels (issue 21)."""
+
+    status_code = 422
+    code = "invalid_speakers"
+
+
+class NotMultichannel(VerbatimError):
+    """`diarize=channels` on a recording with one channel."""
+
+    status_code = 422
+    code = "not_multichannel"
+
+
 class ServiceUnavailable(VerbatimError):
     status_code = 503
     code = "service_unavailable"

@@ -40,6 +40,7 @@ from shared.config import Settings
         ("live_backlog_seconds", 0), ("live_backlog_seconds", 3601),
         ("live_backlog_seconds", "long"), ("live_max_sessions_per_key", 0),
         ("live_max_sessions_per_key", 65), ("live_max_sessions_per_key", "few"),
+        ("diarize", "faces"), ("diarize", ""), ("diarize", 2),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:
