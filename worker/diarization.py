@@ -5,6 +5,10 @@ its own speech, as a recording of its own, and the segments are merged on the re
 clock, each labelled with its channel (`S1` the first, named by `channel_names`). Crosstalk
 heard on both channels stays in both. Word timings are on, as every diarized job has them.
 
+`voices`: one mixed recording. It is transcribed with word timings, then its speech is
+embedded piece by piece and clustered (`worker/voices.py`); each word takes its piece's
+speaker, and a segment in which the speaker changes is cut at that word (`shared/turns.py`).
+
 A job without `diarize` is the plain transcription (`worker/transcriber.py`), unchanged.
 """
 
@@ -18,14 +22,23 @@ from shared.config import Settings
 from shared.errors import NotMultichannel
 from shared.media.probe import probe_channels
 from shared.schemas import MAX_CHANNELS, JobOptions, Segment, Transcript
-from shared.turns import label, renumbered, speakers_of
-from worker import transcriber
+from shared.turns import label, renumbered, speakers_of, split_at_changes
+from worker import transcriber, voices
+from worker.audio import pcm_blocks
+from worker.speech import speech_regions
 from worker.transcriber import (
     DecodedCallback,
     PartlyDone,
     ProgressCallback,
     SegmentCallback,
+    window_lengths,
 )
+from worker.voices import Piece
+from worker.windows import windows
+
+# Share of a `voices` job's progress that its transcription stands for; the embedding pass
+# after it the rest.
+TRANSCRIBING = 0.9
 
 
 def mode(options: JobOptions, settings: Settings) -> str:
@@ -39,9 +52,13 @@ def transcribe(
     on_segment: SegmentCallback | None = None, on_decoded: DecodedCallback | None = None,
 ) -> Transcript:
     """`worker.transcriber.transcribe`, with speaker labels where the job is diarized."""
-    if mode(options, settings) == "channels":
+    chosen = mode(options, settings)
+    if chosen == "channels":
         return by_channel(model, audio, options, settings, on_progress, expected_seconds,
                           on_segment, on_decoded)
+    if chosen == "voices":
+        return by_voice(model, audio, options, settings, on_progress, expected_seconds,
+                        on_segment, on_decoded)
     return transcriber.transcribe(model, audio, options, settings, on_progress,
                                   expected_seconds, on_segment, on_decoded)
 
@@ -102,3 +119,69 @@ def merged(channels: list[Transcript], options: JobOptions) -> Transcript:
             {label(i): i for i in range(len(channels))}),
         "languages": list(dict.fromkeys(lang for t in channels for lang in t.languages)),
     })
+
+
+def by_voice(
+    model: WhisperModel, audio: Path, options: JobOptions, settings: Settings,
+    on_progress: ProgressCallback, expected_seconds: float | None,
+    on_segment: SegmentCallback | None, on_decoded: DecodedCallback | None,
+) -> Transcript:
+    """The recording transcribed with word timings, then its speech embedded and clustered,
+    each word labelled with its piece's speaker; segments published once labelled."""
+    timed = options.model_copy(update={"word_timestamps": True})
+    try:
+        heard = transcriber.transcribe(model, audio, timed, settings,
+                                       lambda f: on_progress(f * TRANSCRIBING),
+                                       expected_seconds, None, on_decoded)
+    except PartlyDone as exc:  # the key's day ran out: what was decoded, unlabelled
+        raise PartlyDone(exc.error, exc.transcript.model_copy(update={"speakers": []})
+                         ) from None
+    found = embedded(audio, options, settings)
+    numbers = voices.cluster(found, options.speakers, options.min_speakers,
+                             options.max_speakers)
+    transcript = labelled(heard, found, numbers, options.word_timestamps)
+    for segment in transcript.segments:
+        if on_segment is not None:
+            on_segment(segment)
+    return transcript
+
+
+def embedded(audio: Path, options: JobOptions, settings: Settings) -> list[Piece]:
+    """The recording's speech pieces and their embeddings, window after window."""
+    embedder = voices.get_embedder()
+    blocks = pcm_blocks(audio, settings.max_audio_seconds)
+    found: list[Piece] = []
+    for window in windows(blocks, *window_lengths(options, settings), speech_regions):
+        found.extend(voices.pieces(window, embedder))
+    return found
+
+
+def labelled(heard: Transcript, found: list[Piece], numbers: list[int], keep_words: bool
+             ) -> Transcript:
+    """The transcript with each word labelled as the piece it falls in (else the nearest),
+    segments cut where the speaker changes and renumbered; words kept where asked."""
+    segments: list[Segment] = []
+    for segment in heard.segments:
+        words = [w.model_copy(update={"speaker": _nearest(found, numbers, w.start, w.end)})
+                 for w in segment.words or []]
+        if not words:
+            who = _nearest(found, numbers, segment.start, segment.end)
+            segments.append(segment.model_copy(update={"speaker": who}))
+            continue
+        segments.extend(split_at_changes(segment.model_copy(update={"words": words})))
+    if not keep_words:
+        segments = [s.model_copy(update={"words": None}) for s in segments]
+    ordered = renumbered(segments)
+    return heard.model_copy(update={"segments": ordered, "speakers": speakers_of(ordered)})
+
+
+def _nearest(found: list[Piece], numbers: list[int], start: float, end: float) -> str | None:
+    """The speaker of the piece holding the middle of [start, end], else of the closest."""
+    if not found:
+        return None
+    middle = (start + end) / 2
+
+    def distance(i: int) -> float:
+        return max(found[i].start - middle, middle - found[i].end, 0.0)
+
+    return label(numbers[min(range(len(found)), key=distance)])
