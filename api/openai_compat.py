@@ -23,7 +23,7 @@ from shared.schemas import ErrorInfo, Job, JobOptions, Segment, Transcript
 
 Task = Literal["transcribe", "translate"]
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 STREAM_FORMATS = ("json", "text")
 GRANULARITIES = ("word", "segment")
 # OpenAI's SDKs send a list as repeated `name[]` fields; plain `name` is accepted too.
@@ -65,11 +65,16 @@ def parse_form(values: dict[str, list[str]], task: Task) -> AudioRequest:
     if response_format not in RESPONSE_FORMATS:
         message = f"Invalid response_format {response_format!r}: use one of {RESPONSE_FORMATS}."
         raise InvalidRequest(message, param="response_format")
+    if response_format == "diarized_json" and task != "transcribe":
+        raise InvalidRequest("diarized_json is only supported by transcriptions.",
+                             param="response_format")
     stream = _stream(fields.get("stream"), task, response_format)
     granularities = _granularities(values, response_format)
     subtitles = _subtitles(fields, response_format)
     word_timings = "word" in granularities or subtitles.limits() != SubtitleOptions().limits()
     options = _options(fields, task, word_timestamps=word_timings)
+    if response_format == "diarized_json":  # OpenAI's speaker labels: told apart by voice
+        options = options.model_copy(update={"diarize": "voices"})
     return AudioRequest(task, response_format, granularities, options, stream, subtitles)
 
 
@@ -175,9 +180,53 @@ class VerboseTranscription(BaseModel):
     words: list[TranscriptionWord] | None = None
 
 
+class DiarizedSegment(BaseModel):
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str
+
+
+class DurationUsage(BaseModel):
+    type: Literal["duration"] = "duration"
+    seconds: float
+
+
+class DiarizedTranscription(BaseModel):
+    """`response_format=diarized_json`: segments with speakers, as OpenAI's
+    `gpt-4o-transcribe-diarize` answers (speakers `A`, `B`... unless named)."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
+    usage: DurationUsage
+
+
+def diarized(transcript: Transcript) -> DiarizedTranscription:
+    letters = {s.label: s.name or _letter(i) for i, s in enumerate(transcript.speakers or [])}
+    segments = [
+        DiarizedSegment(id=f"seg_{s.id}", start=s.start, end=s.end, text=s.text.strip(),
+                        speaker=letters.get(s.speaker or "", "A"))
+        for s in transcript.segments
+    ]
+    return DiarizedTranscription(duration=transcript.duration, text=transcript.text,
+                                 segments=segments,
+                                 usage=DurationUsage(seconds=transcript.duration))
+
+
+def _letter(index: int) -> str:
+    """`A`..`Z`, then `AA`, `AB`..."""
+    return (_letter(index // 26 - 1) if index >= 26 else "") + chr(ord("A") + index % 26)
+
+
 def render(form: AudioRequest, transcript: Transcript) -> tuple[str, str]:
     """The finished transcript in the requested `response_format`, and its media type."""
     fmt = form.response_format
+    if fmt == "diarized_json":
+        return _json(diarized(transcript).model_dump(mode="json")), "application/json"
     if fmt == "json":
         return _json({"text": transcript.text}), "application/json"
     if fmt == "text":

@@ -13,7 +13,6 @@ import numpy as np
 from faster_whisper import decode_audio
 
 DATA = Path(__file__).resolve().parent / "data"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "audio"
 RATE = 16000
 PAUSE_SECONDS = (0.5, 0.7, 0.6, 0.45)  # between turns, in turn
 
@@ -70,3 +69,27 @@ def _write_flac(samples: np.ndarray, path: Path) -> None:
 
 def in_data(turns: list[tuple[str, str]]) -> list[tuple[str, Path]]:
     return [(speaker, DATA / name) for speaker, name in turns]
+
+
+def labels_per_turn(transcript: dict, turns: list[Turn]) -> list[set[str]]:
+    """The speaker labels of the words said within each reference turn (a JSON transcript
+    with word timings)."""
+    found: list[set[str]] = [set() for _ in turns]
+    for segment in transcript["segments"]:
+        for word in segment["words"]:
+            middle = (word["start"] + word["end"]) / 2
+            for i, turn in enumerate(turns):
+                if turn.start - 0.3 <= middle <= turn.end + 0.3:
+                    found[i].add(word["speaker"])
+    return found
+
+
+def assert_turns_labelled(transcript: dict, turns: list[Turn]) -> None:
+    """Each turn's words under one label, the same for a speaker who comes back, a different
+    one for each speaker."""
+    per_turn = labels_per_turn(transcript, turns)
+    assert all(len(labels) == 1 for labels in per_turn), per_turn
+    label_of: dict[str, str] = {}
+    for turn, labels in zip(turns, per_turn, strict=True):
+        assert label_of.setdefault(turn.speaker, next(iter(labels))) in labels, per_turn
+    assert len(set(label_of.values())) == len(label_of), per_turn

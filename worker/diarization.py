@@ -136,14 +136,19 @@ def by_voice(
     except PartlyDone as exc:  # the key's day ran out: what was decoded, unlabelled
         raise PartlyDone(exc.error, exc.transcript.model_copy(update={"speakers": []})
                          ) from None
-    found = embedded(audio, options, settings)
-    numbers = voices.cluster(found, options.speakers, options.min_speakers,
-                             options.max_speakers)
-    transcript = labelled(heard, found, numbers, options.word_timestamps)
+    transcript = by_pieces(heard, embedded(audio, options, settings), options)
     for segment in transcript.segments:
         if on_segment is not None:
             on_segment(segment)
     return transcript
+
+
+def by_pieces(heard: Transcript, found: list[Piece], options: JobOptions) -> Transcript:
+    """The transcript labelled by one clustering of all the recording's pieces of speech (a
+    spread recording's, gathered from its windows, too)."""
+    numbers = voices.cluster(found, options.speakers, options.min_speakers,
+                             options.max_speakers)
+    return labelled(heard, found, numbers, options.word_timestamps)
 
 
 def embedded(audio: Path, options: JobOptions, settings: Settings) -> list[Piece]:

@@ -134,8 +134,8 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: i
     events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})
     model = get_model(settings)
-    # The windows complete the job, the last one to finish; a diarized job runs here whole.
-    if splits(job, settings) and diarization(job.options, settings) == "none":
+    # The windows complete the job, the last one to finish; a `channels` job runs here whole.
+    if splits(job, settings) and diarization(job.options, settings) != "channels":
         dispatch(job, upload, model, settings, attempt)
         return
     started = time.perf_counter()

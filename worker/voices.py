@@ -39,6 +39,9 @@ MIN_PIECE_SECONDS = 0.8
 # speaker, where the job gives no count (measured on the conversations of
 # bench/diarization_bench.py).
 THRESHOLD = 0.45
+# Where the count is estimated, a cluster with less speech than this is taken for a stray
+# piece of another speaker's (a cough, a laugh, a word said oddly) and joins the nearest one.
+MIN_SPEAKER_SECONDS = 3.0
 
 
 class Embedder(Protocol):
@@ -148,7 +151,7 @@ def cluster(found: list[Piece], speakers: int | None = None, least: int | None =
         return [0] * len(found)
     vectors = np.array([p.embedding for p in found], dtype=np.float32)
     if speakers is None:
-        guessed = _clusters(vectors, None)
+        guessed = _absorbed(found, vectors, _clusters(vectors, None))
         estimate = len(set(guessed.tolist()))
         speakers = max(least or 1, min(estimate, most or estimate))
         if speakers == estimate:
@@ -165,6 +168,22 @@ def _clusters(vectors: np.ndarray, count: int | None) -> np.ndarray:
     model = AgglomerativeClustering(n_clusters=count, metric="cosine", linkage="average",
                                     distance_threshold=None if count else THRESHOLD)
     return np.asarray(model.fit_predict(vectors))
+
+
+def _absorbed(found: list[Piece], vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The clusters with less than MIN_SPEAKER_SECONDS of speech merged, piece by piece, into
+    the nearest (by cosine similarity to its mean) of the others, where others there are."""
+    spoken = {c: sum(p.end - p.start for p, x in zip(found, labels, strict=True) if x == c)
+              for c in set(labels.tolist())}
+    kept = [c for c, seconds in spoken.items() if seconds >= MIN_SPEAKER_SECONDS]
+    if not kept or len(kept) == len(spoken):
+        return labels
+    centres = _normalised(np.stack([vectors[labels == c].mean(axis=0) for c in kept]))
+    merged = labels.copy()
+    for i, label in enumerate(labels.tolist()):
+        if label not in kept:
+            merged[i] = kept[int(np.argmax(centres @ vectors[i]))]
+    return merged
 
 
 def _in_order(labels: np.ndarray) -> list[int]:

@@ -21,6 +21,7 @@ from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
     GRANULARITIES,
     RESPONSE_FORMATS,
+    DiarizedTranscription,
     OpenAIError,
     Task,
     Transcription,
@@ -62,7 +63,8 @@ def _form(task: Task) -> dict[str, Any]:
         **(language if task == "transcribe" else {}),
         "prompt": {"type": "string", "maxLength": 2000,
                    "description": "Text that sets style and vocabulary (`initial_prompt`)."},
-        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
+        "response_format": {"type": "string", "default": "json", "enum": [
+            f for f in RESPONSE_FORMATS if task == "transcribe" or f != "diarized_json"]},
         "temperature": {"type": "number", "minimum": 0, "maximum": 1, "default": 0,
                         "description": "0 starts at 0 and raises it when decoding fails."},
         "timestamp_granularities[]": {
@@ -80,8 +82,9 @@ def _error(description: str) -> dict[str, Any]:
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The transcript: JSON for `json`/`verbose_json`, text for the others.",
-        "model": Transcription | VerboseTranscription,
+        "description": "The transcript: JSON for `json`/`verbose_json`/`diarized_json` (speakers "
+                       "told apart by voice), text for the others.",
+        "model": Transcription | VerboseTranscription | DiarizedTranscription,
         "content": {"text/plain": {"schema": {"type": "string"}},
                     "application/x-subrip": {"schema": {"type": "string"}},
                     "text/vtt": {"schema": {"type": "string"}}},

@@ -253,7 +253,7 @@ def test_openapi_documents_the_openai_forms(api: TestClient) -> None:
         assert expected <= set(form_["properties"])
         assert ("language" in form_["properties"]) is language
         assert form_["properties"]["response_format"]["enum"] == [
-            "json", "text", "srt", "verbose_json", "vtt"
+            "json", "text", "srt", "verbose_json", "vtt", *(["diarized_json"] if language else [])
         ]
         assert {"200", "202", "400", "413", "415", "500", "503"} <= set(post_["responses"])
         assert "text/plain" in post_["responses"]["200"]["content"]
