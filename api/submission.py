@@ -23,6 +23,7 @@ from shared.errors import (
     InvalidSpeakers,
     NotMultichannel,
     ServiceUnavailable,
+    UnknownSpeaker,
     VerbatimError,
 )
 from shared.logs import add_fields, bound_fields
@@ -34,6 +35,7 @@ from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.keys import ApiKey
 from shared.state.listing import prune_list
+from shared.state.voices import VoiceStore, known_names
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,17 @@ def options_error(exc: ValidationError) -> VerbatimError:
     parts = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
     speakers = any(e["type"] == SPEAKERS_ERROR for e in exc.errors())
     return (InvalidSpeakers if speakers else InvalidRequest)("; ".join(parts))
+
+
+async def check_known_speakers(store: JobStore, options: JobOptions, owner: str | None
+                               ) -> None:
+    """Refuse `known_speakers` naming a voice the caller's key has not enrolled."""
+    if options.known_speakers is None or (names := known_names(options.known_speakers)) is None:
+        return
+    enrolled = {voice.name for voice in await run_sync(VoiceStore(store.redis).names, owner)}
+    if missing := [name for name in names if name not in enrolled]:
+        raise UnknownSpeaker(f"No voice named {', '.join(map(repr, missing))} is enrolled for "
+                             "this key.", param="known_speakers")
 
 
 async def check_channels(path: Path, options: JobOptions, settings: Settings) -> None:
@@ -106,6 +119,7 @@ async def submit(
     with discarded_on_error(upload):
         if options is None:
             options = parse_options(upload.fields)
+        await check_known_speakers(store, options, key.id if key else None)
         duration = await run_sync(probe_duration, upload.path)
         await check_channels(upload.path, options, settings)
         if duration > settings.max_audio_seconds:

@@ -89,6 +89,12 @@ class JobOptions(BaseModel):
         default=None, description="`voices`: the fewest speakers to find.")
     max_speakers: int | None = Field(
         default=None, description="`voices`: the most speakers to find.")
+    known_speakers: str | None = Field(
+        default=None, max_length=2000,
+        description="`voices`: voices enrolled for the key (`POST /v1/speakers`) to name the "
+        "speakers by, comma-separated, or `*` for all of them; a speaker whose voice matches "
+        "one takes its name.",
+    )
     channel_names: str | None = Field(
         default=None, max_length=400,
         description="`channels`: comma-separated names of the channels' speakers, in channel "
@@ -108,6 +114,8 @@ class JobOptions(BaseModel):
             raise _speakers_error("min_speakers must not exceed max_speakers")
         if any(counts.values()) and self.diarize not in (None, "voices"):
             raise _speakers_error("speaker counts apply only to diarize=voices")
+        if self.known_speakers is not None and self.diarize not in (None, "voices"):
+            raise _speakers_error("known_speakers applies only to diarize=voices")
         if self.channel_names is not None:
             if self.diarize not in (None, "channels"):
                 raise _speakers_error("channel_names applies only to diarize=channels")

@@ -22,9 +22,11 @@ from shared.config import Settings
 from shared.errors import NotMultichannel
 from shared.media.probe import probe_channels
 from shared.schemas import MAX_CHANNELS, JobOptions, Segment, Transcript
+from shared.state.voices import VoiceStore, known_names
 from shared.turns import label, renumbered, speakers_of, split_at_changes
 from worker import transcriber, voices
 from worker.audio import pcm_blocks
+from worker.job_state import job_store
 from worker.speech import speech_regions
 from worker.transcriber import (
     DecodedCallback,
@@ -50,15 +52,17 @@ def transcribe(
     model: WhisperModel, audio: Path, options: JobOptions, settings: Settings,
     on_progress: ProgressCallback, expected_seconds: float | None = None,
     on_segment: SegmentCallback | None = None, on_decoded: DecodedCallback | None = None,
+    owner: str | None = None,
 ) -> Transcript:
-    """`worker.transcriber.transcribe`, with speaker labels where the job is diarized."""
+    """`worker.transcriber.transcribe`, with speaker labels where the job is diarized (named
+    after the voices `owner`'s key enrolled, where the job asks)."""
     chosen = mode(options, settings)
     if chosen == "channels":
         return by_channel(model, audio, options, settings, on_progress, expected_seconds,
                           on_segment, on_decoded)
     if chosen == "voices":
         return by_voice(model, audio, options, settings, on_progress, expected_seconds,
-                        on_segment, on_decoded)
+                        on_segment, on_decoded, owner)
     return transcriber.transcribe(model, audio, options, settings, on_progress,
                                   expected_seconds, on_segment, on_decoded)
 
@@ -125,6 +129,7 @@ def by_voice(
     model: WhisperModel, audio: Path, options: JobOptions, settings: Settings,
     on_progress: ProgressCallback, expected_seconds: float | None,
     on_segment: SegmentCallback | None, on_decoded: DecodedCallback | None,
+    owner: str | None = None,
 ) -> Transcript:
     """The recording transcribed with word timings, then its speech embedded and clustered,
     each word labelled with its piece's speaker; segments published once labelled."""
@@ -136,19 +141,27 @@ def by_voice(
     except PartlyDone as exc:  # the key's day ran out: what was decoded, unlabelled
         raise PartlyDone(exc.error, exc.transcript.model_copy(update={"speakers": []})
                          ) from None
-    transcript = by_pieces(heard, embedded(audio, options, settings), options)
+    transcript = by_pieces(heard, embedded(audio, options, settings), options, settings, owner)
     for segment in transcript.segments:
         if on_segment is not None:
             on_segment(segment)
     return transcript
 
 
-def by_pieces(heard: Transcript, found: list[Piece], options: JobOptions) -> Transcript:
+def by_pieces(heard: Transcript, found: list[Piece], options: JobOptions, settings: Settings,
+              owner: str | None) -> Transcript:
     """The transcript labelled by one clustering of all the recording's pieces of speech (a
-    spread recording's, gathered from its windows, too)."""
+    spread recording's, gathered from its windows, too); speakers whose voice matches one the
+    job names (`known_speakers`, of `owner`'s key) take its name."""
     numbers = voices.cluster(found, options.speakers, options.min_speakers,
                              options.max_speakers)
-    return labelled(heard, found, numbers, options.word_timestamps)
+    names: dict[int, str] = {}
+    if options.known_speakers is not None:
+        known = VoiceStore(job_store().redis).embeddings(
+            owner, known_names(options.known_speakers))
+        names = voices.named(found, numbers, known, settings.speaker_match)
+    return labelled(heard, found, numbers, options.word_timestamps,
+                    {label(n): name for n, name in names.items()})
 
 
 def embedded(audio: Path, options: JobOptions, settings: Settings) -> list[Piece]:
@@ -161,8 +174,8 @@ def embedded(audio: Path, options: JobOptions, settings: Settings) -> list[Piece
     return found
 
 
-def labelled(heard: Transcript, found: list[Piece], numbers: list[int], keep_words: bool
-             ) -> Transcript:
+def labelled(heard: Transcript, found: list[Piece], numbers: list[int], keep_words: bool,
+             names: dict[str, str] | None = None) -> Transcript:
     """The transcript with each word labelled as the piece it falls in (else the nearest),
     segments cut where the speaker changes and renumbered; words kept where asked."""
     segments: list[Segment] = []
@@ -177,7 +190,8 @@ def labelled(heard: Transcript, found: list[Piece], numbers: list[int], keep_wor
     if not keep_words:
         segments = [s.model_copy(update={"words": None}) for s in segments]
     ordered = renumbered(segments)
-    return heard.model_copy(update={"segments": ordered, "speakers": speakers_of(ordered)})
+    return heard.model_copy(update={"segments": ordered,
+                                    "speakers": speakers_of(ordered, names)})
 
 
 def _nearest(found: list[Piece], numbers: list[int], start: float, end: float) -> str | None:

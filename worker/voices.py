@@ -176,18 +176,20 @@ def _clusters(vectors: np.ndarray, count: int | None) -> np.ndarray:
 
 
 def _absorbed(found: list[Piece], vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The clusters with less than MIN_SPEAKER_SECONDS of speech merged, piece by piece, into
-    the nearest (by cosine similarity to its mean) of the others, where others there are."""
-    spoken = {c: sum(p.end - p.start for p, x in zip(found, labels, strict=True) if x == c)
-              for c in set(labels.tolist())}
-    kept = [c for c, seconds in spoken.items() if seconds >= MIN_SPEAKER_SECONDS]
-    if not kept or len(kept) == len(spoken):
-        return labels
-    centres = _normalised(np.stack([vectors[labels == c].mean(axis=0) for c in kept]))
+    """The clusters merged, the one with the least speech first, into the nearest other (by
+    cosine similarity of their means) while one has less than MIN_SPEAKER_SECONDS and there
+    are others: a speaker split over several small clusters comes back together."""
     merged = labels.copy()
-    for i, label in enumerate(labels.tolist()):
-        if label not in kept:
-            merged[i] = kept[int(np.argmax(centres @ vectors[i]))]
+    seconds = np.array([p.end - p.start for p in found])
+    while len(clusters := sorted(set(merged.tolist()))) > 1:
+        spoken = {c: float(seconds[merged == c].sum()) for c in clusters}
+        smallest = min(clusters, key=spoken.__getitem__)
+        if spoken[smallest] >= MIN_SPEAKER_SECONDS:
+            break
+        others = [c for c in clusters if c != smallest]
+        centres = _normalised(np.stack([vectors[merged == c].mean(axis=0) for c in others]))
+        mine = _normalised(vectors[merged == smallest].mean(axis=0))
+        merged[merged == smallest] = others[int(np.argmax(centres @ mine))]
     return merged
 
 
@@ -195,3 +197,26 @@ def _in_order(labels: np.ndarray) -> list[int]:
     """Cluster numbers renumbered by first appearance."""
     order: dict[int, int] = {}
     return [order.setdefault(int(x), len(order)) for x in labels]
+
+
+def named(found: list[Piece], numbers: list[int], known: dict[str, list[float]],
+          least: float) -> dict[int, str]:
+    """Speaker number -> the enrolled name whose voice its pieces' mean is closest to, where
+    the cosine similarity is at least `least`; each name to one speaker at most, the closest
+    pairs first."""
+    if not found or not known:
+        return {}
+    vectors = np.array([p.embedding for p in found], dtype=np.float32)
+    labels = np.array(numbers)
+    speakers = sorted(set(numbers))
+    centres = _normalised(np.stack([vectors[labels == n].mean(axis=0) for n in speakers]))
+    names = list(known)
+    voices = _normalised(np.array([known[n] for n in names], dtype=np.float32))
+    similarity = centres @ voices.T
+    pairs = sorted(((float(similarity[i, j]), i, j) for i in range(len(speakers))
+                    for j in range(len(names))), reverse=True)
+    chosen: dict[int, str] = {}
+    for score, i, j in pairs:
+        if score >= least and speakers[i] not in chosen and names[j] not in chosen.values():
+            chosen[speakers[i]] = names[j]
+    return chosen

@@ -41,6 +41,9 @@ from shared.config import Settings
         ("live_backlog_seconds", "long"), ("live_max_sessions_per_key", 0),
         ("live_max_sessions_per_key", 65), ("live_max_sessions_per_key", "few"),
         ("diarize", "faces"), ("diarize", ""), ("diarize", 2),
+        ("max_voices_per_key", 0), ("max_voices_per_key", 1001), ("max_voices_per_key", "x"),
+        ("min_reference_seconds", 0.5), ("min_reference_seconds", 61),
+        ("speaker_match", 0), ("speaker_match", 1), ("speaker_match", "close"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:

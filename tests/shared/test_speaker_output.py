@@ -130,6 +130,7 @@ def test_malformed_renames_are_refused(bad: str) -> None:
     ({"diarize": "voices", "min_speakers": 3, "max_speakers": 2}, "must not exceed"),
     ({"diarize": "channels", "speakers": 2}, "only to diarize=voices"),
     ({"diarize": "none", "channel_names": "a,b"}, "only to diarize=channels"),
+    ({"diarize": "channels", "known_speakers": "alice"}, "only to diarize=voices"),
     ({"diarize": "channels", "channel_names": "a,,b"}, "non-empty names"),
     ({"diarize": "channels", "channel_names": ",".join("abcdefghi")}, "1 to 8"),
 ])

@@ -1,0 +1,115 @@
+"""Named speakers (issue 21): `POST /v1/speakers` enrols a voice for the caller's key from a
+reference clip, `GET` lists the key's voices, `DELETE` removes one. A worker embeds the clip
+(`worker/enrolment.py`) while the request waits; only the embedding is kept."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from api.auth import Identity, owner_of
+from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.errors import error_responses
+from api.submission import discarded_on_error
+from api.uploads import receive_upload
+from shared.errors import (
+    EmptyFile,
+    InvalidRequest,
+    NoSpeech,
+    PayloadTooLarge,
+    ReferenceTooShort,
+    ServiceUnavailable,
+    TooManyVoices,
+    Unauthorized,
+    UnsupportedMedia,
+    VerbatimError,
+    VoiceNotFound,
+)
+from shared.media.probe import probe_duration
+from shared.media.storage import upload_path
+from shared.queue import ENROL_TASK, QUEUE
+from shared.state.jobs import JobStore, new_job_id
+from shared.state.voices import NAME, Voice, VoiceStore, result_key
+
+router = APIRouter(prefix="/v1", tags=["speakers"])
+
+# Seconds the request waits for a worker to embed the clip.
+ENROL_WAIT_SECONDS = 60
+POP_SECONDS = 5
+_OUTCOMES: dict[str, type[VerbatimError]] = {
+    "reference_too_short": ReferenceTooShort, "no_speech": NoSpeech,
+    "too_many_voices": TooManyVoices, "decode_error": UnsupportedMedia,
+}
+
+
+class Voices(BaseModel):
+    speakers: list[Voice]
+
+
+_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["name", "file"], "properties": {
+        "name": {"type": "string", "pattern": NAME.pattern,
+                 "description": "The name transcripts will show for this voice."},
+        "file": {"type": "string", "format": "binary",
+                 "description": "A clip of the speaker alone: a few seconds of speech."}}}}}}}
+
+
+@router.post("/speakers", status_code=201, openapi_extra=_FORM, responses=error_responses(
+    EmptyFile, InvalidRequest, PayloadTooLarge, ReferenceTooShort, NoSpeech, TooManyVoices,
+    UnsupportedMedia, ServiceUnavailable, Unauthorized))
+async def enrol_speaker(request: Request, settings: SettingsDep, store: JobStoreDep,
+                        celery: QueueDep, key: Identity) -> Voice:
+    """Enrol a voice under a name for the caller's key, from a clip of that speaker alone."""
+    enrolment = new_job_id()
+    upload = await receive_upload(
+        request, lambda name: upload_path(settings.upload_dir, enrolment, name),
+        settings.max_upload_bytes)
+    with discarded_on_error(upload):
+        name = _name(upload.fields.get("name", ""))
+        if await run_sync(probe_duration, upload.path) < settings.min_reference_seconds:
+            raise ReferenceTooShort(f"The clip is shorter than the "
+                                    f"{settings.min_reference_seconds:.0f} s a voice needs.")
+        await run_sync(upload.file.commit)
+    celery.send_task(ENROL_TASK, args=[enrolment, owner_of(key), name, str(upload.path)],
+                     queue=QUEUE)
+    outcome = await _outcome(store, enrolment)
+    if (error := _OUTCOMES.get(outcome["code"])) is not None:
+        raise error(outcome["message"])
+    voices = await run_sync(VoiceStore(store.redis).names, owner_of(key))
+    return next(voice for voice in voices if voice.name == name)
+
+
+@router.get("/speakers", responses=error_responses(Unauthorized))
+async def list_speakers(store: JobStoreDep, key: Identity) -> Voices:
+    """The voices the caller's key has enrolled."""
+    return Voices(speakers=await run_sync(VoiceStore(store.redis).names, owner_of(key)))
+
+
+@router.delete("/speakers/{name}", status_code=204,
+               responses=error_responses(VoiceNotFound, Unauthorized))
+async def delete_speaker(name: str, store: JobStoreDep, key: Identity) -> Response:
+    """Forget one of the caller's key's voices."""
+    if not await run_sync(VoiceStore(store.redis).delete, owner_of(key), name):
+        raise VoiceNotFound(f"No voice named {name!r} is enrolled for this key.")
+    return Response(status_code=204)
+
+
+async def _outcome(store: JobStore, enrolment: str) -> dict[str, str]:
+    """The worker's word on the enrolment, waited for in blocking pops shorter than the store
+    client's socket timeout."""
+    for _ in range(ENROL_WAIT_SECONDS // POP_SECONDS):
+        answer = await run_sync(store.redis.blpop, [result_key(enrolment)], POP_SECONDS)
+        if answer is not None:
+            outcome: dict[str, str] = json.loads(answer[1])
+            return outcome
+    raise ServiceUnavailable("No worker took the clip in time; try again later.")
+
+
+def _name(text: str) -> str:
+    name = text.strip()
+    if not NAME.match(name):
+        raise InvalidRequest("name: 1 to 40 letters, digits, spaces, dots, apostrophes or "
+                             "hyphens, starting with a letter or digit.", param="name")
+    return name
