@@ -4,6 +4,7 @@ with real parsers; pure logic, no model."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pysubs2
 import pytest
@@ -16,7 +17,9 @@ from pydantic import ValidationError
 from api.submission import options_error
 from shared.output.formatters import render
 from shared.output.subtitles import SubtitleOptions
-from shared.schemas import JobOptions, Segment, Transcript, Word
+from shared.schemas import Job, JobOptions, JobStatus, Segment, Transcript, Word
+from shared.state.job_events import completed_data, segment_data
+from shared.state.webhooks import event_body
 from shared.turns import parse_renames, speakers_of, split_at_changes
 
 
@@ -147,3 +150,16 @@ def test_an_unknown_mode_is_a_validation_error() -> None:
     with pytest.raises(ValidationError) as caught:
         JobOptions.model_validate({"diarize": "faces"})
     assert options_error(caught.value).code == "validation_error"
+
+
+def test_events_and_webhooks_carry_the_speakers() -> None:
+    transcript = _transcript()
+    assert segment_data(transcript.segments[1])["speaker"] == "S2"
+    assert [s["label"] for s in completed_data("job", transcript)["speakers"]] == ["S1", "S2"]
+    assert "speakers" not in completed_data("job", transcript.model_copy(
+        update={"speakers": None}))
+    job = Job(id="job", status=JobStatus.completed, progress=1.0, created_at=datetime.now(UTC),
+              filename="call.flac", options=JobOptions(diarize="voices"),
+              speakers=transcript.speakers)
+    body = event_body(job, "evt")
+    assert [(s["label"], s["turns"]) for s in body["data"]["speakers"]] == [("S1", 2), ("S2", 1)]
