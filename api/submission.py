@@ -35,7 +35,7 @@ from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.keys import ApiKey
 from shared.state.listing import prune_list
-from shared.state.voices import VoiceStore, known_names
+from shared.state.voices import VoiceStore, job_scope, known_names
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,15 @@ def options_error(exc: ValidationError) -> VerbatimError:
     return (InvalidSpeakers if speakers else InvalidRequest)("; ".join(parts))
 
 
-async def check_known_speakers(store: JobStore, options: JobOptions, owner: str | None
-                               ) -> None:
-    """Refuse `known_speakers` naming a voice the caller's key has not enrolled."""
+async def check_known_speakers(store: JobStore, options: JobOptions, owner: str | None,
+                               job_id: str) -> None:
+    """Refuse `known_speakers` naming a voice the caller's key has not enrolled (nor the
+    request given for this job)."""
     if options.known_speakers is None or (names := known_names(options.known_speakers)) is None:
         return
-    enrolled = {voice.name for voice in await run_sync(VoiceStore(store.redis).names, owner)}
+    voices = VoiceStore(store.redis)
+    enrolled = {voice.name for scope in (owner, job_scope(job_id))
+                for voice in await run_sync(voices.names, scope)}
     if missing := [name for name in names if name not in enrolled]:
         raise UnknownSpeaker(f"No voice named {', '.join(map(repr, missing))} is enrolled for "
                              "this key.", param="known_speakers")
@@ -119,7 +122,7 @@ async def submit(
     with discarded_on_error(upload):
         if options is None:
             options = parse_options(upload.fields)
-        await check_known_speakers(store, options, key.id if key else None)
+        await check_known_speakers(store, options, key.id if key else None, job_id)
         duration = await run_sync(probe_duration, upload.path)
         await check_channels(upload.path, options, settings)
         if duration > settings.max_audio_seconds:

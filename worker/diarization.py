@@ -22,7 +22,7 @@ from shared.config import Settings
 from shared.errors import NotMultichannel
 from shared.media.probe import probe_channels
 from shared.schemas import MAX_CHANNELS, JobOptions, Segment, Transcript
-from shared.state.voices import VoiceStore, known_names
+from shared.state.voices import VoiceStore, job_scope, known_names
 from shared.turns import label, renumbered, speakers_of, split_at_changes
 from worker import transcriber, voices
 from worker.audio import pcm_blocks
@@ -52,17 +52,18 @@ def transcribe(
     model: WhisperModel, audio: Path, options: JobOptions, settings: Settings,
     on_progress: ProgressCallback, expected_seconds: float | None = None,
     on_segment: SegmentCallback | None = None, on_decoded: DecodedCallback | None = None,
-    owner: str | None = None,
+    owner: str | None = None, job_id: str | None = None,
 ) -> Transcript:
     """`worker.transcriber.transcribe`, with speaker labels where the job is diarized (named
-    after the voices `owner`'s key enrolled, where the job asks)."""
+    after the voices `owner`'s key enrolled, or job `job_id`'s request gave, where the job
+    asks)."""
     chosen = mode(options, settings)
     if chosen == "channels":
         return by_channel(model, audio, options, settings, on_progress, expected_seconds,
                           on_segment, on_decoded)
     if chosen == "voices":
         return by_voice(model, audio, options, settings, on_progress, expected_seconds,
-                        on_segment, on_decoded, owner)
+                        on_segment, on_decoded, owner, job_id)
     return transcriber.transcribe(model, audio, options, settings, on_progress,
                                   expected_seconds, on_segment, on_decoded)
 
@@ -129,7 +130,7 @@ def by_voice(
     model: WhisperModel, audio: Path, options: JobOptions, settings: Settings,
     on_progress: ProgressCallback, expected_seconds: float | None,
     on_segment: SegmentCallback | None, on_decoded: DecodedCallback | None,
-    owner: str | None = None,
+    owner: str | None = None, job_id: str | None = None,
 ) -> Transcript:
     """The recording transcribed with word timings, then its speech embedded and clustered,
     each word labelled with its piece's speaker; segments published once labelled."""
@@ -141,7 +142,8 @@ def by_voice(
     except PartlyDone as exc:  # the key's day ran out: what was decoded, unlabelled
         raise PartlyDone(exc.error, exc.transcript.model_copy(update={"speakers": []})
                          ) from None
-    transcript = by_pieces(heard, embedded(audio, options, settings), options, settings, owner)
+    transcript = by_pieces(heard, embedded(audio, options, settings), options, settings, owner,
+                           job_id)
     for segment in transcript.segments:
         if on_segment is not None:
             on_segment(segment)
@@ -149,16 +151,19 @@ def by_voice(
 
 
 def by_pieces(heard: Transcript, found: list[Piece], options: JobOptions, settings: Settings,
-              owner: str | None) -> Transcript:
+              owner: str | None, job_id: str | None = None) -> Transcript:
     """The transcript labelled by one clustering of all the recording's pieces of speech (a
     spread recording's, gathered from its windows, too); speakers whose voice matches one the
-    job names (`known_speakers`, of `owner`'s key) take its name."""
+    job names (`known_speakers`: `owner`'s key's voices, and those its request gave) take its
+    name."""
     numbers = voices.cluster(found, options.speakers, options.min_speakers,
                              options.max_speakers)
     names: dict[int, str] = {}
     if options.known_speakers is not None:
-        known = VoiceStore(job_store().redis).embeddings(
-            owner, known_names(options.known_speakers))
+        store, wanted = VoiceStore(job_store().redis), known_names(options.known_speakers)
+        known = store.embeddings(owner, wanted)
+        if job_id is not None:
+            known |= store.embeddings(job_scope(job_id), wanted)
         names = voices.named(found, numbers, known, settings.speaker_match)
     return labelled(heard, found, numbers, options.word_timestamps,
                     {label(n): name for n, name in names.items()})

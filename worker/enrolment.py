@@ -26,8 +26,10 @@ MAX_REFERENCE_SPEECH_SECONDS = 30.0
 
 
 @app.task(name=ENROL_TASK, ignore_result=True)
-def enrol(enrolment_id: str, owner: str | None, name: str, clip: str) -> None:
-    """Embed the clip's speech and store it as `owner`'s voice `name`, answering the API."""
+def enrol(enrolment_id: str, owner: str | None, name: str, clip: str,
+          ttl: int | None = None) -> None:
+    """Embed the clip's speech and store it as `owner`'s voice `name` (for `ttl` seconds, if
+    given), answering the API."""
     settings, store = get_settings(), VoiceStore(job_store().redis)
     try:
         speech = _speech(Path(clip), settings.max_audio_seconds)
@@ -40,7 +42,7 @@ def enrol(enrolment_id: str, owner: str | None, name: str, clip: str) -> None:
                        f"{settings.min_reference_seconds:.0f} s."}
         else:
             embedding = [float(x) for x in get_embedder().embed(to_float(speech))]
-            stored = store.enrol(owner, name, embedding, settings.max_voices_per_key)
+            stored = store.enrol(owner, name, embedding, settings.max_voices_per_key, ttl)
             outcome = {"code": "ok"} if stored else {"code": "too_many_voices", "message":
                        f"The key has {settings.max_voices_per_key} voices, the most it may "
                        "have; delete one first."}

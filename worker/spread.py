@@ -336,7 +336,7 @@ def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None)
                           settings, float(plan["seconds"]))
     if diarization.mode(job.options, settings) == "voices" and error is None:
         transcript = diarization.by_pieces(transcript, pieces, job.options, settings,
-                                           store.owner(job_id))
+                                           store.owner(job_id), job_id)
     if error is not None:
         failed(job_id, error, store, settings, transcript)
         clean(job_id, settings)

@@ -151,7 +151,7 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: i
 
     transcript = run_whisper(model, upload, job.options, settings, on_progress,
                              job.audio_duration, on_segment, charged(job.id),
-                             owner=store.owner(job.id))
+                             owner=store.owner(job.id), job_id=job.id)
     seconds = time.perf_counter() - started
     if not store.complete(job.id, transcript, settings.result_ttl_seconds):
         raise JobDeleted

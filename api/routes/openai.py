@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from api import openai_compat
 from api.auth import Identity, owner_of
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.enrolment import enrol
 from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
     GRANULARITIES,
@@ -34,10 +35,12 @@ from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
 from shared.languages import codes_pattern
+from shared.media.storage import upload_path
 from shared.schemas import Job, JobStatus
 from shared.state.idempotency import fingerprint
 from shared.state.jobs import JobStore
 from shared.state.keys import ApiKey
+from shared.state.voices import job_scope
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 
@@ -55,7 +58,14 @@ def _form(task: Task) -> dict[str, Any]:
         "multilingual": {"type": "boolean", "description":
                          "Verbatim's code-switching mode: each stretch in its own language."},
         "script": {"type": "string", "enum": ["simplified", "traditional"],
-                   "description": "Verbatim: Chinese in Simplified or Traditional characters."}}
+                   "description": "Verbatim: Chinese in Simplified or Traditional characters."},
+        "known_speaker_names[]": {
+            "type": "array", "maxItems": 4, "items": {"type": "string"},
+            "description": "`diarized_json`: names of speakers to find, with a clip of each."},
+        "known_speaker_references[]": {
+            "type": "array", "maxItems": 4, "items": {"type": "string", "pattern": "^data:"},
+            "description": "`diarized_json`: a data URL of audio of each known speaker alone "
+                           "(`data:audio/wav;base64,...`), in the order of the names."}}
     properties = {
         "file": {"type": "string", "format": "binary", "description": "Audio or video."},
         "model": {"type": "string", "examples": ["whisper-1"], "description":
@@ -147,6 +157,8 @@ async def _submit(
     digest = fingerprint(request.url.path, upload.sha256, upload.filename, upload.values)
 
     async def create() -> Job:
+        with discarded_on_error(upload):
+            await _enrol_references(form, job_id, settings, store, celery)
         return await submit(job_id, upload, settings, store, celery, caller, form.options)
 
     try:
@@ -158,6 +170,20 @@ async def _submit(
             await streams.release(slot)
         raise
     return job, form, replayed, slot
+
+
+async def _enrol_references(form: openai_compat.AudioRequest, job_id: str, settings: Settings,
+                            store: JobStore, celery: Celery) -> None:
+    """The request's `known_speaker_references[]`, enrolled for this job alone (kept as long
+    as its result) before the job is queued; a clip refused refuses the request."""
+    for index, (name, clip) in enumerate(form.references):
+        path = upload_path(settings.upload_dir, f"{job_id}-reference{index}", "clip")
+        await run_sync(path.write_bytes, clip)
+        try:
+            await enrol(store, celery, job_scope(job_id), name, path,
+                        ttl=settings.result_ttl_seconds, param="known_speaker_references")
+        finally:
+            path.unlink(missing_ok=True)  # the worker removes it too, once it has read it
 
 
 def _replayed(response: Response, replayed: bool) -> Response:

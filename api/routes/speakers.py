@@ -4,13 +4,12 @@ reference clip, `GET` lists the key's voices, `DELETE` removes one. A worker emb
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from api.auth import Identity, owner_of
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.enrolment import enrol
 from api.errors import error_responses
 from api.submission import discarded_on_error
 from api.uploads import receive_upload
@@ -24,25 +23,14 @@ from shared.errors import (
     TooManyVoices,
     Unauthorized,
     UnsupportedMedia,
-    VerbatimError,
     VoiceNotFound,
 )
 from shared.media.probe import probe_duration
 from shared.media.storage import upload_path
-from shared.queue import ENROL_TASK, QUEUE
-from shared.state.jobs import JobStore, new_job_id
-from shared.state.voices import NAME, Voice, VoiceStore, result_key
+from shared.state.jobs import new_job_id
+from shared.state.voices import NAME, Voice, VoiceStore
 
 router = APIRouter(prefix="/v1", tags=["speakers"])
-
-# Seconds the request waits for a worker to embed the clip.
-ENROL_WAIT_SECONDS = 60
-POP_SECONDS = 5
-_OUTCOMES: dict[str, type[VerbatimError]] = {
-    "reference_too_short": ReferenceTooShort, "no_speech": NoSpeech,
-    "too_many_voices": TooManyVoices, "decode_error": UnsupportedMedia,
-}
-
 
 class Voices(BaseModel):
     speakers: list[Voice]
@@ -72,11 +60,7 @@ async def enrol_speaker(request: Request, settings: SettingsDep, store: JobStore
             raise ReferenceTooShort(f"The clip is shorter than the "
                                     f"{settings.min_reference_seconds:.0f} s a voice needs.")
         await run_sync(upload.file.commit)
-    celery.send_task(ENROL_TASK, args=[enrolment, owner_of(key), name, str(upload.path)],
-                     queue=QUEUE)
-    outcome = await _outcome(store, enrolment)
-    if (error := _OUTCOMES.get(outcome["code"])) is not None:
-        raise error(outcome["message"])
+    await enrol(store, celery, owner_of(key), name, upload.path)
     voices = await run_sync(VoiceStore(store.redis).names, owner_of(key))
     return next(voice for voice in voices if voice.name == name)
 
@@ -94,17 +78,6 @@ async def delete_speaker(name: str, store: JobStoreDep, key: Identity) -> Respon
     if not await run_sync(VoiceStore(store.redis).delete, owner_of(key), name):
         raise VoiceNotFound(f"No voice named {name!r} is enrolled for this key.")
     return Response(status_code=204)
-
-
-async def _outcome(store: JobStore, enrolment: str) -> dict[str, str]:
-    """The worker's word on the enrolment, waited for in blocking pops shorter than the store
-    client's socket timeout."""
-    for _ in range(ENROL_WAIT_SECONDS // POP_SECONDS):
-        answer = await run_sync(store.redis.blpop, [result_key(enrolment)], POP_SECONDS)
-        if answer is not None:
-            outcome: dict[str, str] = json.loads(answer[1])
-            return outcome
-    raise ServiceUnavailable("No worker took the clip in time; try again later.")
 
 
 def _name(text: str) -> str:

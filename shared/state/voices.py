@@ -3,6 +3,8 @@
 - `verbatim:voices:{owner}` -> a hash, name -> JSON `{"embedding": [...], "created_at": ...}`
   (`owner` is the key id, `_open` while auth is off). One key never reads another's hash, so
   its voices are neither listed nor matched in another key's jobs; revoking a key removes them.
+- `verbatim:voices:job-{job id}` -> the same, for the voices one OpenAI-style request gives
+  (`known_speaker_references[]`), kept as long as the job.
 - `verbatim:enrolment:{id}` -> a list the worker pushes an enrolment's outcome onto, which the
   API waits on (`BLPOP`); it expires soon after.
 """
@@ -23,14 +25,16 @@ OPEN_OWNER = "_open"
 RESULT_TTL_SECONDS = 120
 ALL = "*"
 
-# KEYS: the owner's hash. ARGV: name, record, the most voices. 1 stored, 0 at the limit (a
-# name already there is replaced, which never passes the limit).
+# KEYS: the owner's hash. ARGV: name, record, the most voices, seconds to keep the hash (''
+# for good). 1 stored, 0 at the limit (a name already there is replaced, which never passes
+# the limit).
 _ENROL = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and
    redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return 1
 """
 
@@ -40,6 +44,11 @@ class Voice(BaseModel):
 
     name: str
     created_at: datetime
+
+
+def job_scope(job_id: str) -> str:
+    """The owner of the voices one request gave for its own job."""
+    return f"job-{job_id}"
 
 
 def voices_key(owner: str | None) -> str:
@@ -55,11 +64,13 @@ class VoiceStore:
         self.redis = client
         self._enrol = client.register_script(_ENROL)
 
-    def enrol(self, owner: str | None, name: str, embedding: list[float], most: int) -> bool:
-        """Store the voice under `name` (replacing one of that name); False when the owner
-        already has `most` others."""
+    def enrol(self, owner: str | None, name: str, embedding: list[float], most: int,
+              ttl: int | None = None) -> bool:
+        """Store the voice under `name` (replacing one of that name), for `ttl` seconds if
+        given; False when the owner already has `most` others."""
         record = json.dumps({"embedding": embedding, "created_at": datetime.now(UTC).isoformat()})
-        return bool(self._enrol(keys=[voices_key(owner)], args=[name, record, most]))
+        args: list[str | int] = [name, record, most, "" if ttl is None else ttl]
+        return bool(self._enrol(keys=[voices_key(owner)], args=args))
 
     def names(self, owner: str | None) -> list[Voice]:
         raw: dict[Any, Any] = self.redis.hgetall(voices_key(owner))  # type: ignore[assignment]

@@ -1,9 +1,11 @@
 """Speakers told apart by voice (issue 21), through the running service with the real
 Whisper model and the real speaker embedder, on conversations built from real readers
-(`tests/conversations.py`): three readers through the job API, two through OpenAI's SDK."""
+(`tests/conversations.py`): three readers through the job API, two through OpenAI's SDK
+with one of them named by a reference clip."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import httpx
 import openai
 import pytest
 from conversations import THREE, TWO, Turn, assert_turns_labelled, build, in_data
-from support import Process, submit, wait_for_job
+from support import DATA, Process, submit, wait_for_job
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +49,21 @@ def _speakers_per_turn(segments: list, turns: list[Turn]) -> list[set[str]]:
     return found
 
 
-def test_diarized_json_through_the_openai_sdk(oai: openai.OpenAI, folder: Path) -> None:
+def test_diarized_json_names_a_known_speaker_through_the_openai_sdk(
+    oai: openai.OpenAI, folder: Path
+) -> None:
+    """Reader 1089 given by a clip of his own (not one of the conversation's utterances)."""
     turns = build(in_data(TWO), folder / "two.flac")
+    clip = base64.b64encode((DATA / "1089-134691-0001.flac").read_bytes()).decode()
     answer = oai.audio.transcriptions.create(
         model="gpt-4o-transcribe-diarize", file=(folder / "two.flac").open("rb"),
-        response_format="diarized_json")
+        response_format="diarized_json", known_speaker_names=["alice"],
+        known_speaker_references=[f"data:audio/flac;base64,{clip}"])
     assert answer.task == "transcribe"
     assert {s.type for s in answer.segments} == {"transcript.text.segment"}
     per_turn = _speakers_per_turn(answer.segments, turns)
     assert all(len(speakers) == 1 for speakers in per_turn), per_turn
-    assert [speakers.pop() for speakers in per_turn] == ["A", "B", "A", "B"]
+    assert [speakers.pop() for speakers in per_turn] == ["alice", "A", "alice", "A"]
     assert "belly" in answer.text.lower()
 
 
