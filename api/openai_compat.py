@@ -5,7 +5,10 @@ Field names and shapes follow https://platform.openai.com/docs/api-reference/aud
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,10 +23,11 @@ from shared.output.formatters import FORMATS
 from shared.output.formatters import render as render_format
 from shared.output.subtitles import SubtitleOptions
 from shared.schemas import ErrorInfo, Job, JobOptions, Segment, Transcript
+from shared.state.voices import NAME
 
 Task = Literal["transcribe", "translate"]
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 STREAM_FORMATS = ("json", "text")
 GRANULARITIES = ("word", "segment")
 # OpenAI's SDKs send a list as repeated `name[]` fields; plain `name` is accepted too.
@@ -35,8 +39,15 @@ SUBTITLE_FIELDS = frozenset(SubtitleOptions.model_fields)
 _SUBTITLE_FORMATS = ("srt", "vtt")
 _COMMON = frozenset({"prompt", "response_format", "temperature", "stream",
                      *_GRANULARITY_FIELDS, *IGNORED, *SUBTITLE_FIELDS})
+# OpenAI's named speakers of `diarized_json`: names, and a reference clip of each (data URLs).
+_NAME_FIELDS = ("known_speaker_names[]", "known_speaker_names")
+_REFERENCE_FIELDS = ("known_speaker_references[]", "known_speaker_references")
+MAX_KNOWN_SPEAKERS = 4  # as OpenAI
+_DATA_URL = re.compile(
+    r"^data:[\w.+-]+/[\w.+-]+(;[\w-]+=[^;,]*)*;base64,(?P<data>[A-Za-z0-9+/=\s]+)$")
 FIELDS: dict[Task, frozenset[str]] = {
-    "transcribe": _COMMON | {"language", "multilingual", "script"},
+    "transcribe": _COMMON | {"language", "multilingual", "script", *_NAME_FIELDS,
+                             *_REFERENCE_FIELDS},
     "translate": _COMMON,
 }
 # OpenAI's field -> the JobOptions field it sets.
@@ -55,6 +66,7 @@ class AudioRequest:
     options: JobOptions
     stream: bool = False
     subtitles: SubtitleOptions = field(default_factory=SubtitleOptions)
+    references: tuple[tuple[str, bytes], ...] = ()  # known speakers' names and clips
 
 
 def parse_form(values: dict[str, list[str]], task: Task) -> AudioRequest:
@@ -65,12 +77,53 @@ def parse_form(values: dict[str, list[str]], task: Task) -> AudioRequest:
     if response_format not in RESPONSE_FORMATS:
         message = f"Invalid response_format {response_format!r}: use one of {RESPONSE_FORMATS}."
         raise InvalidRequest(message, param="response_format")
+    if response_format == "diarized_json" and task != "transcribe":
+        raise InvalidRequest("diarized_json is only supported by transcriptions.",
+                             param="response_format")
     stream = _stream(fields.get("stream"), task, response_format)
     granularities = _granularities(values, response_format)
     subtitles = _subtitles(fields, response_format)
     word_timings = "word" in granularities or subtitles.limits() != SubtitleOptions().limits()
     options = _options(fields, task, word_timestamps=word_timings)
-    return AudioRequest(task, response_format, granularities, options, stream, subtitles)
+    references = _references(values, response_format)
+    if response_format == "diarized_json":  # OpenAI's speaker labels: told apart by voice
+        named = ",".join(name for name, _ in references) or None
+        options = options.model_copy(update={"diarize": "voices", "known_speakers": named})
+    return AudioRequest(task, response_format, granularities, options, stream, subtitles,
+                        references)
+
+
+def _references(values: dict[str, list[str]], response_format: str
+                ) -> tuple[tuple[str, bytes], ...]:
+    """`known_speaker_names[]` with `known_speaker_references[]`: each name and its clip."""
+    names = [v for name in _NAME_FIELDS for v in values.get(name, []) if v != ""]
+    urls = [v for name in _REFERENCE_FIELDS for v in values.get(name, []) if v != ""]
+    if not names and not urls:
+        return ()
+    param = "known_speaker_names"
+    if response_format != "diarized_json":
+        raise InvalidRequest(f"{param} is only supported with response_format=diarized_json.",
+                             param=param)
+    if len(names) != len(urls) or len(names) > MAX_KNOWN_SPEAKERS:
+        raise InvalidRequest(f"Give 1 to {MAX_KNOWN_SPEAKERS} known_speaker_names and as many "
+                             "known_speaker_references, in the same order.", param=param)
+    if len(set(names)) != len(names) or not all(NAME.match(name) for name in names):
+        raise InvalidRequest("known_speaker_names must differ and be 1 to 40 letters, digits, "
+                             "spaces, dots, apostrophes or hyphens.", param=param)
+    return tuple(zip(names, map(_clip, urls), strict=True))
+
+
+def _clip(url: str) -> bytes:
+    """A reference clip's bytes from its data URL (`data:audio/wav;base64,...`)."""
+    found = _DATA_URL.match(url[:64_000_000])
+    try:
+        clip = base64.b64decode(found["data"], validate=False) if found else b""
+    except binascii.Error:
+        clip = b""
+    if not clip:
+        raise InvalidRequest("known_speaker_references takes data URLs of audio "
+                             "(data:audio/wav;base64,...).", param="known_speaker_references")
+    return clip
 
 
 def _stream(value: str | None, task: Task, response_format: str) -> bool:
@@ -175,9 +228,58 @@ class VerboseTranscription(BaseModel):
     words: list[TranscriptionWord] | None = None
 
 
+class DiarizedSegment(BaseModel):
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str
+
+
+class DurationUsage(BaseModel):
+    type: Literal["duration"] = "duration"
+    seconds: float
+
+
+class DiarizedTranscription(BaseModel):
+    """`response_format=diarized_json`: segments with speakers, as OpenAI's
+    `gpt-4o-transcribe-diarize` answers (speakers `A`, `B`... unless named)."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
+    usage: DurationUsage
+
+
+def diarized(transcript: Transcript) -> DiarizedTranscription:
+    """The speakers named as their names where they have one, the others `A`, `B`..."""
+    letters: dict[str, str] = {}
+    unnamed = 0
+    for speaker in transcript.speakers or []:
+        letters[speaker.label] = speaker.name or _letter(unnamed)
+        unnamed += not speaker.name
+    segments = [
+        DiarizedSegment(id=f"seg_{s.id}", start=s.start, end=s.end, text=s.text.strip(),
+                        speaker=letters.get(s.speaker or "", "A"))
+        for s in transcript.segments
+    ]
+    return DiarizedTranscription(duration=transcript.duration, text=transcript.text,
+                                 segments=segments,
+                                 usage=DurationUsage(seconds=transcript.duration))
+
+
+def _letter(index: int) -> str:
+    """`A`..`Z`, then `AA`, `AB`..."""
+    return (_letter(index // 26 - 1) if index >= 26 else "") + chr(ord("A") + index % 26)
+
+
 def render(form: AudioRequest, transcript: Transcript) -> tuple[str, str]:
     """The finished transcript in the requested `response_format`, and its media type."""
     fmt = form.response_format
+    if fmt == "diarized_json":
+        return _json(diarized(transcript).model_dump(mode="json")), "application/json"
     if fmt == "json":
         return _json({"text": transcript.text}), "application/json"
     if fmt == "text":

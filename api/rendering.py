@@ -51,11 +51,12 @@ def _store(redis_url: str) -> JobStore:
     return JobStore.from_url(redis_url)
 
 
-def transcript_text(redis_url: str, job_id: str, fmt: str,
-                    options: SubtitleOptions) -> str | None:
-    """The job's stored transcript in `fmt` (run in a render process); None when it is gone."""
+def transcript_text(redis_url: str, job_id: str, fmt: str, options: SubtitleOptions,
+                    renames: dict[str, str] | None = None) -> str | None:
+    """The job's stored transcript in `fmt`, its speakers named as `renames` asks (run in a
+    render process); None when it is gone."""
     transcript = _store(redis_url).get_transcript(job_id)
-    return None if transcript is None else render(transcript, fmt, options)
+    return None if transcript is None else render(transcript, fmt, options, renames)
 
 
 def openai_answer(redis_url: str, job_id: str,

@@ -16,16 +16,26 @@ from api.deps import run_sync
 from api.quotas import Quotas
 from api.uploads import Upload, receive_upload
 from shared.config import Settings
-from shared.errors import DurationExceeded, InvalidRequest, ServiceUnavailable
+from shared.errors import (
+    DurationExceeded,
+    InvalidRequest,
+    InvalidSpeakers,
+    NotMultichannel,
+    ServiceUnavailable,
+    UnknownSpeaker,
+    VerbatimError,
+)
 from shared.logs import add_fields, bound_fields
-from shared.media.probe import probe_duration
+from shared.media.opening import MediaSource
+from shared.media.probe import probe_channels, probe_duration
 from shared.media.storage import media_store
 from shared.queue import enqueue_transcription
-from shared.schemas import Job, JobOptions, JobStatus
+from shared.schemas import SPEAKERS_ERROR, Job, JobOptions, JobStatus
 from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.keys import ApiKey
 from shared.state.listing import prune_list
+from shared.state.voices import VoiceStore, job_scope, known_names
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +44,38 @@ def parse_options(fields: dict[str, Any]) -> JobOptions:
     try:
         return JobOptions.model_validate({k: v for k, v in fields.items() if v != ""})
     except ValidationError as exc:
-        parts = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
-        raise InvalidRequest("; ".join(parts)) from None
+        raise options_error(exc) from None
+
+
+def options_error(exc: ValidationError) -> VerbatimError:
+    """The error answering bad job options: `invalid_speakers` for speaker options, else
+    `validation_error`, naming each field at fault."""
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
+    speakers = any(e["type"] == SPEAKERS_ERROR for e in exc.errors())
+    return (InvalidSpeakers if speakers else InvalidRequest)("; ".join(parts))
+
+
+async def check_known_speakers(store: JobStore, options: JobOptions, owner: str | None,
+                               job_id: str) -> None:
+    """Refuse `known_speakers` naming a voice the caller's key has not enrolled (nor the
+    request given for this job)."""
+    if options.known_speakers is None or (names := known_names(options.known_speakers)) is None:
+        return
+    voices = VoiceStore(store.redis)
+    enrolled = {voice.name for scope in (owner, job_scope(job_id))
+                for voice in await run_sync(voices.names, scope)}
+    if missing := [name for name in names if name not in enrolled]:
+        raise UnknownSpeaker(f"No voice named {', '.join(map(repr, missing))} is enrolled for "
+                             "this key.", param="known_speakers")
+
+
+def check_channels(source: MediaSource, options: JobOptions, settings: Settings) -> None:
+    """Refuse `diarize=channels` (the job's or the server's default) on a one-channel
+    recording, before a job exists."""
+    if (options.diarize or settings.diarize) == "channels":
+        if probe_channels(source) < 2:
+            raise NotMultichannel("diarize=channels needs a recording with a channel per "
+                                  "speaker; this one has one channel.", param="diarize")
 
 
 async def receive_job_upload(
@@ -87,6 +127,7 @@ async def submit(
     with discarded_on_error(upload):
         if options is None:
             options = parse_options(upload.fields)
+        await check_known_speakers(store, options, key.id if key else None, job_id)
         request_id = bound_fields().get("request_id")  # for the worker's lines on this job
         job, priority, duration = await run_sync(
             _record, job_id, upload, settings, store, celery, key, options, extra, request_id)
@@ -107,6 +148,7 @@ def _record(
     in one trip to a worker thread: each trip costs the event loop a hand-off to a thread and
     back, a large share of the API's CPU per job as separate trips (bench/README.md)."""
     duration = probe_duration(upload.file.source)
+    check_channels(upload.file.source, options, settings)
     if duration > settings.max_audio_seconds:
         raise DurationExceeded(
             f"The recording lasts {duration:.0f} s; the limit is "

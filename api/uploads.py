@@ -24,7 +24,9 @@ from shared.errors import EmptyFile, InvalidRequest, PayloadTooLarge
 from shared.media.storage import Receiver, clean_filename
 
 FLUSH_BYTES = 1 << 20
-MAX_FIELDS_BYTES = 64 * 1024
+# Room for OpenAI's `known_speaker_references[]` (issue 21): up to four clips of a few seconds
+# each, as base64 data URLs, arrive as form fields.
+MAX_FIELDS_BYTES = 2 * 1024 * 1024
 # What each form part besides `file` counts against MAX_FIELDS_BYTES beyond its value, so
 # that a body of many empty parts cannot grow the field lists without limit.
 PART_OVERHEAD_BYTES = 256

@@ -48,6 +48,15 @@ Script = Annotated[
 Task = Annotated[
     Literal["transcribe", "translate"], typer.Option(help="translate: the speech in English.")
 ]
+_SPEAKERS = "Speakers"
+Diarize = Annotated[Literal["none", "channels", "voices"] | None, typer.Option(
+    help="Label who speaks: channels (a speaker per channel) or voices; unset: the server's "
+    "default.", rich_help_panel=_SPEAKERS)]
+Speakers = Annotated[int | None, typer.Option(
+    help="voices: the exact number of speakers.", rich_help_panel=_SPEAKERS)]
+ChannelNames = Annotated[str | None, typer.Option(
+    help="channels: the channels' speakers' names, comma-separated (agent,customer).",
+    rich_help_panel=_SPEAKERS)]
 Out = Annotated[
     Path | None, typer.Option(file_okay=False, help="Write here instead of beside each input.")
 ]
@@ -138,8 +147,10 @@ def transcribe(
     preset: Preset = None, max_line_width: LineWidth = None, max_line_count: LineCount = None,
     max_cue_seconds: CueSeconds = None, min_cue_seconds: MinCueSeconds = None,
     max_chars_per_second: Cps = None, highlight_words: Highlight = False,
+    diarize: Diarize = None, speakers: Speakers = None, channel_names: ChannelNames = None,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
+    who = _speaker_fields(diarize, speakers, channel_names)
     subtitles = _subtitles(preset=preset, max_line_width=max_line_width,
                            max_line_count=max_line_count, max_cue_seconds=max_cue_seconds,
                            min_cue_seconds=min_cue_seconds,
@@ -154,7 +165,7 @@ def transcribe(
     if refused:  # unlike a batch, which goes on without them: these were named one by one
         label, reason = refused[0]
         raise typer.BadParameter(f"{label}: {reason}", param_hint="'FILES...'")
-    fields = _fields(language, task) | _quality_fields(multilingual, script)
+    fields = _fields(language, task) | _quality_fields(multilingual, script) | who
     fields |= {"word_timestamps": "true"} if subtitles else {}
     summary = _execute(server, api_key, batches.Plan(requests), fields, 1, False, subtitles)
     raise typer.Exit(1 if summary.failed else 0)
@@ -232,6 +243,22 @@ def _quality_fields(multilingual: bool | None, script: str | None) -> dict[str, 
     """The code-switching and Chinese-script fields, where chosen."""
     fields = {} if multilingual is None else {"multilingual": str(multilingual).lower()}
     return fields | ({"script": script} if script else {})
+
+
+def _speaker_fields(diarize: str | None, speakers: int | None, channel_names: str | None
+                    ) -> dict[str, str]:
+    """The speaker fields, where chosen, checked here so that a bad one fails before any
+    upload."""
+    given = {"diarize": diarize, "speakers": speakers, "channel_names": channel_names}
+    chosen = {name: value for name, value in given.items() if value is not None}
+    try:
+        JobOptions.model_validate(chosen)
+    except ValidationError as exc:
+        error = exc.errors()[0]  # a contradiction between options names none of them
+        names = [str(error["loc"][0])] if error["loc"] else list(chosen)
+        hint = " / ".join(f"'--{name.replace('_', '-')}'" for name in names)
+        raise typer.BadParameter(error["msg"], param_hint=hint) from None
+    return {name: str(value) for name, value in chosen.items()}
 
 
 def _subtitles(**given: object) -> dict[str, str]:

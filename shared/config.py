@@ -104,6 +104,21 @@ class Settings(IntegrationSettings, BaseSettings):
     multilingual_window_seconds: float = Field(default=30.0, ge=10, le=120)
     """Longest window of the code-switching mode, each detected and decoded on its own."""
 
+    diarize: Literal["none", "channels", "voices"] = "none"
+    """Speaker labels for jobs that leave `diarize` unset: `channels` labels each channel of a
+    recording as a speaker (a mono recording is then refused), `voices` tells speakers apart
+    by voice ([Speakers](guides/speakers.md))."""
+
+    max_voices_per_key: int = Field(default=50, ge=1, le=1000)
+    """Voices one key may enrol for named speakers (`POST /v1/speakers`)."""
+
+    min_reference_seconds: float = Field(default=3.0, ge=1, le=60)
+    """Speech a voice's reference clip must hold at least."""
+
+    speaker_match: float = Field(default=0.55, gt=0, lt=1)
+    """Cosine similarity of a speaker's voice to an enrolled voice from which the speaker takes
+    that voice's name (`known_speakers`)."""
+
     batch_size: int | None = Field(default=None, ge=1, le=64)
     """Default `batch_size` of jobs that leave it unset and keep VAD on; unset means 1 on CPU
     (faster-whisper's own sequential decoding, temperature fallback included) and 8 on CUDA."""

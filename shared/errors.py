@@ -80,6 +80,54 @@ class UnsupportedMedia(VerbatimError):
     code = "unsupported_media"
 
 
+class InvalidSpeakers(VerbatimError):
+    """A bad speaker option: a count out of range or contradicting another, channel names
+    on a job that does not label channels (issue 21)."""
+
+    status_code = 422
+    code = "invalid_speakers"
+
+
+class NotMultichannel(VerbatimError):
+    """`diarize=channels` on a recording with one channel."""
+
+    status_code = 422
+    code = "not_multichannel"
+
+
+class UnknownSpeaker(VerbatimError):
+    """`known_speakers` names a voice the caller's key has not enrolled."""
+
+    status_code = 422
+    code = "unknown_speaker"
+
+
+class VoiceNotFound(VerbatimError):
+    status_code = 404
+    code = "voice_not_found"
+
+
+class ReferenceTooShort(VerbatimError):
+    """A voice's reference clip holds less speech than `min_reference_seconds`."""
+
+    status_code = 422
+    code = "reference_too_short"
+
+
+class NoSpeech(VerbatimError):
+    """A voice's reference clip holds no speech at all."""
+
+    status_code = 422
+    code = "no_speech"
+
+
+class TooManyVoices(VerbatimError):
+    """The key has enrolled `max_voices_per_key` voices already."""
+
+    status_code = 409
+    code = "too_many_voices"
+
+
 class ServiceUnavailable(VerbatimError):
     status_code = 503
     code = "service_unavailable"

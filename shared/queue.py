@@ -16,6 +16,8 @@ from shared.redis_connect import broker
 TRANSCRIBE_TASK = "verbatim.transcribe"
 # One window of a recording spread over workers (`worker/spread.py`).
 WINDOW_TASK = "verbatim.transcribe_window"
+# Enrolling a voice for a key's named speakers (`worker/enrolment.py`).
+ENROL_TASK = "verbatim.enrol_voice"
 QUEUE = "verbatim"
 # The task message header carrying the id of the HTTP request that submitted the job (for the
 # worker's log lines); Celery hands custom headers to the task as `self.request.<name>`.

@@ -7,8 +7,15 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from shared.languages import WHISPER_LANGUAGES
+
+# Speaker counts a job may ask for, and channels a `channels` job may label (issue 21).
+MAX_SPEAKERS = 20
+MAX_CHANNELS = 8
+# The error type of a bad speaker option, answered as `invalid_speakers` (`api/submission.py`).
+SPEAKERS_ERROR = "invalid_speakers"
 
 
 class JobStatus(StrEnum):
@@ -70,6 +77,59 @@ class JobOptions(BaseModel):
         "applies only where VAD is on.",
     )
 
+    diarize: Literal["none", "channels", "voices"] | None = Field(
+        default=None,
+        description="Label who speaks: `channels` (each channel of the recording is one "
+        "speaker), `voices` (speakers told apart by voice on a mixed recording) or `none`. "
+        "Unset: the server's default.",
+    )
+    speakers: int | None = Field(
+        default=None, description=f"`voices`: the exact number of speakers (1 to {MAX_SPEAKERS}).")
+    min_speakers: int | None = Field(
+        default=None, description="`voices`: the fewest speakers to find.")
+    max_speakers: int | None = Field(
+        default=None, description="`voices`: the most speakers to find.")
+    known_speakers: str | None = Field(
+        default=None, max_length=2000,
+        description="`voices`: voices enrolled for the key (`POST /v1/speakers`) to name the "
+        "speakers by, comma-separated, or `*` for all of them; a speaker whose voice matches "
+        "one takes its name.",
+    )
+    channel_names: str | None = Field(
+        default=None, max_length=400,
+        description="`channels`: comma-separated names of the channels' speakers, in channel "
+        "order (`agent,customer`).",
+    )
+
+    @model_validator(mode="after")
+    def _speaker_counts(self) -> JobOptions:
+        counts = {"speakers": self.speakers, "min_speakers": self.min_speakers,
+                  "max_speakers": self.max_speakers}
+        for name, count in counts.items():
+            if count is not None and not 1 <= count <= MAX_SPEAKERS:
+                raise _speakers_error(f"{name} must be between 1 and {MAX_SPEAKERS}")
+        if self.speakers is not None and (self.min_speakers or self.max_speakers) is not None:
+            raise _speakers_error("give either speakers or min_speakers/max_speakers, not both")
+        if (self.min_speakers or 0) > (self.max_speakers or MAX_SPEAKERS):
+            raise _speakers_error("min_speakers must not exceed max_speakers")
+        if any(counts.values()) and self.diarize not in (None, "voices"):
+            raise _speakers_error("speaker counts apply only to diarize=voices")
+        if self.known_speakers is not None and self.diarize not in (None, "voices"):
+            raise _speakers_error("known_speakers applies only to diarize=voices")
+        if self.channel_names is not None:
+            if self.diarize not in (None, "channels"):
+                raise _speakers_error("channel_names applies only to diarize=channels")
+            names = self.names_of_channels
+            if not names or len(names) > MAX_CHANNELS or "" in names:
+                raise _speakers_error(
+                    f"channel_names takes 1 to {MAX_CHANNELS} non-empty names, comma-separated")
+        return self
+
+    @property
+    def names_of_channels(self) -> list[str]:
+        """The `channel_names`, in channel order."""
+        return [n.strip() for n in self.channel_names.split(",")] if self.channel_names else []
+
     @model_validator(mode="after")
     def _batching_needs_vad(self) -> JobOptions:
         if (self.batch_size or 1) > 1 and self.vad_filter is False:
@@ -98,6 +158,10 @@ class JobOptions(BaseModel):
     def fixed_language(self) -> str | None:
         """The one language the job names, if it names exactly one."""
         return self.language if self.language and "," not in self.language else None
+
+
+def _speakers_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError(SPEAKERS_ERROR, message)
 
 
 class LanguageProbability(BaseModel):
@@ -148,6 +212,9 @@ class Job(BaseModel):
     metadata: dict[str, Any] | None = Field(default=None, description="The caller's tags.")
     retention_seconds: int | None = Field(
         default=None, description="How long the finished job is kept (else the server's).")
+    speakers: list[Speaker] | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="Who speaks, once a diarized job is completed (issue 21).")
 
 
 class Word(BaseModel):
@@ -155,6 +222,19 @@ class Word(BaseModel):
     end: float
     word: str
     probability: float
+    speaker: str | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="The label of who said it.")
+
+
+class Speaker(BaseModel):
+    """One speaker of a diarized transcript."""
+
+    label: str = Field(description="`S1`, `S2`... in order of first speech.")
+    name: str | None = Field(
+        default=None, description="The channel's or the enrolled voice's name, if any.")
+    talk_seconds: float = Field(description="Seconds of the speaker's segments.")
+    turns: int = Field(description="Runs of segments in a row by this speaker.")
+    channel: int | None = Field(default=None, description="`channels`: the channel, from 0.")
 
 
 class Segment(BaseModel):
@@ -166,6 +246,8 @@ class Segment(BaseModel):
     no_speech_prob: float | None = None
     words: list[Word] | None = None
     language: str | None = None
+    speaker: str | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="The label of who said it.")
 
 
 class Transcript(BaseModel):
@@ -178,3 +260,6 @@ class Transcript(BaseModel):
     duration: float
     text: str
     segments: list[Segment]
+    speakers: list[Speaker] | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="Who speaks, where the job was diarized.")

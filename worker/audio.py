@@ -22,8 +22,10 @@ SAMPLE_RATE = 16000
 _GROUP_SAMPLES = 500_000
 
 
-def pcm_blocks(path: MediaSource, max_seconds: float) -> Iterator[np.ndarray]:
-    """The upload's audio as consecutive int16 blocks at 16 kHz mono.
+def pcm_blocks(path: MediaSource, max_seconds: float, channel: int | None = None
+               ) -> Iterator[np.ndarray]:
+    """The upload's audio as consecutive int16 blocks at 16 kHz mono: all channels mixed, or
+    the one `channel` alone (`diarize=channels`).
 
     Raises `DurationExceeded` as soon as more than `max_seconds` have been decoded, and
     `DecodeError` when the file cannot be read (it was probed by the API, so it should)."""
@@ -33,11 +35,13 @@ def pcm_blocks(path: MediaSource, max_seconds: float) -> Iterator[np.ndarray]:
         with open_media(path) as container:
             if not container.streams.audio:
                 raise DecodeError("The file has no audio stream.")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            frames = _grouped(_valid(container.decode(container.streams.audio[0])))
+            stream = container.streams.audio[0]
+            resampler = _resampler(stream, channel)
+            frames = _grouped(_valid(container.decode(stream)))
             for frame in itertools.chain(frames, [None]):
                 for out in resampler.resample(frame):
-                    block = out.to_ndarray().reshape(-1)
+                    planes = out.to_ndarray()
+                    block = planes[channel] if channel is not None else planes.reshape(-1)
                     decoded += block.size
                     if decoded > limit:
                         raise DurationExceeded(
@@ -48,6 +52,15 @@ def pcm_blocks(path: MediaSource, max_seconds: float) -> Iterator[np.ndarray]:
         raise DecodeError(exc.message) from exc
     except (av.error.FFmpegError, OSError) as exc:
         raise DecodeError(f"The audio could not be decoded ({short_reason(exc)}).") from exc
+
+
+def _resampler(stream: av.AudioStream, channel: int | None) -> av.AudioResampler:
+    """Mono, or planar in the stream's own layout so that each channel is a row of its own."""
+    if channel is None:
+        return av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    if not 0 <= channel < stream.channels:
+        raise DecodeError(f"The recording has no channel {channel}.")
+    return av.AudioResampler(format="s16p", layout=stream.layout, rate=SAMPLE_RATE)
 
 
 def to_float(samples: np.ndarray) -> np.ndarray:

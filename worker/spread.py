@@ -12,6 +12,10 @@ as soon as the window is cut (those before the first with speech once the langua
 so that other workers decode while this one cuts. The plan then ends with the count of windows,
 the transcribe task ends, and the job stays `processing`.
 
+A `diarize=voices` job's windows also embed their speech (`worker/voices.py`) and store the
+pieces with their segments; the join clusters all of them at once, so that a speaker keeps
+one label over the whole recording (`worker/diarization.py`). A `channels` job is not spread.
+
 Each window task decodes its window as the one-process path would (`transcribe_window`), but
 without the prompt of the window before it, which runs elsewhere: a few words near a cut may
 read differently. Its result (segments on the recording's clock) goes to the job's results hash;
@@ -34,6 +38,7 @@ import io
 import logging
 import math
 import time
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -57,7 +62,7 @@ from shared.queue import WINDOW_TASK, window_signature
 from shared.schemas import Job, LanguageProbability, Segment
 from shared.state.jobs import JobStore
 from shared.state.spread_plans import DONE, GONE, STALE, Spreads
-from worker import heartbeat, metrics
+from worker import diarization, heartbeat, metrics, voices
 from worker.audio import SAMPLE_RATE, pcm_blocks
 from worker.celery_app import app
 from worker.detection import Detection
@@ -304,10 +309,16 @@ def _decode(job_id: str, index: int, settings: Settings
     def on_segment(segment: Segment) -> None:
         decoded(segment.end - window.start_seconds)
 
-    segments, heard = transcribe_window(model, window, job.options, settings,
+    voiced = diarization.mode(job.options, settings) == "voices"
+    options = job.options.model_copy(update={"word_timestamps": True}) if voiced else job.options
+    segments, heard = transcribe_window(model, window, options, settings,
                                         _detection(plan["detection"]), on_segment)
+    result: dict[str, Any] = {"segments": [s.model_dump(mode="json") for s in segments],
+                              "heard": heard}
+    if voiced:  # embedded here, clustered once for the whole recording at the join
+        result["pieces"] = [asdict(p) for p in voices.pieces(window, voices.get_embedder())]
     decoded(window.end_seconds - window.start_seconds)
-    return {"segments": [s.model_dump(mode="json") for s in segments], "heard": heard}, over
+    return result, over
 
 
 def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None) -> None:
@@ -320,13 +331,18 @@ def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None)
         return
     segments: list[Segment] = []
     heard: dict[str, float] = {}
+    pieces: list[voices.Piece] = []
     for result in spreads().results(job_id):
         for raw in result["segments"]:
             segments.append(Segment.model_validate(raw | {"id": len(segments)}))
         for language, weight in result["heard"].items():
             heard[language] = heard.get(language, 0.0) + weight
+        pieces.extend(voices.Piece(**p) for p in result.get("pieces", []))
     transcript = assemble(segments, _detection(plan["detection"]), heard, job.options,
                           settings, float(plan["seconds"]))
+    if diarization.mode(job.options, settings) == "voices" and error is None:
+        transcript = diarization.by_pieces(transcript, pieces, job.options, settings,
+                                           store.owner(job_id), job_id)
     if error is not None:
         failed(job_id, error, store, settings, transcript)
         clean(job_id, settings)

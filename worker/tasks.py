@@ -20,6 +20,8 @@ from shared.state.jobs import JobStore, utcnow
 from shared.state.requeue import STALE
 from worker import heartbeat, metrics
 from worker.celery_app import app
+from worker.diarization import mode as diarization
+from worker.diarization import transcribe as run_whisper
 from worker.job_state import (
     REDIS_DOWN,
     JobDeleted,
@@ -35,7 +37,6 @@ from worker.model import get_model
 from worker.pool import Stopped, check_stopping
 from worker.spread import dispatch, splits
 from worker.transcriber import PartlyDone
-from worker.transcriber import transcribe as run_whisper
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ def _run(job: Job, upload: MediaSource, store: JobStore, settings: Settings, att
     events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})
     model = get_model(settings)
-    if splits(job, settings):  # the windows complete the job, the last one to finish
+    # The windows complete the job, the last one to finish; a `channels` job runs here whole.
+    if splits(job, settings) and diarization(job.options, settings) != "channels":
         dispatch(job, upload, model, settings, attempt)
         return
     started = time.perf_counter()
@@ -159,7 +161,8 @@ def _run(job: Job, upload: MediaSource, store: JobStore, settings: Settings, att
         events.segment(job.id, segment)
 
     transcript = run_whisper(model, upload, job.options, settings, on_progress,
-                             job.audio_duration, on_segment, charged(job.id))
+                             job.audio_duration, on_segment, charged(job.id),
+                             owner=store.owner(job.id), job_id=job.id)
     seconds = time.perf_counter() - started
     if not store.complete(job.id, transcript, settings.result_ttl_seconds):
         raise JobDeleted

@@ -93,10 +93,12 @@ def transcribe(
     expected_seconds: float | None = None,
     on_segment: SegmentCallback | None = None,
     on_decoded: DecodedCallback | None = None,
+    channel: int | None = None,
 ) -> Transcript:
-    """Run the model over the recording window by window (`worker/windows.py`), reporting
-    progress as segments arrive against `expected_seconds` (the probed duration), and each
-    segment to `on_segment` as soon as it is decoded, on the recording's clock.
+    """Run the model over the recording (one `channel` of it, where given) window by window
+    (`worker/windows.py`), reporting progress as segments arrive against `expected_seconds`
+    (the probed duration), and each segment to `on_segment` as soon as it is decoded, on the
+    recording's clock.
 
     Windows where VAD hears no speech are skipped, VAD on or off. The first window's language
     (detected among the job's candidates unless it names one) is the whole recording's; in the
@@ -109,7 +111,8 @@ def transcribe(
     transcribed, and `PartlyDone` carries both."""
     job = _Job(model, options, settings)
     stopped: list[VerbatimError] = []
-    blocks = _metered(pcm_blocks(audio, settings.max_audio_seconds), on_decoded, stopped)
+    blocks = _metered(pcm_blocks(audio, settings.max_audio_seconds, channel), on_decoded,
+                      stopped)
     report = _monotonic(_throttled(on_progress, settings.progress_interval_seconds))
     end = 0.0
     for window in windows(blocks, *job.cut(), find_speech=speech_regions):

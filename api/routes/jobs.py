@@ -21,10 +21,12 @@ from shared.errors import (
     IdempotencyConflict,
     IdempotencyInProgress,
     InvalidRequest,
+    InvalidSpeakers,
     InvalidUrl,
     JobFailed,
     JobNotFound,
     JobNotReady,
+    NotMultichannel,
     PayloadTooLarge,
     QuotaExceeded,
     RateLimited,
@@ -43,13 +45,24 @@ from shared.output.subtitles import SubtitleOptions
 from shared.schemas import Job, JobOptions, JobStatus, Transcript
 from shared.state.job_events import JobEvents
 from shared.state.listing import CURSOR, list_jobs
+from shared.turns import parse_renames
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-FormatName = Literal["json", "txt", "srt", "vtt", "tsv", "ass"]
+FormatName = Literal["json", "txt", "srt", "vtt", "tsv", "ass", "rttm"]
 # Query parameters that cut srt, vtt and ass downloads into cues (`shared/output/subtitles.py`).
 SubtitleQuery = Annotated[SubtitleOptions, Query()]
+SpeakerNames = Annotated[str | None, Query(
+    max_length=2000, description="Names for a diarized transcript's speakers in this download, "
+    "`S1=Ann,S2=Bob`.")]
+
+
+def _renames(text: str | None) -> dict[str, str]:
+    try:
+        return parse_renames(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"speaker_names: {exc}", param="speaker_names") from None
 
 
 def _form_field(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +127,8 @@ _UPLOAD_FORM: dict[str, Any] = {
     status_code=202,
     openapi_extra=_UPLOAD_FORM,
     responses=error_responses(
-        EmptyFile, InvalidRequest, InvalidUrl, UrlForbidden, IdempotencyConflict,
+        EmptyFile, InvalidRequest, InvalidSpeakers, NotMultichannel, InvalidUrl, UrlForbidden,
+        IdempotencyConflict,
         IdempotencyInProgress, PayloadTooLarge, DurationExceeded, UnsupportedMedia,
         ServiceUnavailable, StorageUnavailable, Unauthorized, RateLimited, TooManyActiveJobs,
         QuotaExceeded,
@@ -180,18 +194,20 @@ def _transcript_responses(formats: list[str]) -> dict[int | str, dict[str, Any]]
 )
 async def get_transcript(
     request: Request, job: QueryTokenJob, fmt: FormatName, settings: SettingsDep,
-    subtitles: SubtitleQuery,
+    subtitles: SubtitleQuery, speaker_names: SpeakerNames = None,
 ) -> Response:
-    """Download the transcript as json, txt, srt, vtt, tsv or ass; the subtitle formats are cut
-    into cues by the query parameters (a `preset`, line width and count, cue length, reading
-    speed, word highlighting). (A download link cannot send a header, so these also take the
-    key as `access_token`.)"""
+    """Download the transcript as json, txt, srt, vtt, tsv, ass or rttm (speaker turns); the
+    subtitle formats are cut into cues by the query parameters (a `preset`, line width and
+    count, cue length, reading speed, word highlighting), and `speaker_names` renames a
+    diarized transcript's speakers. (A download link cannot send a header, so these also take
+    the key as `access_token`.)"""
+    renames = _renames(speaker_names)
     text = None
     if job.status in (JobStatus.completed, JobStatus.failed):
         # A failed job has a transcript only where it stopped at a limit (`quota_exceeded`):
         # what was decoded until then.
         text = await off_loop(request, transcript_text, settings.redis_url, job.id, fmt,
-                              subtitles)
+                              subtitles, renames)
     if text is None and job.status is JobStatus.failed:
         raise JobFailed(f"The job failed: {job.error.message if job.error else 'unknown'}")
     if text is None:

@@ -17,10 +17,12 @@ from fastapi.responses import JSONResponse
 from api import openai_compat
 from api.auth import Identity, owner_of
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.enrolment import enrol
 from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
     GRANULARITIES,
     RESPONSE_FORMATS,
+    DiarizedTranscription,
     OpenAIError,
     Task,
     Transcription,
@@ -33,10 +35,12 @@ from api.submission import discarded_on_error, receive_job_upload, submit
 from shared.config import Settings
 from shared.errors import JobNotFound
 from shared.languages import codes_pattern
+from shared.media.storage import MediaStore, media_store
 from shared.schemas import Job, JobStatus
 from shared.state.idempotency import fingerprint
 from shared.state.jobs import JobStore
 from shared.state.keys import ApiKey
+from shared.state.voices import job_scope
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 
@@ -54,7 +58,14 @@ def _form(task: Task) -> dict[str, Any]:
         "multilingual": {"type": "boolean", "description":
                          "Verbatim's code-switching mode: each stretch in its own language."},
         "script": {"type": "string", "enum": ["simplified", "traditional"],
-                   "description": "Verbatim: Chinese in Simplified or Traditional characters."}}
+                   "description": "Verbatim: Chinese in Simplified or Traditional characters."},
+        "known_speaker_names[]": {
+            "type": "array", "maxItems": 4, "items": {"type": "string"},
+            "description": "`diarized_json`: names of speakers to find, with a clip of each."},
+        "known_speaker_references[]": {
+            "type": "array", "maxItems": 4, "items": {"type": "string", "pattern": "^data:"},
+            "description": "`diarized_json`: a data URL of audio of each known speaker alone "
+                           "(`data:audio/wav;base64,...`), in the order of the names."}}
     properties = {
         "file": {"type": "string", "format": "binary", "description": "Audio or video."},
         "model": {"type": "string", "examples": ["whisper-1"], "description":
@@ -62,7 +73,8 @@ def _form(task: Task) -> dict[str, Any]:
         **(language if task == "transcribe" else {}),
         "prompt": {"type": "string", "maxLength": 2000,
                    "description": "Text that sets style and vocabulary (`initial_prompt`)."},
-        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
+        "response_format": {"type": "string", "default": "json", "enum": [
+            f for f in RESPONSE_FORMATS if task == "transcribe" or f != "diarized_json"]},
         "temperature": {"type": "number", "minimum": 0, "maximum": 1, "default": 0,
                         "description": "0 starts at 0 and raises it when decoding fails."},
         "timestamp_granularities[]": {
@@ -80,8 +92,9 @@ def _error(description: str) -> dict[str, Any]:
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The transcript: JSON for `json`/`verbose_json`, text for the others.",
-        "model": Transcription | VerboseTranscription,
+        "description": "The transcript: JSON for `json`/`verbose_json`/`diarized_json` (speakers "
+                       "told apart by voice), text for the others.",
+        "model": Transcription | VerboseTranscription | DiarizedTranscription,
         "content": {"text/plain": {"schema": {"type": "string"}},
                     "application/x-subrip": {"schema": {"type": "string"}},
                     "text/vtt": {"schema": {"type": "string"}}},
@@ -144,6 +157,8 @@ async def _submit(
     digest = fingerprint(request.url.path, upload.sha256, upload.filename, upload.values)
 
     async def create() -> Job:
+        with discarded_on_error(upload):
+            await _enrol_references(form, job_id, settings, store, celery)
         return await submit(job_id, upload, settings, store, celery, caller, form.options)
 
     try:
@@ -155,6 +170,28 @@ async def _submit(
             await streams.release(slot)
         raise
     return job, form, replayed, slot
+
+
+async def _enrol_references(form: openai_compat.AudioRequest, job_id: str, settings: Settings,
+                            store: JobStore, celery: Celery) -> None:
+    """The request's `known_speaker_references[]`, enrolled for this job alone (kept as long
+    as its result) before the job is queued; a clip refused refuses the request."""
+    media = media_store(settings)
+    for index, (name, clip) in enumerate(form.references):
+        location = media.upload_location(f"{job_id}-reference{index}", "clip")
+        await run_sync(_store_clip, media, location, clip)
+        try:
+            await enrol(store, celery, job_scope(job_id), name, location,
+                        ttl=settings.result_ttl_seconds, param="known_speaker_references")
+        finally:
+            await run_sync(media.remove, location)  # the worker removes it too, once read
+
+
+def _store_clip(media: MediaStore, location: str, clip: bytes) -> None:
+    receiver = media.receive(location)
+    receiver.write(clip)
+    receiver.finish()
+    receiver.commit()
 
 
 def _replayed(response: Response, replayed: bool) -> Response:

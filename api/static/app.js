@@ -18,6 +18,7 @@ const MESSAGES = {
   unsupported_media: (name) => `“${name}” is not an audio or video file that Verbatim can read.`,
   payload_too_large: () => "The file is larger than this server accepts.",
   duration_exceeded: () => "The recording is longer than this server accepts.",
+  not_multichannel: (name) => `“${name}” has one channel: choose “Tell voices apart” for it.`,
   validation_error: () => "The server did not accept the request.",
   service_unavailable: () => "The transcription service is busy or down. Try again in a minute.",
   job_not_found: () => "This job no longer exists; finished jobs are kept only for a while.",
@@ -299,6 +300,7 @@ function submit(event) {
   form.append("language", $("language").value);
   form.append("task", $("task").value);
   form.append("word_timestamps", "true");  // player.js seeks to words; subtitles break between them
+  if ($("diarize").value) form.append("diarize", $("diarize").value);
   form.append("file", state.source.blob, state.source.name);
   showProgress("Uploading…", 0);
   run(() => upload(form), state.source.name);
@@ -347,6 +349,7 @@ function showTranscript(job, transcript) {
   $("result").hidden = false;
   $("result-title").focus();
   window.VerbatimPlayer?.show(job, transcript);  // player.js: listen beside the transcript
+  window.VerbatimSpeakers?.show(transcript);  // speakers.js: colours, names for the downloads
 }
 
 function updateMainDownload() {

@@ -24,6 +24,13 @@ def probe_duration(path: MediaSource) -> float:
         raise UnsupportedMedia(message) from exc
 
 
+def probe_channels(path: MediaSource) -> int:
+    """How many channels the file's first audio stream has (0 when it has none)."""
+    with open_media(path) as container:
+        streams = container.streams.audio
+        return streams[0].channels if streams else 0
+
+
 def _declared_duration(
     container: av.container.InputContainer, stream: av.AudioStream
 ) -> float | None:

@@ -10,6 +10,7 @@ import pysubs2
 
 from shared.output.subtitles import Cue, SubtitleOptions, cue_transcript, join_tokens, word_starts
 from shared.schemas import Segment, Transcript
+from shared.turns import display_names, renamed
 
 # A run of dashes before `>` reads as a cue timing arrow; a plain replace of `-->` would
 # turn `--->` back into `-->`, so the whole run collapses to `->`.
@@ -53,16 +54,41 @@ def to_json(transcript: Transcript) -> str:
 
 
 def to_txt(transcript: Transcript) -> str:
-    """Render one line of plain text per segment."""
-    return "".join(f"{text}\n" for _, text in _cues(transcript))
+    """Render one line of plain text per segment; a diarized transcript as one paragraph per
+    turn, `S1: ...` (or the speaker's name)."""
+    if transcript.speakers is None:
+        return "".join(f"{text}\n" for _, text in _cues(transcript))
+    names = display_names(transcript)
+    turns: list[tuple[str | None, list[str]]] = []
+    for segment, text in _cues(transcript):
+        if turns and turns[-1][0] == segment.speaker:
+            turns[-1][1].append(text)
+        else:
+            turns.append((segment.speaker, [text]))
+    return "\n".join(
+        f"{names[who] + ': ' if who is not None else ''}{' '.join(texts)}\n"
+        for who, texts in turns)
+
+
+def _speaker_changes(transcript: Transcript, cues: list[Cue]) -> list[str]:
+    """Each cue's `Name: ` prefix where its speaker differs from the cue before, else ''."""
+    names, previous, prefixes = display_names(transcript), None, []
+    for cue in cues:
+        changed = cue.speaker is not None and cue.speaker != previous
+        prefixes.append(f"{names[cue.speaker]}: " if changed and cue.speaker else "")
+        previous = cue.speaker
+    return prefixes
 
 
 def to_srt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
-    """Render SubRip cues numbered from 1, cut as `options` say."""
+    """Render SubRip cues numbered from 1, cut as `options` say; in a diarized transcript a
+    cue starts with its speaker where the speaker changes."""
+    cues = cue_transcript(transcript, options)
     return "\n".join(
         f"{number}\n{_timestamp_ms(cue.start_ms, ',')} --> {_timestamp_ms(cue.end_ms, ',')}\n"
-        f"{_SRT_ARROW.sub('->', cue.text)}\n"
-        for number, cue in enumerate(cue_transcript(transcript, options), start=1)
+        f"{_SRT_ARROW.sub('->', prefix + cue.text)}\n"
+        for number, (cue, prefix)
+        in enumerate(zip(cues, _speaker_changes(transcript, cues), strict=True), start=1)
     )
 
 
@@ -89,12 +115,20 @@ def _vtt_text(cue: Cue, highlight: bool) -> str:
     return "\n".join(lines)
 
 
+def _voice(names: dict[str, str], speaker: str | None) -> str:
+    """A WebVTT voice span's opening tag (https://www.w3.org/TR/webvtt1/#webvtt-cue-voice-span),
+    or nothing for a cue without a speaker."""
+    return "" if speaker is None else f"<v {_escape_vtt(names[speaker])}>"
+
+
 def to_vtt(transcript: Transcript, options: SubtitleOptions | None = None) -> str:
-    """Render a WebVTT file, cut as `options` say."""
+    """Render a WebVTT file, cut as `options` say; a diarized transcript's cues in voice spans
+    (`<v S1>`)."""
     highlight = options is not None and options.highlight_words
+    names = display_names(transcript)
     return "WEBVTT\n" + "".join(
         f"\n{_timestamp_ms(cue.start_ms, '.')} --> {_timestamp_ms(cue.end_ms, '.')}\n"
-        f"{_vtt_text(cue, highlight)}\n"
+        f"{_voice(names, cue.speaker)}{_vtt_text(cue, highlight)}\n"
         for cue in cue_transcript(transcript, options)
     )
 
@@ -129,18 +163,44 @@ def to_ass(transcript: Transcript, options: SubtitleOptions | None = None) -> st
     """Render an Advanced SubStation Alpha file through pysubs2, cut as `options` say."""
     karaoke = options is not None and options.highlight_words
     subs = pysubs2.SSAFile()
+    styles = _speaker_styles(subs, transcript)
     for cue in cue_transcript(transcript, options):
         # ASS counts centiseconds: starts round up and ends down, so that cues stay apart,
         # within the audio and within their longest length.
         end = cue.end_ms // 10 * 10
         start = min(-(-cue.start_ms // 10) * 10, end)
-        subs.append(pysubs2.SSAEvent(start=start, end=end, text=_ass_text(cue, karaoke)))
+        style = styles.get(cue.speaker or "", "Default")
+        subs.append(pysubs2.SSAEvent(start=start, end=end, text=_ass_text(cue, karaoke),
+                                     style=style, name=style if cue.speaker else ""))
     return subs.to_string("ass")
+
+
+# Primary colours of speakers' ASS styles, in turn (the page's palette).
+SPEAKER_COLOURS = ["#ffd75e", "#7fd1ff", "#a6e36e", "#ff9f9f", "#d7a6ff", "#ffb870"]
+
+
+def _speaker_styles(subs: pysubs2.SSAFile, transcript: Transcript) -> dict[str, str]:
+    """A style per speaker, named as the speaker and coloured in turn: {label: style}."""
+    styles: dict[str, str] = {}
+    for i, (label, name) in enumerate(display_names(transcript).items()):
+        style = subs.styles["Default"].copy()
+        colour = SPEAKER_COLOURS[i % len(SPEAKER_COLOURS)]
+        style.primarycolor = pysubs2.Color(*bytes.fromhex(colour[1:]))
+        styles[label] = name.replace(",", " ")  # a comma would end the style's name
+        subs.styles[styles[label]] = style
+    return styles
 
 
 def to_tsv(transcript: Transcript) -> str:
     """Render `start`, `end` in integer milliseconds and `text`, as openai-whisper's WriteTSV;
     a transcript in several languages has a fourth column, each segment's `language`."""
+    if transcript.speakers is not None:
+        names = display_names(transcript)
+        return "start\tend\tspeaker\ttext\n" + "".join(
+            f"{_ms(segment.start)}\t{_ms(segment.end)}\t"
+            f"{names.get(segment.speaker or '', '')}\t{text}\n"
+            for segment, text in _cues(transcript)
+        )
     if len(transcript.languages) > 1:
         return "start\tend\ttext\tlanguage\n" + "".join(
             f"{_ms(segment.start)}\t{_ms(segment.end)}\t{text}\t{segment.language or ''}\n"
@@ -152,6 +212,18 @@ def to_tsv(transcript: Transcript) -> str:
     return "start\tend\ttext\n" + "".join(rows)
 
 
+def to_rttm(transcript: Transcript) -> str:
+    """Render NIST RTTM, the diarization scorers' format: one `SPEAKER` line per segment, its
+    start and length in seconds and its speaker (a name's spaces as `_`); a transcript that
+    was not diarized has none."""
+    names = display_names(transcript)
+    return "".join(
+        f"SPEAKER audio 1 {segment.start:.3f} {max(segment.end - segment.start, 0):.3f} "
+        f"<NA> <NA> {'_'.join(names[segment.speaker].split())} <NA> <NA>\n"
+        for segment, _ in _cues(transcript) if segment.speaker is not None
+    )
+
+
 FORMATS: dict[str, OutputFormat] = {
     "json": OutputFormat(to_json, "application/json", "json"),
     "txt": OutputFormat(to_txt, "text/plain; charset=utf-8", "txt"),
@@ -159,6 +231,7 @@ FORMATS: dict[str, OutputFormat] = {
     "vtt": OutputFormat(to_vtt, "text/vtt; charset=utf-8", "vtt"),
     "tsv": OutputFormat(to_tsv, "text/tab-separated-values; charset=utf-8", "tsv"),
     "ass": OutputFormat(to_ass, "text/x-ssa; charset=utf-8", "ass"),
+    "rttm": OutputFormat(to_rttm, "text/plain; charset=utf-8", "rttm"),
 }
 
 # The formats that `SubtitleOptions` cut into cues.
@@ -167,9 +240,11 @@ SUBTITLE_RENDERERS: dict[str, Callable[[Transcript, SubtitleOptions | None], str
 }
 
 
-def render(transcript: Transcript, fmt: str, options: SubtitleOptions | None = None) -> str:
-    """Render `transcript` in the format named `fmt` (subtitle formats cut as `options` say);
-    an unknown name raises KeyError."""
+def render(transcript: Transcript, fmt: str, options: SubtitleOptions | None = None,
+           renames: dict[str, str] | None = None) -> str:
+    """Render `transcript` in the format named `fmt` (subtitle formats cut as `options` say,
+    speakers named as `renames` asks, {label: name}); an unknown name raises KeyError."""
+    transcript = renamed(transcript, renames)
     if fmt in SUBTITLE_RENDERERS:
         return SUBTITLE_RENDERERS[fmt](transcript, options)
     return FORMATS[fmt].render(transcript)

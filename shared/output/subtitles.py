@@ -132,6 +132,7 @@ class Cue:
     start_ms: int
     end_ms: int
     lines: list[list[Token]]
+    speaker: str | None = None  # the segment's speaker label, where the job was diarized
 
     @property
     def text(self) -> str:
@@ -325,7 +326,7 @@ def cue_transcript(transcript: Transcript, options: SubtitleOptions | None = Non
             if limits.max_cue is not None and end - start > limits.max_cue:
                 start, end = group[0].start, group[-1].end  # the words' own span fits better
             lines = wrap(group, limits) or [group]
-            cues.append(Cue(_ms(start), _ms(end), lines))
+            cues.append(Cue(_ms(start), _ms(end), lines, segment.speaker))
     # Rounded down, so that no cue ends after the audio does.
     _settle(cues, math.floor(round(transcript.duration * 1000, 6)), limits)
     return cues

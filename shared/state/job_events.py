@@ -36,7 +36,8 @@ def transcript_links(job_id: str) -> dict[str, str]:
 
 
 def segment_data(segment: Segment) -> dict[str, Any]:
-    data = segment.model_dump(mode="json", include={"id", "start", "end", "text", "words"},
+    data = segment.model_dump(mode="json",
+                              include={"id", "start", "end", "text", "words", "speaker"},
                               exclude_none=True)
     return data
 
@@ -47,7 +48,8 @@ def completed_data(job_id: str, transcript: Transcript) -> dict[str, Any]:
         "language": transcript.language,
         "duration": transcript.duration,
         "transcripts": transcript_links(job_id),
-    }
+    } | ({"speakers": [s.model_dump(mode="json") for s in transcript.speakers]}
+         if transcript.speakers is not None else {})
 
 
 def error_data(status: str, error: VerbatimError) -> dict[str, Any]:

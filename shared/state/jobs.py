@@ -455,6 +455,8 @@ class JobStore:
             "languages": transcript.languages,
             "language_alternatives": transcript.language_alternatives,
         }
+        if transcript.speakers is not None:
+            fields["speakers"] = transcript.speakers
         return self._finish_job(job_id, ttl, transcript.model_dump_json(), fields)
 
     def fail(self, job_id: str, error: VerbatimError, ttl: int,

@@ -25,6 +25,7 @@ import redis.asyncio
 from pydantic import BaseModel, Field
 
 from shared.state.records import json_object
+from shared.state.voices import voices_key
 
 TOKEN_PREFIX = "vb_"
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -152,6 +153,8 @@ class KeyStore:
         if not self.redis.exists(self.record_key(key_id)):
             return False
         self.redis.hset(self.record_key(key_id), "revoked", "true")
+        # Its enrolled voices go with it: no request can reach them again (issue 21).
+        self.redis.delete(voices_key(key_id))
         return True
 
 

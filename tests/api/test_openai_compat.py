@@ -7,6 +7,7 @@ with OpenAI's SDK, a worker and the model.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from pathlib import Path
@@ -17,13 +18,14 @@ from fastapi.testclient import TestClient
 from support import DATA
 
 from api.main import create_app
-from api.openai_compat import AudioRequest, compression_ratio, parse_form, verbose
+from api.openai_compat import AudioRequest, compression_ratio, diarized, parse_form, verbose
 from shared.config import Settings
 from shared.errors import DecodeError, InvalidRequest
 from shared.localredis import free_port
 from shared.queue import queue_depth
 from shared.schemas import JobOptions, Segment, Transcript, Word
 from shared.state.jobs import JobStore
+from shared.turns import speakers_of
 
 JFK = DATA / "jfk.flac"
 TRANSCRIBE = "/v1/audio/transcriptions"
@@ -253,7 +255,7 @@ def test_openapi_documents_the_openai_forms(api: TestClient) -> None:
         assert expected <= set(form_["properties"])
         assert ("language" in form_["properties"]) is language
         assert form_["properties"]["response_format"]["enum"] == [
-            "json", "text", "srt", "verbose_json", "vtt"
+            "json", "text", "srt", "verbose_json", "vtt", *(["diarized_json"] if language else [])
         ]
         assert {"200", "202", "400", "413", "415", "500", "503"} <= set(post_["responses"])
         assert "text/plain" in post_["responses"]["200"]["content"]
@@ -264,3 +266,40 @@ def test_candidates_the_mode_and_the_script_reach_the_job() -> None:
                        "script": ["traditional"]}, "transcribe")
     assert (form.options.language, form.options.multilingual, form.options.script) == (
         "ko,en", True, "traditional")
+
+
+CLIP_URL = "data:audio/wav;base64," + base64.b64encode(b"RIFF....WAVE").decode()
+
+
+def test_known_speakers_come_with_diarized_json_and_a_clip_each() -> None:
+    form = parse_form({"response_format": ["diarized_json"], "known_speaker_names[]": ["ann"],
+                       "known_speaker_references[]": [CLIP_URL]}, "transcribe")
+    assert (form.options.diarize, form.options.known_speakers) == ("voices", "ann")
+    assert form.references == (("ann", b"RIFF....WAVE"),)
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"response_format": ["json"], "known_speaker_names[]": ["ann"],
+      "known_speaker_references[]": [CLIP_URL]}, "known_speaker_names"),
+    ({"response_format": ["diarized_json"], "known_speaker_names[]": ["ann", "bob"],
+      "known_speaker_references[]": [CLIP_URL]}, "known_speaker_names"),
+    ({"response_format": ["diarized_json"], "known_speaker_names[]": ["a,b"],
+      "known_speaker_references[]": [CLIP_URL]}, "known_speaker_names"),
+    ({"response_format": ["diarized_json"], "known_speaker_names[]": list("abcde"),
+      "known_speaker_references[]": [CLIP_URL] * 5}, "known_speaker_names"),
+    ({"response_format": ["diarized_json"], "known_speaker_names[]": ["ann"],
+      "known_speaker_references[]": ["https://example.com/ann.wav"]},
+     "known_speaker_references"),
+])
+def test_bad_known_speakers_are_refused(fields: dict[str, list[str]], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_form(fields, "transcribe")
+    assert caught.value.param == param
+
+
+def test_diarized_json_letters_the_unnamed_speakers() -> None:
+    segments = [Segment(id=i, start=i, end=i + 1, text=f" {who}", speaker=who)
+                for i, who in enumerate(["S1", "S2", "S3"])]
+    transcript = Transcript(language="en", duration=3, text="x", segments=segments,
+                            speakers=speakers_of(segments, {"S2": "ann"}))
+    assert [s.speaker for s in diarized(transcript).segments] == ["A", "ann", "B"]

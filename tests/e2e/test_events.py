@@ -73,7 +73,7 @@ def test_completed_links_the_transcripts(
 ) -> None:
     job, received, _ = followed
     links = received[-1].data["transcripts"]
-    assert set(links) == {"json", "txt", "srt", "vtt", "tsv", "ass"}
+    assert set(links) == {"json", "txt", "srt", "vtt", "tsv", "ass", "rttm"}
     srt = client.get(links["srt"])
     assert srt.status_code == 200
     assert "-->" in srt.text

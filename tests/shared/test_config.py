@@ -52,6 +52,10 @@ from shared.redis_connect import SentinelTarget, broker, sentinel_target
         ("redis_url", "sentinel://127.0.0.1:99999/mymaster"),
         ("redis_url", "sentinel://127.0.0.1:26379/my master"),
         ("redis_url", "sentinel://127.0.0.1:26379/mymaster/x"),
+        ("diarize", "faces"), ("diarize", ""), ("diarize", 2),
+        ("max_voices_per_key", 0), ("max_voices_per_key", 1001), ("max_voices_per_key", "x"),
+        ("min_reference_seconds", 0.5), ("min_reference_seconds", 61),
+        ("speaker_match", 0), ("speaker_match", 1), ("speaker_match", "close"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:

@@ -79,7 +79,7 @@ EXPECTED_TSV = [
 ]
 
 
-def test_registry_has_exactly_the_six_formats() -> None:
+def test_registry_has_exactly_the_seven_formats() -> None:
     assert {name: (f.media_type, f.extension) for name, f in FORMATS.items()} == {
         "json": ("application/json", "json"),
         "txt": ("text/plain; charset=utf-8", "txt"),
@@ -87,6 +87,7 @@ def test_registry_has_exactly_the_six_formats() -> None:
         "vtt": ("text/vtt; charset=utf-8", "vtt"),
         "tsv": ("text/tab-separated-values; charset=utf-8", "tsv"),
         "ass": ("text/x-ssa; charset=utf-8", "ass"),
+        "rttm": ("text/plain; charset=utf-8", "rttm"),
     }
 
 

@@ -19,6 +19,7 @@ import jiwer
 import numpy as np
 import pytest
 import redis
+from conversations import THREE, assert_turns_labelled, build, in_data
 from faster_whisper import decode_audio
 from support import (
     DATA,
@@ -172,6 +173,22 @@ def test_a_spread_recording_keeps_every_word_once_in_order(
     srt = spread.http.get(f"/v1/jobs/{job['id']}/transcript.srt")
     assert srt.status_code == 200
     assert "-->" in srt.text
+
+
+def test_a_spread_conversation_keeps_one_label_per_speaker_across_windows(
+    spread: Stack, tmp_path: Path
+) -> None:
+    """Issue 21: each window embeds its speech; the join clusters all of it once."""
+    turns = build(in_data(THREE), tmp_path / "three.flac")  # 44 s: two windows of 30 s at most
+    job = wait_for_job(spread.http, submit(spread.http, tmp_path / "three.flac",
+                                           diarize="voices", word_timestamps="true")["id"])
+    assert job["status"] == "completed", job
+    ran = set().union(*({r["window"] for r in window_lines(w, job["id"])}
+                        for w in spread.workers))
+    assert ran == {0, 1}
+    assert len(job["speakers"]) == 3
+    assert_turns_labelled(spread.http.get(f"/v1/jobs/{job['id']}/transcript.json").json(),
+                          turns)
 
 
 def test_a_killed_pool_process_costs_only_its_window(

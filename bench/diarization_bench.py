@@ -1,0 +1,147 @@
+"""Diarization benchmark (issue 21): DER of `diarize=voices` on conversations assembled from
+real readers, and of `diarize=channels` on the stereo call; the speaker count found; and the
+worker time of each job with and without diarization.
+
+Conversations are built as `tests/conversations.py` builds the tests' ones, from the
+LibriSpeech readers (1089, 1221, 1272, 1995, 2412; CC BY 4.0) and the LJ Speech reader (public
+domain) of `../shared/audio` (or `--audio`): 2 to 4 speakers, turns of 2 to 17 s, some
+speakers coming back. DER is pyannote.metrics' `DiarizationErrorRate` with a collar of 0.25 s
+on each side of every reference boundary (pyannote's `collar=0.5`, the total); the reference
+turns are each utterance's span from its first to its last sample above -40 dBFS. Times are
+the CPU seconds of this process (every thread) running the worker's own functions, the model
+and the embedder loaded once before: the plain job (no word timings, as a default job) against
+the diarized one. CPU time rather than wall time, because the machines this runs on are
+shared: wall time there swings by a factor of two from one run to the next.
+
+    .venv/bin/python bench/diarization_bench.py
+    .venv/bin/python bench/diarization_bench.py --only c2a c3a --audio /path/to/shared/audio
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from pyannote.core import Annotation, Segment
+from pyannote.metrics.diarization import DiarizationErrorRate
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from conversations import DATA, Turn, build  # noqa: E402
+
+from shared.config import Settings  # noqa: E402
+from shared.schemas import JobOptions, Transcript  # noqa: E402
+from worker.audio import pcm_blocks  # noqa: E402
+from worker.diarization import transcribe  # noqa: E402
+from worker.model import get_model  # noqa: E402
+from worker.voices import get_embedder  # noqa: E402
+
+LIB, LJ = "en_librispeech/", "en_ljspeech/"
+CONVERSATIONS: dict[str, list[tuple[str, str]]] = {
+    "c2a": [("1089", LIB + "1089-134686-0000.flac"), ("LJ", LJ + "LJ001-0001.flac"),
+            ("1089", LIB + "1089-134686-0001.flac"), ("LJ", LJ + "LJ001-0003.flac")],
+    "c2b": [("1221", LIB + "triton_1221-135766-0002.wav"), ("LJ", LJ + "LJ001-0010.flac"),
+            ("1221", LIB + "triton_1221-135766-0001.wav"), ("LJ", LJ + "LJ001-0011.flac")],
+    "c2c": [("1089", LIB + "1089-134691-0001.flac"), ("1221", LIB + "triton_1221-135766-0002.wav"),
+            ("1089", LIB + "1089-134691-0000.flac"), ("1221", LIB + "triton_1221-135766-0001.wav")],
+    "c3a": [("1089", LIB + "1089-134686-0000.flac"), ("LJ", LJ + "LJ001-0005.flac"),
+            ("2412", LIB + "2412-153948-0000.flac"), ("1089", LIB + "1089-134686-0001.flac"),
+            ("LJ", LJ + "LJ001-0007.flac")],
+    "c3b": [("1995", LIB + "librispeech-1995-1837-0001.wav"), ("LJ", LJ + "LJ001-0012.flac"),
+            ("1089", LIB + "1089-134691-0001.flac"), ("LJ", LJ + "LJ001-0013.flac"),
+            ("1089", LIB + "1089-134691-0000.flac")],
+    "c4a": [("1221", LIB + "triton_1221-135766-0002.wav"),
+            ("1995", LIB + "librispeech-1995-1837-0001.wav"),
+            ("LJ", LJ + "LJ001-0014.flac"), ("1272", LIB + "picovoice_1272-128104-0000.wav"),
+            ("1221", LIB + "triton_1221-135766-0001.wav")],
+    "c4b": [("1089", LIB + "1089-134686-0000.flac"),
+            ("1272", LIB + "picovoice_1272-128104-0000.wav"),
+            ("2412", LIB + "2412-153948-0000.flac"), ("LJ", LJ + "LJ001-0015.flac"),
+            ("1089", LIB + "1089-134691-0001.flac")],
+}  # fmt: skip
+
+
+def annotation(turns: list[tuple[str, float, float]]) -> Annotation:
+    found = Annotation()
+    for who, start, end in turns:
+        found[Segment(start, end)] = who
+    return found
+
+
+def hypothesis(transcript: Transcript) -> Annotation:
+    return annotation([(s.speaker or "?", s.start, s.end) for s in transcript.segments])
+
+
+def timed(path: Path, options: JobOptions, settings: Settings) -> tuple[Transcript, float]:
+    model = get_model(settings)
+    began = time.process_time()
+    transcript = transcribe(model, path, options, settings, lambda _: None)
+    return transcript, time.process_time() - began
+
+
+def channel_reference(path: Path) -> list[tuple[str, float, float]]:
+    """Each channel's speech span, from its first to its last sample above -40 dBFS."""
+    turns = []
+    for channel in (0, 1):
+        samples = np.concatenate(list(pcm_blocks(path, 3600, channel)))
+        loud = np.flatnonzero(np.abs(samples) > 327)
+        turns.append((f"S{channel + 1}", loud[0] / 16000, (loud[-1] + 1) / 16000))
+    return turns
+
+
+def row(name: str, reference: Annotation, transcript: Transcript, plain: float,
+        diarized: float, metric: DiarizationErrorRate) -> bool:
+    parts = metric(reference, hypothesis(transcript), detailed=True)
+    total = parts["total"] or 1.0
+    found, truth = len(transcript.speakers or []), len(reference.labels())
+    missed, alarm = parts["missed detection"] / total, parts["false alarm"] / total
+    print(f"{name:6} {truth:4} {found:5} {100 * parts['diarization error rate']:6.1f} "
+          f"{100 * missed:6.1f} {100 * alarm:6.1f} {100 * parts['confusion'] / total:6.1f} "
+          f"{transcript.duration:6.1f} {plain:11.1f} {diarized:10.1f} "
+          f"{100 * (diarized / plain - 1):+6.0f}%")
+    return found == truth
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="*", help="conversations to run (and 'channels')")
+    parser.add_argument("--audio", type=Path, default=ROOT.parent / "shared" / "audio",
+                        help="the folder with en_librispeech/ and en_ljspeech/")
+    args = parser.parse_args()
+    source = args.audio
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(device="cpu", data_dir=Path(folder))
+        get_model(settings), get_embedder()
+        voices_metric = DiarizationErrorRate(collar=0.5, skip_overlap=False)
+        print("conv   spk  found   DER%  miss%    FA%  conf%  audio  plain_cpu_s  diar_cpu_s"
+              "  added")
+        right = total = 0
+        for name, turns in CONVERSATIONS.items():
+            if args.only and name not in args.only:
+                continue
+            path = Path(folder) / f"{name}.flac"
+            reference: list[Turn] = build([(who, source / f) for who, f in turns], path)
+            _, plain = timed(path, JobOptions(), settings)
+            transcript, diarized = timed(path, JobOptions(diarize="voices"), settings)
+            truth = annotation([(t.speaker, t.start, t.end) for t in reference])
+            right += row(name, truth, transcript, plain, diarized, voices_metric)
+            total += 1
+        if total:
+            print(f"voices overall DER {100 * abs(voices_metric):.1f}%, count right on "
+                  f"{right}/{total} ({100 * right / total:.0f}%)")
+        if not args.only or "channels" in args.only:
+            stereo = DATA / "stereo_diarization.flac"
+            channels_metric = DiarizationErrorRate(collar=0.5, skip_overlap=False)
+            _, plain = timed(stereo, JobOptions(), settings)
+            transcript, diarized = timed(stereo, JobOptions(diarize="channels"), settings)
+            row("stereo", annotation(channel_reference(stereo)), transcript, plain, diarized,
+                channels_metric)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Conversations with known turns, built from real speech of different people (issue 21):
+each turn one whole utterance of one reader, turns apart by a short pause, some speakers
+coming back after others. Used by tests/e2e/test_voices.py and bench/diarization_bench.py;
+built at set-up, never committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from faster_whisper import decode_audio
+
+DATA = Path(__file__).resolve().parent / "data"
+RATE = 16000
+PAUSE_SECONDS = (0.5, 0.7, 0.6, 0.45)  # between turns, in turn
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    start: float
+    end: float
+
+
+# Turns as (speaker, file). LibriSpeech readers 1089 and 2412 (CC BY 4.0) and LJ Speech's
+# one reader (public domain), all in tests/data.
+TWO = [("1089", "1089-134686-0000.flac"), ("LJ", "LJ001-0001.flac"),
+       ("1089", "1089-134686-0001.flac"), ("LJ", "LJ001-0003.flac")]
+THREE = [("1089", "1089-134686-0000.flac"), ("LJ", "LJ001-0005.flac"),
+         ("2412", "2412-153948-0000.flac"), ("1089", "1089-134686-0001.flac"),
+         ("LJ", "LJ001-0007.flac")]
+
+
+def build(turns: list[tuple[str, Path]], out: Path) -> list[Turn]:
+    """Write the turns, one after another with pauses, as 16 kHz FLAC at `out`; return the
+    reference turns (the speech of each, its leading and trailing silence left out)."""
+    pieces, reference, at = [], [], 0.0
+    for i, (speaker, path) in enumerate(turns):
+        if i:
+            pause = np.zeros(int(PAUSE_SECONDS[i % len(PAUSE_SECONDS)] * RATE), np.float32)
+            pieces.append(pause)
+            at += pause.size / RATE
+        samples = decode_audio(str(path), sampling_rate=RATE)
+        first, last = _spoken(samples)
+        reference.append(Turn(speaker, round(at + first, 3), round(at + last, 3)))
+        pieces.append(samples)
+        at += samples.size / RATE
+    _write_flac(np.concatenate(pieces), out)
+    return reference
+
+
+def _spoken(samples: np.ndarray) -> tuple[float, float]:
+    """Seconds from the start to the first and the last sample louder than -40 dBFS."""
+    loud = np.flatnonzero(np.abs(samples) > 0.01)
+    return (loud[0] / RATE, (loud[-1] + 1) / RATE) if loud.size else (0.0, 0.0)
+
+
+def _write_flac(samples: np.ndarray, path: Path) -> None:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=RATE, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+
+
+def in_data(turns: list[tuple[str, str]]) -> list[tuple[str, Path]]:
+    return [(speaker, DATA / name) for speaker, name in turns]
+
+
+def labels_per_turn(transcript: dict, turns: list[Turn]) -> list[set[str]]:
+    """The speaker labels of the words said within each reference turn (a JSON transcript
+    with word timings)."""
+    found: list[set[str]] = [set() for _ in turns]
+    for segment in transcript["segments"]:
+        for word in segment["words"]:
+            middle = (word["start"] + word["end"]) / 2
+            for i, turn in enumerate(turns):
+                if turn.start - 0.3 <= middle <= turn.end + 0.3:
+                    found[i].add(word["speaker"])
+    return found
+
+
+def assert_turns_labelled(transcript: dict, turns: list[Turn]) -> None:
+    """Each turn's words under one label, the same for a speaker who comes back, a different
+    one for each speaker."""
+    per_turn = labels_per_turn(transcript, turns)
+    assert all(len(labels) == 1 for labels in per_turn), per_turn
+    label_of: dict[str, str] = {}
+    for turn, labels in zip(turns, per_turn, strict=True):
+        assert label_of.setdefault(turn.speaker, next(iter(labels))) in labels, per_turn
+    assert len(set(label_of.values())) == len(label_of), per_turn

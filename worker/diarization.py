@@ -1,0 +1,210 @@
+"""Who said what (issue 21): a job's transcription with speaker labels, as `diarize` asks.
+
+`channels`: a call recorded with each party on a channel of its own. Each channel is decoded on
+its own speech, as a recording of its own, and the segments are merged on the recording's
+clock, each labelled with its channel (`S1` the first, named by `channel_names`). Crosstalk
+heard on both channels stays in both. Word timings are on, as every diarized job has them.
+
+`voices`: one mixed recording. It is transcribed with word timings, then its speech is
+embedded piece by piece and clustered (`worker/voices.py`); each word takes its piece's
+speaker, and a segment in which the speaker changes is cut at that word (`shared/turns.py`).
+
+A job without `diarize` is the plain transcription (`worker/transcriber.py`), unchanged.
+"""
+
+from __future__ import annotations
+
+from faster_whisper import WhisperModel
+
+from shared.config import Settings
+from shared.errors import NotMultichannel
+from shared.media.opening import MediaSource
+from shared.media.probe import probe_channels
+from shared.schemas import MAX_CHANNELS, JobOptions, Segment, Transcript
+from shared.state.voices import VoiceStore, job_scope, known_names
+from shared.turns import label, renumbered, speakers_of, split_at_changes
+from worker import transcriber, voices
+from worker.audio import pcm_blocks
+from worker.job_state import job_store
+from worker.speech import speech_regions
+from worker.transcriber import (
+    DecodedCallback,
+    PartlyDone,
+    ProgressCallback,
+    SegmentCallback,
+    window_lengths,
+)
+from worker.voices import Piece
+from worker.windows import windows
+
+# Share of a `voices` job's progress that its transcription stands for; the embedding pass
+# after it the rest.
+TRANSCRIBING = 0.9
+
+
+def mode(options: JobOptions, settings: Settings) -> str:
+    """The job's diarization: its own choice, else the server's default."""
+    return options.diarize or settings.diarize
+
+
+def transcribe(
+    model: WhisperModel, audio: MediaSource, options: JobOptions, settings: Settings,
+    on_progress: ProgressCallback, expected_seconds: float | None = None,
+    on_segment: SegmentCallback | None = None, on_decoded: DecodedCallback | None = None,
+    owner: str | None = None, job_id: str | None = None,
+) -> Transcript:
+    """`worker.transcriber.transcribe`, with speaker labels where the job is diarized (named
+    after the voices `owner`'s key enrolled, or job `job_id`'s request gave, where the job
+    asks)."""
+    chosen = mode(options, settings)
+    if chosen == "channels":
+        return by_channel(model, audio, options, settings, on_progress, expected_seconds,
+                          on_segment, on_decoded)
+    if chosen == "voices":
+        return by_voice(model, audio, options, settings, on_progress, expected_seconds,
+                        on_segment, on_decoded, owner, job_id)
+    return transcriber.transcribe(model, audio, options, settings, on_progress,
+                                  expected_seconds, on_segment, on_decoded)
+
+
+def by_channel(
+    model: WhisperModel, audio: MediaSource, options: JobOptions, settings: Settings,
+    on_progress: ProgressCallback, expected_seconds: float | None,
+    on_segment: SegmentCallback | None, on_decoded: DecodedCallback | None,
+) -> Transcript:
+    """Each channel transcribed on its own, merged on the recording's clock and labelled.
+
+    The key's daily audio is charged once, on the first channel's pass; segments are
+    published once merged, in time order, so that their numbers are the transcript's."""
+    count = probe_channels(audio)
+    if count < 2:
+        raise NotMultichannel("diarize=channels needs a recording with a channel per speaker; "
+                              "this one has one channel.")
+    count = min(count, MAX_CHANNELS)
+    timed = options.model_copy(update={"word_timestamps": True})
+    heard: list[Transcript] = []
+    for channel in range(count):
+        def progress(fraction: float, done: int = channel) -> None:
+            on_progress((done + fraction) / count)
+
+        try:
+            heard.append(transcriber.transcribe(
+                model, audio, timed, settings, progress, expected_seconds,
+                on_decoded=on_decoded if channel == 0 else None, channel=channel))
+        except PartlyDone as exc:  # the key's day ran out on the first pass: keep what it has
+            raise PartlyDone(exc.error, merged([exc.transcript], options)) from None
+    transcript = merged(heard, options)
+    for segment in transcript.segments:
+        if on_segment is not None:
+            on_segment(segment)
+    return transcript
+
+
+def merged(channels: list[Transcript], options: JobOptions) -> Transcript:
+    """The channels' transcripts as one: segments and words labelled with their channel's
+    speaker, in order of start time, renumbered; the words kept only where the job asked."""
+    names = options.names_of_channels
+    segments: list[Segment] = []
+    for channel, heard in enumerate(channels):
+        who = label(channel)
+        for segment in heard.segments:
+            words = None
+            if options.word_timestamps and segment.words is not None:
+                words = [w.model_copy(update={"speaker": who}) for w in segment.words]
+            segments.append(segment.model_copy(update={"speaker": who, "words": words}))
+    ordered = renumbered(sorted(segments, key=lambda s: (s.start, s.end)))
+    first = channels[0]
+    return first.model_copy(update={
+        "duration": max(t.duration for t in channels),
+        "text": " ".join(s.text.strip() for s in ordered),
+        "segments": ordered,
+        "speakers": speakers_of(
+            ordered, {label(i): n for i, n in enumerate(names)},
+            {label(i): i for i in range(len(channels))}),
+        "languages": list(dict.fromkeys(lang for t in channels for lang in t.languages)),
+    })
+
+
+def by_voice(
+    model: WhisperModel, audio: MediaSource, options: JobOptions, settings: Settings,
+    on_progress: ProgressCallback, expected_seconds: float | None,
+    on_segment: SegmentCallback | None, on_decoded: DecodedCallback | None,
+    owner: str | None = None, job_id: str | None = None,
+) -> Transcript:
+    """The recording transcribed with word timings, then its speech embedded and clustered,
+    each word labelled with its piece's speaker; segments published once labelled."""
+    timed = options.model_copy(update={"word_timestamps": True})
+    try:
+        heard = transcriber.transcribe(model, audio, timed, settings,
+                                       lambda f: on_progress(f * TRANSCRIBING),
+                                       expected_seconds, None, on_decoded)
+    except PartlyDone as exc:  # the key's day ran out: what was decoded, unlabelled
+        raise PartlyDone(exc.error, exc.transcript.model_copy(update={"speakers": []})
+                         ) from None
+    transcript = by_pieces(heard, embedded(audio, options, settings), options, settings, owner,
+                           job_id)
+    for segment in transcript.segments:
+        if on_segment is not None:
+            on_segment(segment)
+    return transcript
+
+
+def by_pieces(heard: Transcript, found: list[Piece], options: JobOptions, settings: Settings,
+              owner: str | None, job_id: str | None = None) -> Transcript:
+    """The transcript labelled by one clustering of all the recording's pieces of speech (a
+    spread recording's, gathered from its windows, too); speakers whose voice matches one the
+    job names (`known_speakers`: `owner`'s key's voices, and those its request gave) take its
+    name."""
+    numbers = voices.cluster(found, options.speakers, options.min_speakers,
+                             options.max_speakers)
+    names: dict[int, str] = {}
+    if options.known_speakers is not None:
+        store, wanted = VoiceStore(job_store().redis), known_names(options.known_speakers)
+        known = store.embeddings(owner, wanted)
+        if job_id is not None:
+            known |= store.embeddings(job_scope(job_id), wanted)
+        names = voices.named(found, numbers, known, settings.speaker_match)
+    return labelled(heard, found, numbers, options.word_timestamps,
+                    {label(n): name for n, name in names.items()})
+
+
+def embedded(audio: MediaSource, options: JobOptions, settings: Settings) -> list[Piece]:
+    """The recording's speech pieces and their embeddings, window after window."""
+    embedder = voices.get_embedder()
+    blocks = pcm_blocks(audio, settings.max_audio_seconds)
+    found: list[Piece] = []
+    for window in windows(blocks, *window_lengths(options, settings), speech_regions):
+        found.extend(voices.pieces(window, embedder))
+    return found
+
+
+def labelled(heard: Transcript, found: list[Piece], numbers: list[int], keep_words: bool,
+             names: dict[str, str] | None = None) -> Transcript:
+    """The transcript with each word labelled as the piece it falls in (else the nearest),
+    segments cut where the speaker changes and renumbered; words kept where asked."""
+    segments: list[Segment] = []
+    for segment in heard.segments:
+        words = [w.model_copy(update={"speaker": _nearest(found, numbers, w.start, w.end)})
+                 for w in segment.words or []]
+        if not words:
+            who = _nearest(found, numbers, segment.start, segment.end)
+            segments.append(segment.model_copy(update={"speaker": who}))
+            continue
+        segments.extend(split_at_changes(segment.model_copy(update={"words": words})))
+    if not keep_words:
+        segments = [s.model_copy(update={"words": None}) for s in segments]
+    ordered = renumbered(segments)
+    return heard.model_copy(update={"segments": ordered,
+                                    "speakers": speakers_of(ordered, names)})
+
+
+def _nearest(found: list[Piece], numbers: list[int], start: float, end: float) -> str | None:
+    """The speaker of the piece holding the middle of [start, end], else of the closest."""
+    if not found:
+        return None
+    middle = (start + end) / 2
+
+    def distance(i: int) -> float:
+        return max(found[i].start - middle, middle - found[i].end, 0.0)
+
+    return label(numbers[min(range(len(found)), key=distance)])
