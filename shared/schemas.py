@@ -70,6 +70,13 @@ class JobOptions(BaseModel):
         "applies only where VAD is on.",
     )
 
+    sounds: bool | None = Field(
+        default=None,
+        description="Tag what is heard besides speech (music, applause, laughter, ...) in the "
+        "transcript's `sounds`, and keep the decoder off stretches sure to be music and not "
+        "speech (no lyrics made up). Unset: the server's default.",
+    )
+
     @model_validator(mode="after")
     def _batching_needs_vad(self) -> JobOptions:
         if (self.batch_size or 1) > 1 and self.vad_filter is False:
@@ -168,6 +175,16 @@ class Segment(BaseModel):
     language: str | None = None
 
 
+class Sound(BaseModel):
+    """A stretch of the recording where a sound other than speech is heard (issue 25)."""
+
+    start: float
+    end: float
+    label: str = Field(description="What is heard: `music`, `applause`, `laughter`, ... "
+                       "(docs/guides/sounds.md lists them and the classes behind each).")
+    confidence: float = Field(ge=0, le=1, description="The classifier's mean score over it.")
+
+
 class Transcript(BaseModel):
     """The one stored form of a result; every download format is rendered from it."""
 
@@ -178,3 +195,6 @@ class Transcript(BaseModel):
     duration: float
     text: str
     segments: list[Segment]
+    sounds: list[Sound] | None = Field(
+        default=None, description="What is heard besides speech, in order; only where the job "
+        "asks for `sounds`.")

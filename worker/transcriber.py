@@ -15,11 +15,12 @@ from faster_whisper.transcribe import Word as FWWord
 
 from shared.config import Settings
 from shared.errors import VerbatimError
-from shared.schemas import JobOptions, Segment, Transcript, Word
+from shared.schemas import JobOptions, Segment, Sound, Transcript, Word
 from worker.audio import SAMPLE_RATE, pcm_blocks, to_float
 from worker.detection import Detection, detect, ranked
 from worker.model import resolve_device
 from worker.script import in_script
+from worker.sounds import classify, joined, merge, patch_labels, without_music
 from worker.speech import Regions, is_speech, silent, speech_regions, within
 from worker.windows import Window, split_by_language, windows
 
@@ -169,9 +170,11 @@ def first_detection(
 def assemble(
     segments: list[Segment], detection: Detection | None, heard: dict[str, float],
     options: JobOptions, settings: Settings, duration: float,
+    sounds: list[Sound] | None = None,
 ) -> Transcript:
     """The transcript of a recording's segments (in order, numbered), the language detected on
-    it and, in the code-switching mode, the languages heard weighted by speech."""
+    it, in the code-switching mode the languages heard weighted by speech, and the sounds
+    heard besides speech where the job asks for them."""
     if multilingual(options, settings) and heard:
         detection = ranked(heard, options.candidates)
     languages = list(dict.fromkeys(s.language for s in segments if s.language))
@@ -184,6 +187,7 @@ def assemble(
         duration=duration,
         text="".join(s.text for s in segments).strip(),
         segments=segments,
+        sounds=joined(sounds) if sounds is not None else None,
     )
 
 
@@ -201,6 +205,8 @@ class _Job:
         self.detection: Detection | None = None
         self.heard: dict[str, float] = {}  # multilingual: language -> speech-weighted probability
         self.segments: list[Segment] = []
+        # What the sound classifier heard, where the job asks (issue 25); else None.
+        self.sounds: list[Sound] | None = [] if sounds_on(options, settings) else None
 
     def cut(self) -> tuple[float, float]:
         return window_lengths(self.options, self.settings)
@@ -233,15 +239,24 @@ class _Job:
 
     def hear(self, window: Window) -> Iterator[Segment]:
         """The window's segments as decoded; none where it is silent or VAD hears no speech
-        (Whisper would make words up)."""
-        if silent(window.samples) or not (speech := speech_regions(window.samples)):
+        (Whisper would make words up). Where the job asks for sounds, the window's are noted,
+        and stretches sure to be music and not speech no longer count as speech: a window of
+        music alone is not decoded, and segments over music are dropped (`is_speech`)."""
+        if silent(window.samples):
+            return
+        speech = speech_regions(window.samples)
+        if self.sounds is not None:
+            scores = classify(window.samples)
+            self.sounds += merge(patch_labels(scores), window.start_seconds, window.end_seconds)
+            speech = without_music(speech, scores)
+        if not speech:
             return
         for part, language in self.parts(window, speech):
             yield from self.decode(part, language, within(speech, part, window))
 
     def transcript(self, duration: float) -> Transcript:
         return assemble(self.segments, self.detection, self.heard, self.options, self.settings,
-                        duration)
+                        duration, self.sounds)
 
     def _detect(self, samples: np.ndarray, speech: Regions) -> Detection:
         if not self.model.model.is_multilingual:  # an English-only model (`base.en`)
@@ -297,6 +312,11 @@ def window_lengths(options: JobOptions, settings: Settings) -> tuple[float, floa
         longest = settings.multilingual_window_seconds
         return longest, longest / 3
     return settings.window_seconds, settings.window_search_seconds
+
+
+def sounds_on(options: JobOptions, settings: Settings) -> bool:
+    """Whether the job's transcript tags sounds (the job's choice, else the server's)."""
+    return settings.sounds if options.sounds is None else options.sounds
 
 
 def multilingual(options: JobOptions, settings: Settings) -> bool:

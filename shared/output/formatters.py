@@ -48,8 +48,9 @@ def _cues(transcript: Transcript) -> list[tuple[Segment, str]]:
 
 
 def to_json(transcript: Transcript) -> str:
-    """Render the canonical transcript as indented JSON."""
-    return transcript.model_dump_json(indent=2)
+    """Render the canonical transcript as indented JSON (`sounds` only where the job asked)."""
+    return transcript.model_dump_json(
+        indent=2, exclude={"sounds"} if transcript.sounds is None else None)
 
 
 def to_txt(transcript: Transcript) -> str:
@@ -140,7 +141,11 @@ def to_ass(transcript: Transcript, options: SubtitleOptions | None = None) -> st
 
 def to_tsv(transcript: Transcript) -> str:
     """Render `start`, `end` in integer milliseconds and `text`, as openai-whisper's WriteTSV;
-    a transcript in several languages has a fourth column, each segment's `language`."""
+    a transcript in several languages has a fourth column, each segment's `language`; one with
+    `sounds` a last column `kind`, `speech` or `sound` (the text of a sound row is its label),
+    the rows in time order."""
+    if transcript.sounds is not None:
+        return _tsv_with_sounds(transcript)
     if len(transcript.languages) > 1:
         return "start\tend\ttext\tlanguage\n" + "".join(
             f"{_ms(segment.start)}\t{_ms(segment.end)}\t{text}\t{segment.language or ''}\n"
@@ -150,6 +155,18 @@ def to_tsv(transcript: Transcript) -> str:
         f"{_ms(segment.start)}\t{_ms(segment.end)}\t{text}\n" for segment, text in _cues(transcript)
     )
     return "start\tend\ttext\n" + "".join(rows)
+
+
+def _tsv_with_sounds(transcript: Transcript) -> str:
+    several = len(transcript.languages) > 1
+    rows = [(_ms(s.start), _ms(s.end), text, s.language or "", "speech")
+            for s, text in _cues(transcript)]
+    rows += [(_ms(s.start), _ms(s.end), s.label, "", "sound") for s in transcript.sounds or []]
+    header = ["start", "end", "text", *(["language"] if several else []), "kind"]
+    lines = ["\t".join(header)] + [
+        "\t".join([str(a), str(b), text, *([language] if several else []), kind])
+        for a, b, text, language, kind in sorted(rows, key=lambda row: row[:2])]
+    return "\n".join(lines) + "\n"
 
 
 FORMATS: dict[str, OutputFormat] = {
