@@ -10,9 +10,12 @@ licence (`qai_hub_models/models/yamnet/info.yaml`); `yamnet_class_map.csv` is YA
 (Apache-2.0), its names AudioSet's ontology (CC BY-SA 4.0). docs/guides/sounds.md has the rest.
 
 Each patch's scores become at most one label from `SOUND_CLASSES` (the AudioSet classes each
-SDH label stands for), and runs of one label become sounds. Patches the model is sure are music
-and not speech are also where the decoder must not look for words (`without_music`): Whisper
-sings along, and voice-activity detection often takes singing for speech.
+SDH label stands for), and runs of one label become sounds. Where the model is sure of music and
+hears no speech, a segment needs more than elsewhere to be kept (`over_music`, used by the
+transcriber with `worker/speech.py`'s `doubtful`): Whisper sings along and makes lyrics up, and
+voice-activity detection can take singing for speech. Not more than that: under music as loud
+as the voice this model hears no speech at all (its speech score falls to 0.000 where the base
+model still decodes the words), so a stretch it calls music alone is not taken from the speech.
 """
 
 from __future__ import annotations
@@ -148,7 +151,8 @@ def classify(samples: np.ndarray) -> np.ndarray:
     session, (in_scale, in_zero, out_scale, out_zero) = _model()
     quantised = np.clip(np.round(patches(samples) / in_scale + in_zero), 0, 255).astype(np.uint8)
     raw = np.concatenate([session.run(None, {"audio": patch[None]})[0] for patch in quantised])
-    return (1.0 / (1.0 + np.exp(-out_scale * (raw.astype(np.float32) - out_zero))))
+    logits = out_scale * (raw.astype(np.float32) - out_zero)
+    return 0.5 * (1.0 + np.tanh(logits / 2))  # the sigmoid, without overflow
 
 
 @cache
@@ -227,15 +231,8 @@ def music_only(scores: np.ndarray) -> Regions:
     return [(k * step + step // 2, (k + 1) * step + step // 2) for k in sure]
 
 
-def without_music(speech: Regions, scores: np.ndarray) -> Regions:
-    """The speech regions less the stretches sure to be music and not speech: Whisper makes
-    lyrics up over music, and a segment is kept only where it meets speech."""
-    music = music_only(scores)
-    kept: Regions = []
-    for a, b in speech:
-        pieces = [(a, b)]
-        for m0, m1 in music:
-            pieces = [part for p0, p1 in pieces
-                      for part in ((p0, min(p1, m0)), (max(p0, m1), p1)) if part[1] > part[0]]
-        kept.extend(pieces)
-    return kept
+def over_music(start: float, end: float, music: Regions) -> bool:
+    """Whether at least half of [start, end] (seconds) lies in `music` (sample offsets)."""
+    low, high = start * SAMPLE_RATE, end * SAMPLE_RATE
+    inside = sum(max(0.0, min(high, b) - max(low, a)) for a, b in music)
+    return high > low and inside >= (high - low) / 2

@@ -20,8 +20,8 @@ from worker.audio import SAMPLE_RATE, pcm_blocks, to_float
 from worker.detection import Detection, detect, ranked
 from worker.model import resolve_device
 from worker.script import in_script
-from worker.sounds import classify, joined, merge, patch_labels, without_music
-from worker.speech import Regions, is_speech, silent, speech_regions, within
+from worker.sounds import classify, joined, merge, music_only, over_music, patch_labels
+from worker.speech import Regions, doubtful, is_speech, silent, speech_regions, within
 from worker.windows import Window, split_by_language, windows
 
 # `batch_size` where neither the job nor the settings choose one. On CPU, sequential decoding
@@ -149,6 +149,7 @@ def transcribe_window(
     its segments on the recording's clock, and (code-switching) the languages it heard."""
     job = _Job(model, options, settings)
     job.detection = detection
+    job.sounds = None  # a spread recording's sounds are not gathered yet (issue 25)
     for segment in job.hear(window):
         on_segment(segment)
     return job.segments, job.heard
@@ -222,15 +223,18 @@ class _Job:
         found = self._detect(window.samples, speech)
         return split_by_language(window, speech, self._region_languages(window, speech, found))
 
-    def decode(self, part: Window, language: str, speech: Regions) -> Iterator[Segment]:
+    def decode(self, part: Window, language: str, speech: Regions,
+               music: Regions) -> Iterator[Segment]:
         """Decode one stretch in `language`: the segments kept, on the recording's clock, as
-        the model produces them (so progress moves within a window)."""
+        the model produces them (so progress moves within a window). Over `music` (sure music,
+        no speech heard), one sign of a failed decoding drops a segment."""
         kwargs = {**self.kwargs, "language": language, **self._prompt(language)}
         if sum(b - a for a, b in speech) < SPARSE_SPEECH * part.samples.size:
             kwargs.setdefault("temperature", 0.0)
         found, _ = self.decoder(to_float(part.samples), **kwargs)
         for raw in found:
-            if not is_speech(raw, speech):
+            if not is_speech(raw, speech) or (
+                    over_music(raw.start, raw.end, music) and doubtful(raw)):
                 continue
             segment = _segment(raw, len(self.segments), part, self._last_end(), language)
             segment = in_script(segment, self.options.script)
@@ -240,19 +244,19 @@ class _Job:
     def hear(self, window: Window) -> Iterator[Segment]:
         """The window's segments as decoded; none where it is silent or VAD hears no speech
         (Whisper would make words up). Where the job asks for sounds, the window's are noted,
-        and stretches sure to be music and not speech no longer count as speech: a window of
-        music alone is not decoded, and segments over music are dropped (`is_speech`)."""
+        and segments over music are held to more (`decode`)."""
         if silent(window.samples):
             return
-        speech = speech_regions(window.samples)
+        speech, music = speech_regions(window.samples), []
         if self.sounds is not None:
             scores = classify(window.samples)
             self.sounds += merge(patch_labels(scores), window.start_seconds, window.end_seconds)
-            speech = without_music(speech, scores)
+            music = music_only(scores)
         if not speech:
             return
         for part, language in self.parts(window, speech):
-            yield from self.decode(part, language, within(speech, part, window))
+            yield from self.decode(part, language, within(speech, part, window),
+                                   within(music, part, window))
 
     def transcript(self, duration: float) -> Transcript:
         return assemble(self.segments, self.detection, self.heard, self.options, self.settings,
