@@ -1,5 +1,7 @@
 """The sound classifier (issue 25) with the real YAMNet export and the real base model: speech,
-then music, then an audience, tagged in order and in place; music alone decodes to no words."""
+then music, then an audience, tagged in order and in place; music alone decodes to no words;
+speech under loud music keeps its words; over music one sign of a failed decoding drops a
+segment."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faster_whisper.transcribe import Segment as FWSegment
 from support import DATA, write_audio
 from synthetic import RATE, melody
 
@@ -15,6 +18,7 @@ from shared.schemas import JobOptions, Sound, Transcript
 from worker import sounds
 from worker.audio import pcm_blocks
 from worker.model import get_model
+from worker.speech import doubtful, is_speech
 from worker.transcriber import transcribe
 
 JFK_SECONDS, MUSIC_SECONDS = 11.0, 8.0
@@ -107,3 +111,23 @@ def test_a_sound_cut_by_a_window_end_is_one_sound() -> None:
     parts = [Sound(start=30.0, end=40.0, label="music", confidence=0.9),
              Sound(start=5.0, end=29.8, label="music", confidence=0.6)]
     assert sounds.joined(parts) == [Sound(start=5.0, end=40.0, label="music", confidence=0.686)]
+
+
+def decoded(text: str, logprob: float, no_speech: float, ratio: float) -> FWSegment:
+    return FWSegment(id=0, seek=0, start=1.0, end=4.0, text=text, tokens=[],
+                     avg_logprob=logprob, compression_ratio=ratio, no_speech_prob=no_speech,
+                     words=None, temperature=0.0)
+
+
+@pytest.mark.parametrize(("segment", "over_music_too"), [
+    (decoded(" La la la la la la la la la la.", -0.4, 0.1, 2.2), True),  # a chorus made up
+    (decoded(" Baby, baby, oh.", -1.2, 0.3, 1.3), True),  # a weak decoding
+    (decoded(" Ask not what your country can do.", -0.4, 0.06, 1.2), False),  # speech
+    (decoded(" He hoped there would be stew.", -0.86, 0.26, 1.1), False),  # speech under music
+])
+def test_over_music_one_sign_of_a_failed_decoding_drops_a_segment(
+    segment: FWSegment, over_music_too: bool
+) -> None:
+    speech = [(0, 5 * RATE)]
+    assert is_speech(segment, speech), "each passes the checks that apply everywhere"
+    assert doubtful(segment) is over_music_too
