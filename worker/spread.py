@@ -47,7 +47,7 @@ from shared.config import Settings, get_settings
 from shared.errors import TooManyAttempts, TranscriptionError, VerbatimError
 from shared.logs import bind
 from shared.queue import WINDOW_TASK, window_signature
-from shared.schemas import Job, LanguageProbability, Segment
+from shared.schemas import Job, LanguageProbability, Segment, Sound
 from shared.state.jobs import JobStore
 from shared.state.spread_plans import DONE, GONE, STALE, Spreads
 from worker import heartbeat, metrics
@@ -298,10 +298,12 @@ def _decode(job_id: str, index: int, settings: Settings
     def on_segment(segment: Segment) -> None:
         decoded(segment.end - window.start_seconds)
 
-    segments, heard = transcribe_window(model, window, job.options, settings,
-                                        _detection(plan["detection"]), on_segment)
+    segments, heard, sounds = transcribe_window(model, window, job.options, settings,
+                                                _detection(plan["detection"]), on_segment)
     decoded(window.end_seconds - window.start_seconds)
-    return {"segments": [s.model_dump(mode="json") for s in segments], "heard": heard}, over
+    return {"segments": [s.model_dump(mode="json") for s in segments], "heard": heard,
+            "sounds": None if sounds is None else [s.model_dump(mode="json") for s in sounds],
+            }, over
 
 
 def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None) -> None:
@@ -314,13 +316,16 @@ def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None)
         return
     segments: list[Segment] = []
     heard: dict[str, float] = {}
+    sounds: list[Sound] | None = None
     for result in spreads().results(job_id):
         for raw in result["segments"]:
             segments.append(Segment.model_validate(raw | {"id": len(segments)}))
         for language, weight in result["heard"].items():
             heard[language] = heard.get(language, 0.0) + weight
+        if result.get("sounds") is not None:  # the job asked for sounds (issue 25)
+            sounds = [*(sounds or []), *map(Sound.model_validate, result["sounds"])]
     transcript = assemble(segments, _detection(plan["detection"]), heard, job.options,
-                          settings, float(plan["seconds"]))
+                          settings, float(plan["seconds"]), sounds)
     if error is not None:
         failed(job_id, error, store, settings, transcript)
         clean(job_id, settings)

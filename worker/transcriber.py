@@ -142,17 +142,17 @@ def _metered(blocks: Iterator[np.ndarray], on_decoded: DecodedCallback | None,
 def transcribe_window(
     model: WhisperModel, window: Window, options: JobOptions, settings: Settings,
     detection: Detection | None, on_segment: SegmentCallback,
-) -> tuple[list[Segment], dict[str, float]]:
+) -> tuple[list[Segment], dict[str, float], list[Sound] | None]:
     """Decode one window of a recording spread over workers (`worker/spread.py`), in the
     recording's language `detection` (None: the code-switching mode, or a fixed language), as
     `transcribe` decodes it but for the prompt from the window before, which runs elsewhere;
-    its segments on the recording's clock, and (code-switching) the languages it heard."""
+    its segments on the recording's clock, (code-switching) the languages it heard, and the
+    sounds heard where the job asks for them (else None)."""
     job = _Job(model, options, settings)
     job.detection = detection
-    job.sounds = None  # a spread recording's sounds are not gathered yet (issue 25)
     for segment in job.hear(window):
         on_segment(segment)
-    return job.segments, job.heard
+    return job.segments, job.heard, job.sounds
 
 
 def first_detection(
