@@ -72,7 +72,8 @@ Follow = Annotated[bool, typer.Option(
     "--follow", help="Print each segment (timestamps and text) to stdout as it is decoded.")]
 _CUES = "Subtitles (srt, vtt, ass)"
 Preset = Annotated[PresetName | None, typer.Option(
-    help="Subtitle defaults: broadcast, netflix or mobile.", rich_help_panel=_CUES)]
+    help="Subtitle defaults: broadcast, netflix, mobile or sdh (sound cues).",
+    rich_help_panel=_CUES)]
 LineWidth = Annotated[int | None, typer.Option(
     help="Widest line in columns (wide characters count 2).", rich_help_panel=_CUES)]
 LineCount = Annotated[int | None, typer.Option(help="Lines per cue.", rich_help_panel=_CUES)]

@@ -97,6 +97,10 @@ class Settings(IntegrationSettings, BaseSettings):
     vad_filter: bool = True
     """Skip non-speech with Silero VAD unless a job turns it off."""
 
+    sounds: bool = False
+    """Tag sounds besides speech (music, applause, laughter, ...) in jobs that leave `sounds`
+    unset, and keep the decoder off stretches sure to be music (docs/guides/sounds.md)."""
+
     multilingual: bool = False
     """Code-switching mode for jobs that leave `multilingual` unset: each stretch of speech is
     decoded in its own detected language."""

@@ -130,6 +130,13 @@ class JobOptions(BaseModel):
         """The `channel_names`, in channel order."""
         return [n.strip() for n in self.channel_names.split(",")] if self.channel_names else []
 
+    sounds: bool | None = Field(
+        default=None,
+        description="Tag what is heard besides speech (music, applause, laughter, ...) in the "
+        "transcript's `sounds`, and keep the decoder off stretches sure to be music and not "
+        "speech (no lyrics made up). Unset: the server's default.",
+    )
+
     @model_validator(mode="after")
     def _batching_needs_vad(self) -> JobOptions:
         if (self.batch_size or 1) > 1 and self.vad_filter is False:
@@ -250,6 +257,16 @@ class Segment(BaseModel):
         default=None, exclude_if=lambda v: v is None, description="The label of who said it.")
 
 
+class Sound(BaseModel):
+    """A stretch of the recording where a sound other than speech is heard (issue 25)."""
+
+    start: float
+    end: float
+    label: str = Field(description="What is heard: `music`, `applause`, `laughter`, ... "
+                       "(docs/guides/sounds.md lists them and the classes behind each).")
+    confidence: float = Field(ge=0, le=1, description="The classifier's mean score over it.")
+
+
 class Transcript(BaseModel):
     """The one stored form of a result; every download format is rendered from it."""
 
@@ -263,3 +280,6 @@ class Transcript(BaseModel):
     speakers: list[Speaker] | None = Field(
         default=None, exclude_if=lambda v: v is None,
         description="Who speaks, where the job was diarized.")
+    sounds: list[Sound] | None = Field(
+        default=None, description="What is heard besides speech, in order; only where the job "
+        "asks for `sounds`.")

@@ -58,3 +58,22 @@ def tones(path: Path, seconds: float) -> Path:
     t = np.arange(int(seconds * RATE)) / RATE
     wave = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 660 * t) * (t % 2 < 1)
     return write_audio(path, (wave * 32767).astype(np.int16))
+
+
+def melody(seconds: float, seed: int = 7) -> np.ndarray:
+    """int16 samples of a piano-like tune: plucked notes of the C major scale, four a second,
+    over a chord each second (YAMNet hears it as music, keyboard, piano)."""
+    rng = np.random.default_rng(seed)
+    note_t = np.arange(RATE // 4) / RATE
+    scale = [261.63, 293.66, 329.63, 349.23, 392.0, 440.0, 493.88, 523.25]
+    out = np.zeros(int(seconds * RATE))
+    for k in range(out.size // note_t.size):
+        pitch = scale[rng.integers(len(scale))]
+        note = sum(np.sin(2 * np.pi * pitch * h * note_t) / h ** 1.5 for h in range(1, 8))
+        out[k * note_t.size:(k + 1) * note_t.size] += note * np.exp(-note_t * 6)
+    chord_t = np.arange(RATE) / RATE
+    for k in range(out.size // RATE):
+        root = [130.81, 110.0, 87.31, 98.0][k % 4]
+        chord = sum(np.sin(2 * np.pi * root * r * chord_t) for r in (1, 1.25, 1.5))
+        out[k * RATE:(k + 1) * RATE] += 0.5 * chord * np.exp(-chord_t * 2)
+    return (0.3 * out / np.abs(out).max() * 32767).astype(np.int16)

@@ -29,6 +29,8 @@ SPEECH_PAD = 0.5
 NO_SPEECH_PROB = 0.6
 LOG_PROB = -1.0
 COMPRESSION_RATIO = 2.4
+# Over music, a segment this repetitive is a chorus made up (faster-whisper #777).
+MUSIC_COMPRESSION_RATIO = 2.0
 
 
 def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
@@ -58,6 +60,13 @@ def is_speech(segment: FWSegment, speech: Regions) -> bool:
     low, high = segment.start * SAMPLE_RATE, segment.end * SAMPLE_RATE
     overlap = sum(max(0.0, min(high, b + pad) - max(low, a - pad)) for a, b in speech)
     return overlap >= MIN_SPEECH_OVERLAP * SAMPLE_RATE
+
+
+def doubtful(segment: FWSegment) -> bool:
+    """Any one of the model's own signs of a failed decoding, where `is_speech` needs two:
+    for segments over what the sound classifier is sure is music (`worker/sounds.py`)."""
+    return (segment.no_speech_prob > NO_SPEECH_PROB or segment.avg_logprob < LOG_PROB
+            or segment.compression_ratio > MUSIC_COMPRESSION_RATIO)
 
 
 def silent(samples: np.ndarray) -> bool:

@@ -59,7 +59,7 @@ from shared.logs import bind
 from shared.media.opening import MediaSource
 from shared.media.storage import media_store, window_prefix
 from shared.queue import WINDOW_TASK, window_signature
-from shared.schemas import Job, LanguageProbability, Segment
+from shared.schemas import Job, LanguageProbability, Segment, Sound
 from shared.state.jobs import JobStore
 from shared.state.spread_plans import DONE, GONE, STALE, Spreads
 from worker import diarization, heartbeat, metrics, voices
@@ -311,10 +311,11 @@ def _decode(job_id: str, index: int, settings: Settings
 
     voiced = diarization.mode(job.options, settings) == "voices"
     options = job.options.model_copy(update={"word_timestamps": True}) if voiced else job.options
-    segments, heard = transcribe_window(model, window, options, settings,
-                                        _detection(plan["detection"]), on_segment)
-    result: dict[str, Any] = {"segments": [s.model_dump(mode="json") for s in segments],
-                              "heard": heard}
+    segments, heard, sounds = transcribe_window(model, window, options, settings,
+                                                _detection(plan["detection"]), on_segment)
+    result: dict[str, Any] = {
+        "segments": [s.model_dump(mode="json") for s in segments], "heard": heard,
+        "sounds": None if sounds is None else [s.model_dump(mode="json") for s in sounds]}
     if voiced:  # embedded here, clustered once for the whole recording at the join
         result["pieces"] = [asdict(p) for p in voices.pieces(window, voices.get_embedder())]
     decoded(window.end_seconds - window.start_seconds)
@@ -332,14 +333,17 @@ def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None)
     segments: list[Segment] = []
     heard: dict[str, float] = {}
     pieces: list[voices.Piece] = []
+    sounds: list[Sound] | None = None
     for result in spreads().results(job_id):
         for raw in result["segments"]:
             segments.append(Segment.model_validate(raw | {"id": len(segments)}))
         for language, weight in result["heard"].items():
             heard[language] = heard.get(language, 0.0) + weight
         pieces.extend(voices.Piece(**p) for p in result.get("pieces", []))
+        if result.get("sounds") is not None:  # the job asked for sounds (issue 25)
+            sounds = [*(sounds or []), *map(Sound.model_validate, result["sounds"])]
     transcript = assemble(segments, _detection(plan["detection"]), heard, job.options,
-                          settings, float(plan["seconds"]))
+                          settings, float(plan["seconds"]), sounds)
     if diarization.mode(job.options, settings) == "voices" and error is None:
         transcript = diarization.by_pieces(transcript, pieces, job.options, settings,
                                            store.owner(job_id), job_id)

@@ -15,12 +15,13 @@ from faster_whisper.transcribe import Word as FWWord
 from shared.config import Settings
 from shared.errors import VerbatimError
 from shared.media.opening import MediaSource
-from shared.schemas import JobOptions, Segment, Transcript, Word
+from shared.schemas import JobOptions, Segment, Sound, Transcript, Word
 from worker.audio import SAMPLE_RATE, pcm_blocks, to_float
 from worker.detection import Detection, detect, ranked
 from worker.model import resolve_device
 from worker.script import in_script
-from worker.speech import Regions, is_speech, silent, speech_regions, within
+from worker.sounds import classify, joined, merge, music_only, over_music, patch_labels
+from worker.speech import Regions, doubtful, is_speech, silent, speech_regions, within
 from worker.windows import Window, split_by_language, windows
 
 # `batch_size` where neither the job nor the settings choose one. On CPU, sequential decoding
@@ -144,16 +145,17 @@ def _metered(blocks: Iterator[np.ndarray], on_decoded: DecodedCallback | None,
 def transcribe_window(
     model: WhisperModel, window: Window, options: JobOptions, settings: Settings,
     detection: Detection | None, on_segment: SegmentCallback,
-) -> tuple[list[Segment], dict[str, float]]:
+) -> tuple[list[Segment], dict[str, float], list[Sound] | None]:
     """Decode one window of a recording spread over workers (`worker/spread.py`), in the
     recording's language `detection` (None: the code-switching mode, or a fixed language), as
     `transcribe` decodes it but for the prompt from the window before, which runs elsewhere;
-    its segments on the recording's clock, and (code-switching) the languages it heard."""
+    its segments on the recording's clock, (code-switching) the languages it heard, and the
+    sounds heard where the job asks for them (else None)."""
     job = _Job(model, options, settings)
     job.detection = detection
     for segment in job.hear(window):
         on_segment(segment)
-    return job.segments, job.heard
+    return job.segments, job.heard, job.sounds
 
 
 def first_detection(
@@ -172,9 +174,11 @@ def first_detection(
 def assemble(
     segments: list[Segment], detection: Detection | None, heard: dict[str, float],
     options: JobOptions, settings: Settings, duration: float,
+    sounds: list[Sound] | None = None,
 ) -> Transcript:
     """The transcript of a recording's segments (in order, numbered), the language detected on
-    it and, in the code-switching mode, the languages heard weighted by speech."""
+    it, in the code-switching mode the languages heard weighted by speech, and the sounds
+    heard besides speech where the job asks for them."""
     if multilingual(options, settings) and heard:
         detection = ranked(heard, options.candidates)
     languages = list(dict.fromkeys(s.language for s in segments if s.language))
@@ -187,6 +191,7 @@ def assemble(
         duration=duration,
         text="".join(s.text for s in segments).strip(),
         segments=segments,
+        sounds=joined(sounds) if sounds is not None else None,
     )
 
 
@@ -204,6 +209,8 @@ class _Job:
         self.detection: Detection | None = None
         self.heard: dict[str, float] = {}  # multilingual: language -> speech-weighted probability
         self.segments: list[Segment] = []
+        # What the sound classifier heard, where the job asks (issue 25); else None.
+        self.sounds: list[Sound] | None = [] if sounds_on(options, settings) else None
 
     def cut(self) -> tuple[float, float]:
         return window_lengths(self.options, self.settings)
@@ -219,15 +226,18 @@ class _Job:
         found = self._detect(window.samples, speech)
         return split_by_language(window, speech, self._region_languages(window, speech, found))
 
-    def decode(self, part: Window, language: str, speech: Regions) -> Iterator[Segment]:
+    def decode(self, part: Window, language: str, speech: Regions,
+               music: Regions) -> Iterator[Segment]:
         """Decode one stretch in `language`: the segments kept, on the recording's clock, as
-        the model produces them (so progress moves within a window)."""
+        the model produces them (so progress moves within a window). Over `music` (sure music,
+        no speech heard), one sign of a failed decoding drops a segment."""
         kwargs = {**self.kwargs, "language": language, **self._prompt(language)}
         if sum(b - a for a, b in speech) < SPARSE_SPEECH * part.samples.size:
             kwargs.setdefault("temperature", 0.0)
         found, _ = self.decoder(to_float(part.samples), **kwargs)
         for raw in found:
-            if not is_speech(raw, speech):
+            if not is_speech(raw, speech) or (
+                    over_music(raw.start, raw.end, music) and doubtful(raw)):
                 continue
             segment = _segment(raw, len(self.segments), part, self._last_end(), language)
             segment = in_script(segment, self.options.script)
@@ -236,15 +246,24 @@ class _Job:
 
     def hear(self, window: Window) -> Iterator[Segment]:
         """The window's segments as decoded; none where it is silent or VAD hears no speech
-        (Whisper would make words up)."""
-        if silent(window.samples) or not (speech := speech_regions(window.samples)):
+        (Whisper would make words up). Where the job asks for sounds, the window's are noted,
+        and segments over music are held to more (`decode`)."""
+        if silent(window.samples):
+            return
+        speech, music = speech_regions(window.samples), []
+        if self.sounds is not None:
+            scores = classify(window.samples)
+            self.sounds += merge(patch_labels(scores), window.start_seconds, window.end_seconds)
+            music = music_only(scores)
+        if not speech:
             return
         for part, language in self.parts(window, speech):
-            yield from self.decode(part, language, within(speech, part, window))
+            yield from self.decode(part, language, within(speech, part, window),
+                                   within(music, part, window))
 
     def transcript(self, duration: float) -> Transcript:
         return assemble(self.segments, self.detection, self.heard, self.options, self.settings,
-                        duration)
+                        duration, self.sounds)
 
     def _detect(self, samples: np.ndarray, speech: Regions) -> Detection:
         if not self.model.model.is_multilingual:  # an English-only model (`base.en`)
@@ -300,6 +319,11 @@ def window_lengths(options: JobOptions, settings: Settings) -> tuple[float, floa
         longest = settings.multilingual_window_seconds
         return longest, longest / 3
     return settings.window_seconds, settings.window_search_seconds
+
+
+def sounds_on(options: JobOptions, settings: Settings) -> bool:
+    """Whether the job's transcript tags sounds (the job's choice, else the server's)."""
+    return settings.sounds if options.sounds is None else options.sounds
 
 
 def multilingual(options: JobOptions, settings: Settings) -> bool:

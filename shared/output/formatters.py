@@ -49,8 +49,9 @@ def _cues(transcript: Transcript) -> list[tuple[Segment, str]]:
 
 
 def to_json(transcript: Transcript) -> str:
-    """Render the canonical transcript as indented JSON."""
-    return transcript.model_dump_json(indent=2)
+    """Render the canonical transcript as indented JSON (`sounds` only where the job asked)."""
+    return transcript.model_dump_json(
+        indent=2, exclude={"sounds"} if transcript.sounds is None else None)
 
 
 def to_txt(transcript: Transcript) -> str:
@@ -193,7 +194,11 @@ def _speaker_styles(subs: pysubs2.SSAFile, transcript: Transcript) -> dict[str, 
 
 def to_tsv(transcript: Transcript) -> str:
     """Render `start`, `end` in integer milliseconds and `text`, as openai-whisper's WriteTSV;
-    a transcript in several languages has a fourth column, each segment's `language`."""
+    a transcript in several languages has a fourth column, each segment's `language`; one with
+    `sounds` a last column `kind`, `speech` or `sound` (the text of a sound row is its label),
+    the rows in time order; a diarized one a `speaker` column after `end`."""
+    if transcript.sounds is not None:
+        return _tsv_with_sounds(transcript)
     if transcript.speakers is not None:
         names = display_names(transcript)
         return "start\tend\tspeaker\ttext\n" + "".join(
@@ -222,6 +227,22 @@ def to_rttm(transcript: Transcript) -> str:
         f"<NA> <NA> {'_'.join(names[segment.speaker].split())} <NA> <NA>\n"
         for segment, _ in _cues(transcript) if segment.speaker is not None
     )
+
+
+def _tsv_with_sounds(transcript: Transcript) -> str:
+    several = len(transcript.languages) > 1
+    names = display_names(transcript) if transcript.speakers is not None else None
+    rows = [(_ms(s.start), _ms(s.end), names.get(s.speaker or "", "") if names else "", text,
+             s.language or "", "speech") for s, text in _cues(transcript)]
+    rows += [(_ms(s.start), _ms(s.end), "", s.label, "", "sound")
+             for s in transcript.sounds or []]
+    header = ["start", "end", *(["speaker"] if names is not None else []), "text",
+              *(["language"] if several else []), "kind"]
+    lines = ["\t".join(header)] + [
+        "\t".join([str(a), str(b), *([speaker] if names is not None else []), text,
+                   *([language] if several else []), kind])
+        for a, b, speaker, text, language, kind in sorted(rows, key=lambda row: row[:2])]
+    return "\n".join(lines) + "\n"
 
 
 FORMATS: dict[str, OutputFormat] = {

@@ -23,9 +23,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from wcwidth import wcwidth
 
+from shared.output.sdh import parse_words, sound_spans
 from shared.schemas import Segment, Transcript
 
 # Fullwidth marks are meant: CJK text uses them.
@@ -36,7 +37,7 @@ _NO_LINE_START = SENTENCE_END | CLAUSE_END | frozenset("」』）)〉》ー")  #
 PAUSE_SECONDS = 0.25
 """A gap between two words at least this long is a pause worth breaking at."""
 
-PresetName = Literal["broadcast", "netflix", "mobile"]
+PresetName = Literal["broadcast", "netflix", "mobile", "sdh"]
 
 PRESETS: dict[str, dict[str, float]] = {
     # The common broadcast rule of thumb (EBU/BBC practice): two lines of 42 columns, at most
@@ -51,6 +52,9 @@ PRESETS: dict[str, dict[str, float]] = {
     "mobile": {"max_line_width": 32, "max_line_count": 2, "max_cue_seconds": 6.0,
                "min_cue_seconds": 1.0, "max_chars_per_second": 17.0},
 }
+# For deaf and hard-of-hearing viewers: broadcast's limits, and `[MUSIC]`-style cues naming the
+# transcript's sounds between the speech cues (shared/output/sdh.py).
+PRESETS["sdh"] = PRESETS["broadcast"]
 
 
 class SubtitleOptions(BaseModel):
@@ -61,7 +65,8 @@ class SubtitleOptions(BaseModel):
 
     preset: PresetName | None = Field(
         default=None, description="Named defaults: `broadcast` (42 columns, 2 lines, 7 s, "
-        "17 characters/s), `netflix` (42, 2, 7 s, 20/s), `mobile` (32, 2, 6 s, 17/s).")
+        "17 characters/s), `netflix` (42, 2, 7 s, 20/s), `mobile` (32, 2, 6 s, 17/s), `sdh` "
+        "(broadcast's, with `[MUSIC]`-style cues for the transcript's sounds between speech).")
     max_line_width: int | None = Field(
         default=None, ge=8, le=1000,
         description="Widest line in columns; East Asian wide characters count 2.")
@@ -78,6 +83,18 @@ class SubtitleOptions(BaseModel):
     highlight_words: bool = Field(
         default=False, description="Mark when each word is spoken (WebVTT cue timestamps, ASS "
         "karaoke), so players highlight the word being heard.")
+    sound_words: str | None = Field(
+        default=None, max_length=2000,
+        description="With the `sdh` preset, the words shown for sound labels, as "
+        "`label=WORD,label=WORD` (`music=MUSIQUE`); unnamed labels keep the words of the "
+        "transcript's language.")
+
+    @field_validator("sound_words")
+    @classmethod
+    def _known_labels(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_words(value)
+        return value
 
     @model_validator(mode="after")
     def _min_below_max(self) -> SubtitleOptions:
@@ -327,9 +344,19 @@ def cue_transcript(transcript: Transcript, options: SubtitleOptions | None = Non
                 start, end = group[0].start, group[-1].end  # the words' own span fits better
             lines = wrap(group, limits) or [group]
             cues.append(Cue(_ms(start), _ms(end), lines, segment.speaker))
+    if options is not None and options.preset == "sdh":
+        cues = _with_sounds(cues, transcript, options)
     # Rounded down, so that no cue ends after the audio does.
     _settle(cues, math.floor(round(transcript.duration * 1000, 6)), limits)
     return cues
+
+
+def _with_sounds(cues: list[Cue], transcript: Transcript, options: SubtitleOptions) -> list[Cue]:
+    """The speech cues with a cue for each sound in the gaps between them, in time order."""
+    own = parse_words(options.sound_words) if options.sound_words else None
+    spans = sound_spans(transcript, [(c.start_ms, c.end_ms) for c in cues], own)
+    sounds = [Cue(a, b, [[Token(text, a / 1000, b / 1000, False)]]) for a, b, text in spans]
+    return sorted([*cues, *sounds], key=lambda cue: cue.start_ms)
 
 
 def _settle(cues: list[Cue], duration_ms: int, limits: Limits) -> None:

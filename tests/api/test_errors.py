@@ -127,6 +127,8 @@ def test_oversized_upload_is_refused_by_declared_length(
         ({"batch_size": "eight"}, "batch_size"),
         ({"batch_size": "2.5"}, "batch_size"),
         ({"batch_size": "8", "vad_filter": "false"}, "needs vad_filter"),
+        ({"sounds": "sometimes"}, "sounds"),
+        ({"sounds": "2"}, "sounds"),
     ],
 )
 def test_bad_options_are_refused(

@@ -82,6 +82,8 @@ def test_ass_is_a_download_format_with_karaoke(client: httpx.Client, job_id: str
         ("highlight_words=perhaps", "highlight_words"),
         ("preset=cinema", "preset"),
         ("min_cue_seconds=5&max_cue_seconds=2", "min_cue_seconds"),
+        ("preset=sdh&sound_words=noise%3DHISS", "sound_words"),
+        ("preset=sdh&sound_words=music", "sound_words"),
     ],
 )
 @pytest.mark.parametrize("fmt", ["srt", "vtt", "ass"])

@@ -29,6 +29,7 @@ from shared.redis_connect import SentinelTarget, broker, sentinel_target
         ("live_buffer_seconds", 4), ("live_buffer_seconds", 16),
         ("live_segment_seconds", 0), ("live_beam_size", 0), ("live_beam_size", 21),
         ("live_vad_filter", "perhaps"), ("live_max_frame_bytes", 1023),
+        ("sounds", "perhaps"), ("sounds", 2),
         ("live_backlog_frames", 9),
         ("io_webhook_threads", 0), ("io_webhook_threads", 65), ("io_webhook_threads", "some"),
         ("fetches_per_key", 0), ("fetches_per_key", 257), ("fetches_per_key", "fair"),

@@ -37,7 +37,7 @@ from support import (
     write_audio,
     write_wav,
 )
-from synthetic import ENGLISH_GERMAN, speech
+from synthetic import ENGLISH_GERMAN, melody, speech
 
 from shared.localredis import LocalRedis
 from shared.state.spread_plans import plan_key
@@ -297,3 +297,26 @@ def test_each_window_charges_its_own_audio_and_the_job_keeps_what_was_decoded(
     # The first window (JFK's words) is decoded whichever window spends the day: one charged
     # before it is within the reservation, and a window that spends it is decoded all the same.
     assert "ask not what your country can do for you" in transcript["text"].lower()
+
+
+def test_a_spread_recording_gathers_the_sounds_of_every_window(
+    spread: Stack, tmp_path: Path
+) -> None:
+    """JFK, 20 s of a tune, an audience twice (38 s, two windows): one music sound across the
+    window cut, then the audience (issue 25; the classifier also hears half-second sirens in
+    this audience, as bench/sounds_bench.py shows)."""
+    def pcm(name: str) -> np.ndarray:
+        return (decode_audio(str(DATA / name)) * 32767).astype(np.int16)
+
+    audience = pcm("applause.flac")
+    mix = np.concatenate([pcm("jfk.flac"), melody(20.0), audience, audience])
+    path = write_wav(tmp_path / "sounds.wav", mix.astype(np.float32) / 32767)
+    job = wait_for_job(spread.http, submit(spread.http, path, sounds="true")["id"])
+    assert job["status"] == "completed", job
+    transcript = spread.http.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+    assert "ask not what your country can do for you" in transcript["text"]
+    heard = [(s["label"], round(s["start"]), round(s["end"])) for s in transcript["sounds"]]
+    assert heard[0][0] == "music", heard
+    assert heard[0][1] == 11
+    assert heard[0][2] >= 30
+    assert "cheering" in [label for label, start, _ in heard[1:] if start >= 31]

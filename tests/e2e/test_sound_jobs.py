@@ -1,0 +1,60 @@
+"""Sounds through the running service (issue 25): a job asking for `sounds` on speech, then
+music, then an audience gets its words and its sounds in order; the `sdh` SRT holds the tags
+between the speech cues; the tsv has sound rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import srt
+from support import DATA, submit, wait_for_job, write_audio
+from synthetic import melody
+
+from worker.audio import pcm_blocks
+
+
+def samples(path: Path) -> np.ndarray:
+    return np.concatenate(list(pcm_blocks(path, 3600)))
+
+
+@pytest.fixture(scope="module")
+def job(client: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The finished job of JFK's 11 s, 8 s of a tune, then an audience twice (26.4 s)."""
+    audience = samples(DATA / "applause.flac")
+    mix = np.concatenate([samples(DATA / "jfk.flac"), melody(8.0), audience, audience])
+    path = write_audio(tmp_path_factory.mktemp("sounds") / "mix.flac", mix)
+    done = wait_for_job(client, submit(client, path, sounds="true", vad_filter="false",
+                                       language="en")["id"])
+    assert done["status"] == "completed", done
+    assert done["options"]["sounds"] is True
+    return done
+
+
+def test_the_json_has_the_words_then_the_sounds(client: httpx.Client, job: dict) -> None:
+    transcript = client.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+    assert "ask not what your country can do for you" in transcript["text"]
+    labels = [(s["label"], round(s["start"])) for s in transcript["sounds"]]
+    assert labels == [("music", 11), ("cheering", 20)], transcript["sounds"]
+    assert max(s["end"] for s in transcript["segments"]) <= transcript["sounds"][0]["start"] + 0.5
+
+
+def test_the_sdh_srt_holds_the_tags_between_speech(client: httpx.Client, job: dict) -> None:
+    answer = client.get(f"/v1/jobs/{job['id']}/transcript.srt", params={"preset": "sdh"})
+    assert answer.status_code == 200
+    cues = list(srt.parse(answer.text))
+    texts = [cue.content for cue in cues]
+    assert texts[-2:] == ["[MUSIC]", "[CHEERING]"], texts
+    assert "country" in texts[-3]
+    assert cues[-3].end <= cues[-2].start < cues[-2].end <= cues[-1].start
+    plain = client.get(f"/v1/jobs/{job['id']}/transcript.srt").text
+    assert "[MUSIC]" not in plain
+
+
+def test_the_tsv_has_sound_rows(client: httpx.Client, job: dict) -> None:
+    rows = client.get(f"/v1/jobs/{job['id']}/transcript.tsv").text.splitlines()
+    assert rows[0] == "start\tend\ttext\tkind"
+    assert [row.split("\t")[-1] for row in rows[1:]][-2:] == ["sound", "sound"]
+    assert rows[-2].split("\t")[2] == "music"

