@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from api import metrics
 from api.deps import run_sync
+from api.model_choice import choose_model
 from api.quotas import Quotas
 from api.uploads import Upload, receive_upload
 from shared.config import Settings
@@ -82,6 +83,7 @@ async def submit(
     with discarded_on_error(upload):
         if options is None:
             options = parse_options(upload.fields)
+        options = await choose_model(options, settings, store.redis)
         duration = await run_sync(probe_duration, upload.path)
         if duration > settings.max_audio_seconds:
             raise DurationExceeded(
@@ -95,7 +97,7 @@ async def submit(
         )
         await run_sync(upload.file.commit)  # now the file has its job, and its job's name
         await run_sync(JobEvents.on(store.redis, settings).status, job_id, JobStatus.queued)
-        await _enqueue(job_id, store, celery, priority)
+        await _enqueue(job_id, options.model or settings.default_model, store, celery, priority)
     await run_sync(prune_list, store, owner)
     metrics.job_submitted(upload.size)
     add_fields(job_id=job_id)  # the request's own log line names the job it created
@@ -104,10 +106,12 @@ async def submit(
     return job
 
 
-async def _enqueue(job_id: str, store: JobStore, celery: Celery, priority: int) -> None:
+async def _enqueue(
+    job_id: str, model: str, store: JobStore, celery: Celery, priority: int
+) -> None:
     try:
         request_id = bound_fields().get("request_id")  # for the worker's lines on this job
-        await run_sync(enqueue_transcription, celery, job_id, request_id, priority)
+        await run_sync(enqueue_transcription, celery, job_id, model, request_id, priority)
     except Exception as exc:
         with suppress(Exception):
             await run_sync(store.delete, job_id)

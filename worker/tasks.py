@@ -132,7 +132,7 @@ def _run(job: Job, upload: Path, store: JobStore, settings: Settings, attempt: i
     events = job_events()
     events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})
-    model = get_model(settings)
+    model = get_model(settings, job.options.model)
     if splits(job, settings):  # the windows complete the job, the last one to finish
         dispatch(job, upload, model, settings, attempt)
         return
