@@ -167,3 +167,28 @@ def test_the_openai_sdk_lists_models_and_transcribes_with_tiny_en(fleet: Fleet) 
         with pytest.raises(openai.BadRequestError) as unknown:
             sdk.audio.transcriptions.create(model="large-v9", file=("jfk.flac", JFK.read_bytes()))
         assert unknown.value.code == "model_not_found"
+
+
+def test_one_worker_with_a_budget_for_one_model_finishes_jobs_for_both(
+    fleet: Fleet, http: httpx.Client, service_env: dict[str, str]
+) -> None:
+    """Last in the module: the two single-model workers stop, so every job lands here."""
+    fleet.tiny.stop()
+    fleet.base.stop()
+    env = service_env | {"VERBATIM_REDIS_URL": fleet.redis_url,
+                         "VERBATIM_DATA_DIR": str(fleet.data_dir),
+                         "VERBATIM_MODELS": json.dumps(EXTRA),
+                         "VERBATIM_WORKER_MODELS": "base,tiny.en",
+                         "VERBATIM_MODEL_MEMORY_MB": "150"}  # base 145 MB, tiny.en 75 MB
+    both = start_worker(env, fleet.data_dir / "both.log", name="both")
+    try:
+        ids = [submit(http, JFK, model=name)["id"] for name in ("tiny.en", "base", "tiny.en")]
+        jobs = [wait_for_job(http, job_id) for job_id in ids]
+        assert [job["status"] for job in jobs] == ["completed"] * 3, jobs
+        for job_id in ids:
+            assert ran_on(both, job_id)
+            assert wer(http.get(f"/v1/jobs/{job_id}/transcript").json()["text"]) <= 0.1
+        unloaded = [r["model"] for r in both.records() if r.get("message") == "model unloaded"]
+        assert unloaded == ["base", "tiny.en", "base"]
+    finally:
+        both.stop()
