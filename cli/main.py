@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from cli import batch as batches
-from cli import keys
+from cli import keys, models
 from cli import serve as processes
 from cli.client import DEFAULT_URL, ApiError, ServerUnreachable
 from cli.outputs import output_paths
@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(keys.app, name="keys", rich_help_panel="Run the service")
+app.add_typer(models.app, name="models", rich_help_panel="Run the service")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]

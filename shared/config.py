@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.integration_settings import IntegrationSettings
+from shared.model_files import REGISTRY, registered
 from shared.models import (
     DEFAULT_CATALOGUE,
     ModelEntry,
@@ -335,16 +336,21 @@ class Settings(IntegrationSettings, BaseSettings):
             raise ValueError("live_max_step_seconds must be at most live_buffer_seconds")
         if self.live_backlog_seconds < self.live_max_step_seconds:
             raise ValueError("live_backlog_seconds must be at least live_max_step_seconds")
-        unknown = [name for name in self.worker_models if name not in self.catalogue]
+        catalogue = self.catalogue  # read now: a bad registry stops the process at start-up
+        unknown = [name for name in self.worker_models if name not in catalogue]
         if unknown:
             raise ValueError(f"worker_models names {', '.join(unknown)}, outside the catalogue "
-                             f"({', '.join(sorted(self.catalogue))})")
+                             f"({', '.join(sorted(catalogue))})")
         return self
 
     @cached_property
     def catalogue(self) -> dict[str, ModelEntry]:
         """Every model this deployment offers, by name (`shared/models.py`)."""
-        catalogue = DEFAULT_CATALOGUE | self.models
+        try:
+            added = registered(self.model_dir)
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise ValueError(f"{self.model_dir / REGISTRY} is unreadable: {exc}") from None
+        catalogue = DEFAULT_CATALOGUE | added | self.models
         if self.model not in catalogue:
             catalogue[check_name(implicit_name(self.model))] = implicit_entry(self.model)
         return catalogue
