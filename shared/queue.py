@@ -53,8 +53,10 @@ def queue_for(model: str) -> str:
 
 def model_queues(settings: Settings) -> list[Queue]:
     """The queues a transcription worker consumes unless `--queues` says otherwise: those of
-    the models it serves."""
-    return [Queue(queue_for(name)) for name in settings.served_models]
+    the models it serves, and where it serves the default model, `verbatim`, the one queue of
+    every job before models had queues (so jobs queued before an upgrade still run)."""
+    queues = [Queue(queue_for(name)) for name in settings.served_models]
+    return queues + ([Queue(QUEUE)] if settings.default_model in settings.served_models else [])
 
 
 def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
