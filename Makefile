@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint docs dashboard
+.PHONY: run test test-convert lint docs dashboard
 
 run: $(VENV)/.installed-run
 	exec $(BIN)/verbatim serve $(SERVE_ARGS)
@@ -18,6 +18,15 @@ run: $(VENV)/.installed-run
 TEST_PROCESSES ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
+
+# The conversion round trip of `verbatim models add --from-transformers`: it needs the `convert`
+# extra (transformers, torch: minutes to install), so `make test` leaves it out.
+test-convert: $(VENV)/.installed-convert
+	$(BIN)/python -m pytest -m convert tests/cli/test_model_conversion.py $(PYTEST_ARGS)
+
+$(VENV)/.installed-convert: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install -e '.[dev,convert]'
+	touch $@
 
 # Strict: a broken link, a missing page or a stale anchor fails the build.
 docs: $(VENV)/.installed-dev

@@ -21,6 +21,7 @@ from fastapi import Header
 from starlette.requests import Request
 
 from api.deps import run_sync
+from api.model_choice import choose_model
 from api.submission import admit, discarded_on_error, parse_options, submit
 from api.uploads import Upload, receive_form
 from shared import outbound
@@ -137,7 +138,7 @@ async def _url_job(
         raise InvalidRequest("`url` must be an http(s) URL of the media.", param="url")
     digest = fingerprint(request.url.path, url, fields)
     extras = await checked_extras(fields, settings, caller)
-    options = parse_options(fields)
+    options = await choose_model(parse_options(fields), settings, store.redis)
     await check_outbound(url, settings, "url")
 
     async def create() -> Job:

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import bearer_token, key_of_token, owner_of
 from api.deps import run_sync
+from api.model_choice import named_model
 from api.quotas import Quotas
 from shared.config import Settings
 from shared.errors import (
@@ -104,6 +105,7 @@ class StartMessage(BaseModel):
     language: str = Field(default="auto", max_length=20)
     task: Literal["transcribe", "translate"] = "transcribe"
     word_timestamps: bool = False
+    model: str | None = Field(default=None, max_length=64)
     token: str | None = Field(default=None, max_length=128)
 
 
@@ -127,7 +129,7 @@ def parse_start(text: str) -> tuple[StartMessage, JobOptions]:
         raise InvalidOption("A live session takes one language code, or auto.")
     try:
         options = JobOptions(language=start.language, task=start.task,
-                             word_timestamps=start.word_timestamps)
+                             word_timestamps=start.word_timestamps, model=start.model)
     except ValidationError as exc:
         raise InvalidOption(f"Unknown language {start.language!r}; use an ISO 639-1 code "
                             "or auto.") from exc
@@ -214,6 +216,7 @@ class LiveRelay:
         # with the handshake before that message is parsed.
         key = await key_of_token(self.settings, self.keys, token) if token else None
         start, options = parse_start(first)
+        options = named_model(options, self.settings)
         if token is None:
             token = start.token
             key = await key_of_token(self.settings, self.keys, token)

@@ -95,7 +95,7 @@ class ServiceGauges(Collector):
             value=int(media_store(self.settings).ready()),
         )
         try:
-            depths = queue_depths(self.store.redis)
+            depths = queue_depths(self.store.redis, list(self.settings.catalogue))
             counts = self.store.count_by_status()
             workers = Heartbeats(self.store.redis).live(self.settings.heartbeat_timeout_seconds)
         except redis.RedisError as exc:  # the scrape still serves the process's own metrics

@@ -32,12 +32,12 @@ STREAM_FORMATS = ("json", "text")
 GRANULARITIES = ("word", "segment")
 # OpenAI's SDKs send a list as repeated `name[]` fields; plain `name` is accepted too.
 _GRANULARITY_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")
-# Accepted and without effect: the service has one model, and no logprobs or chunking.
-IGNORED = frozenset({"model", "include[]", "include", "chunking_strategy"})
+# Accepted and without effect: the service has no logprobs or chunking.
+IGNORED = frozenset({"include[]", "include", "chunking_strategy"})
 # Verbatim's own: how `srt` and `vtt` answers are cut into cues, as on the transcript download.
 SUBTITLE_FIELDS = frozenset(SubtitleOptions.model_fields)
 _SUBTITLE_FORMATS = ("srt", "vtt")
-_COMMON = frozenset({"prompt", "response_format", "temperature", "stream",
+_COMMON = frozenset({"model", "prompt", "response_format", "temperature", "stream",
                      *_GRANULARITY_FIELDS, *IGNORED, *SUBTITLE_FIELDS})
 # OpenAI's named speakers of `diarized_json`: names, and a reference clip of each (data URLs).
 _NAME_FIELDS = ("known_speaker_names[]", "known_speaker_names")
@@ -52,7 +52,7 @@ FIELDS: dict[Task, frozenset[str]] = {
 }
 # OpenAI's field -> the JobOptions field it sets.
 _JOB_OPTIONS = {"language": "language", "prompt": "initial_prompt", "temperature": "temperature",
-                "multilingual": "multilingual", "script": "script"}
+                "multilingual": "multilingual", "script": "script", "model": "model"}
 _OPENAI_NAMES = {option: name for name, option in _JOB_OPTIONS.items()}
 
 

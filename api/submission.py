@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from api import metrics
 from api.deps import run_sync
+from api.model_choice import choose_model
 from api.quotas import Quotas
 from api.uploads import Upload, receive_upload
 from shared.config import Settings
@@ -127,6 +128,7 @@ async def submit(
     with discarded_on_error(upload):
         if options is None:
             options = parse_options(upload.fields)
+        options = await choose_model(options, settings, store.redis)
         await check_known_speakers(store, options, key.id if key else None, job_id)
         request_id = bound_fields().get("request_id")  # for the worker's lines on this job
         job, priority, duration = await run_sync(
@@ -161,15 +163,17 @@ def _record(
     )
     upload.file.commit()  # now the file has its job, and its job's name
     JobEvents.on(store.redis, settings).status(job_id, JobStatus.queued)
-    _enqueue(job_id, store, celery, priority, request_id)
+    _enqueue(job_id, options.model or settings.default_model, store, celery, priority,
+             request_id)
     return job, priority, duration
 
 
 def _enqueue(
-    job_id: str, store: JobStore, celery: Celery, priority: int, request_id: str | None
+    job_id: str, model: str, store: JobStore, celery: Celery, priority: int,
+    request_id: str | None,
 ) -> None:
     try:
-        enqueue_transcription(celery, job_id, request_id, priority)
+        enqueue_transcription(celery, job_id, model, request_id, priority)
     except Exception as exc:
         with suppress(Exception):
             store.delete(job_id)

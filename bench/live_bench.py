@@ -19,6 +19,7 @@ above the first third's).
 
     .venv/bin/python bench/live_bench.py                    # 1, 2, 3, 4 sessions
     .venv/bin/python bench/live_bench.py --sessions 1 2 --seconds 20
+    .venv/bin/python bench/live_bench.py --sessions 1 --model tiny.en   # a catalogue model
 """
 
 from __future__ import annotations
@@ -104,11 +105,16 @@ def matched(reference: list[str], shown: list[str]) -> list[int]:
     return [block.a + i for block in matcher.get_matching_blocks() for i in range(block.size)]
 
 
+# The catalogue model the sessions ask for (`--model`); None: the server's default.
+MODEL: str | None = None
+
+
 async def run_session(url: str, pcm: bytes, reference: list[str], session: Session) -> None:
     async with websockets.connect(f"{url}/v1/live", max_size=None) as socket:
         await socket.send(json.dumps({"type": "start", "encoding": "pcm_s16le",
                                       "sample_rate": RATE, "language": "en",
-                                      "task": "transcribe", "word_timestamps": False}))
+                                      "task": "transcribe", "word_timestamps": False,
+                                      **({"model": MODEL} if MODEL else {})}))
         started = json.loads(await socket.recv())
         if started.get("type") != "started":
             session.error = f"{started.get('code')}: {started.get('message')}"
@@ -242,7 +248,11 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--seconds", type=float, default=0.0,
                         help="cut each stream to this length (default: the whole ~43 s)")
+    parser.add_argument("--model", default=None,
+                        help="the catalogue model of the sessions and live workers")
     args = parser.parse_args()
+    global MODEL
+    MODEL = args.model
     samples = stream_audio(args.seconds)
     words = reference_words(samples)
     with tempfile.TemporaryDirectory(prefix="verbatim-live-") as folder:
@@ -253,6 +263,8 @@ def run(tmp: Path, args: argparse.Namespace, pcm: bytes, words: list[Word]) -> N
     redis_server = LocalRedis(tmp / "redis").start()
     env = {**os.environ, "VERBATIM_REDIS_URL": redis_server.url,
            "VERBATIM_DATA_DIR": str(tmp / "data"), "VERBATIM_WORKER_METRICS_PORT": "0"}
+    if args.model:  # the live workers warm the model they serve first
+        env["VERBATIM_WORKER_MODELS"] = args.model
     api, url = start_api(env, tmp / "api.log")
     workers: list[subprocess.Popen[bytes]] = []
     ws_url = url.replace("http://", "ws://")
@@ -260,7 +272,8 @@ def run(tmp: Path, args: argparse.Namespace, pcm: bytes, words: list[Word]) -> N
         wait_healthy(url)
         workers = start_live_workers(env, tmp, max(args.sessions))
         asyncio.run(concurrent(ws_url, pcm[: 4 * RATE * 2], [], 1))  # warm-up, untimed
-        print(f"{len(pcm) / 2 / RATE:.1f} s streams of tests/data speech at 1x as pcm_s16le "
+        print(f"model {args.model or 'default'}: "
+              f"{len(pcm) / 2 / RATE:.1f} s streams of tests/data speech at 1x as pcm_s16le "
               f"16 kHz, {len(words)} reference words ({os.cpu_count()} CPUs, load average "
               f"{os.getloadavg()[0]:.1f} before the runs; API, Redis, live worker and clients "
               "on this host). Latencies in seconds from a word's end.", flush=True)

@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from cli import batch as batches
-from cli import keys
+from cli import keys, models
 from cli import serve as processes
 from cli.client import DEFAULT_URL, ApiError, ServerUnreachable
 from cli.outputs import output_paths
@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(keys.app, name="keys", rich_help_panel="Run the service")
+app.add_typer(models.app, name="models", rich_help_panel="Run the service")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
@@ -57,6 +58,8 @@ Speakers = Annotated[int | None, typer.Option(
 ChannelNames = Annotated[str | None, typer.Option(
     help="channels: the channels' speakers' names, comma-separated (agent,customer).",
     rich_help_panel=_SPEAKERS)]
+Model = Annotated[str | None, typer.Option(
+    help="A model the server offers (`GET /v1/models`, such as tiny.en); unset: its default.")]
 Out = Annotated[
     Path | None, typer.Option(file_okay=False, help="Write here instead of beside each input.")
 ]
@@ -147,7 +150,7 @@ def transcribe(
     multilingual: Multilingual = None, script: Script = None, follow: Follow = False,
     preset: Preset = None, max_line_width: LineWidth = None, max_line_count: LineCount = None,
     max_cue_seconds: CueSeconds = None, min_cue_seconds: MinCueSeconds = None,
-    max_chars_per_second: Cps = None, highlight_words: Highlight = False,
+    max_chars_per_second: Cps = None, highlight_words: Highlight = False, model: Model = None,
     diarize: Diarize = None, speakers: Speakers = None, channel_names: ChannelNames = None,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
@@ -166,7 +169,7 @@ def transcribe(
     if refused:  # unlike a batch, which goes on without them: these were named one by one
         label, reason = refused[0]
         raise typer.BadParameter(f"{label}: {reason}", param_hint="'FILES...'")
-    fields = _fields(language, task) | _quality_fields(multilingual, script) | who
+    fields = _fields(language, task, model) | _quality_fields(multilingual, script) | who
     fields |= {"word_timestamps": "true"} if subtitles else {}
     summary = _execute(server, api_key, batches.Plan(requests), fields, 1, False, subtitles)
     raise typer.Exit(1 if summary.failed else 0)
@@ -180,7 +183,7 @@ def batch(
     directory: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
     recursive: Recursive = False, concurrency: Jobs = 2, formats: Formats = "txt",
     out: Out = None, language: Language = None, task: Task = "transcribe",
-    server: Server = DEFAULT_URL, api_key: ApiKey = None,
+    server: Server = DEFAULT_URL, api_key: ApiKey = None, model: Model = None,
 ) -> None:
     """Transcribe every audio or video file in DIRECTORY; a rerun skips finished files."""
     chosen = _formats(formats)
@@ -189,7 +192,7 @@ def batch(
         hint = "" if recursive else " (--recursive looks in subfolders)"
         typer.echo(f"verbatim: no audio or video files in {directory}{hint}", err=True)
     plan = batches.plan(files, directory, chosen, out)
-    summary = _execute(server, api_key, plan, _fields(language, task), concurrency, True)
+    summary = _execute(server, api_key, plan, _fields(language, task, model), concurrency, True)
     typer.echo(summary.render())
     raise typer.Exit(1 if summary.failed else 0)
 
@@ -229,14 +232,17 @@ def _jobs(count: int) -> str:
     return f"{count} job{'' if count == 1 else 's'}"
 
 
-def _fields(language: str | None, task: str) -> dict[str, str]:
-    """The upload's form fields, checked here so that a typo fails before any upload."""
+def _fields(language: str | None, task: str, model: str | None = None) -> dict[str, str]:
+    """The upload's form fields, checked here so that a typo fails before any upload (the
+    server checks the model's name against its catalogue)."""
     try:
-        options = JobOptions.model_validate({"language": language, "task": task})
+        options = JobOptions.model_validate({"language": language, "task": task, "model": model})
     except ValidationError as exc:
-        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise typer.BadParameter(message, param_hint="'--language'") from None
-    fields = {"task": options.task}
+        error = exc.errors()[0]
+        hint = "'--model'" if error["loc"] == ("model",) else "'--language'"
+        raise typer.BadParameter(error["msg"].removeprefix("Value error, "),
+                                 param_hint=hint) from None
+    fields = {"task": options.task} | ({"model": options.model} if options.model else {})
     return fields | ({"language": options.language} if options.language else {})
 
 

@@ -93,7 +93,8 @@ def _fetch(events: Events, job_id: str, location: str, attempt: int, generation:
             return
         upload.commit()
         # Under the fetch's generation: a fetch requeued by the reaper raised the job's.
-        enqueue_transcription(celery, job_id, priority=store.priority(job_id),
+        model = job.options.model or settings.default_model
+        enqueue_transcription(celery, job_id, model, priority=store.priority(job_id),
                               generation=generation)
     except VerbatimError as exc:
         upload.discard()

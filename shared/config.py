@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.integration_settings import IntegrationSettings
+from shared.model_files import REGISTRY, registered
+from shared.models import (
+    DEFAULT_CATALOGUE,
+    ModelEntry,
+    check_name,
+    implicit_entry,
+    implicit_name,
+)
 from shared.redis_connect import check_url
 
 GiB = 1024**3
@@ -65,8 +73,28 @@ class Settings(IntegrationSettings, BaseSettings):
     """With `storage=s3`: the secret access key of `s3_access_key_id`."""
 
     model: str = "base"
-    """Whisper model: `base` (bundled, works offline), a local CTranslate2 model directory,
-    or a faster-whisper size name such as `small` or `large-v3` (downloaded when online)."""
+    """The default model, for jobs that name none: a model of the catalogue (`base`, bundled,
+    works offline; `tiny.en`; or one of `models`), else a local CTranslate2 model directory or
+    a faster-whisper size name such as `small` (downloaded when online), which joins the
+    catalogue under its own name (a directory's last part)."""
+
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+    """More catalogue entries (JSON), added to `base` and `tiny.en` or replacing them: each
+    `{"source": "bundled" | "package" | "path" | "download", "location": ..., "multilingual":
+    true, "device": "cpu", "compute_type": "int8", "sha256": {file: hash}}` (see Models)."""
+
+    worker_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Models a worker serves, comma-separated (`base,tiny.en`); it consumes those models'
+    queues alone. Empty: the whole catalogue."""
+
+    model_memory_mb: int = Field(default=0, ge=0)
+    """Memory a worker process may fill with loaded models (the size of their weights); past
+    it, the least recently used model is unloaded before another loads. 0: no limit. On a
+    GPU, set it to the GPU memory the models may take."""
+
+    model_idle_seconds: float = Field(default=0, ge=0)
+    """A model a worker process has not used for this long is unloaded (checked with each
+    heartbeat); 0 keeps it loaded."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the model runs; `auto` picks CUDA when a GPU is visible."""
@@ -318,6 +346,20 @@ class Settings(IntegrationSettings, BaseSettings):
     """Live sessions one API key may hold at once (with `VERBATIM_AUTH=required`); another is
     refused with `too_many_live_sessions`. `live_max_sessions` still bounds them all."""
 
+    @field_validator("worker_models", mode="before")
+    @classmethod
+    def _model_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, ModelEntry]) -> dict[str, ModelEntry]:
+        for name in value:
+            check_name(name)
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -366,7 +408,36 @@ class Settings(IntegrationSettings, BaseSettings):
             raise ValueError("live_max_step_seconds must be at most live_buffer_seconds")
         if self.live_backlog_seconds < self.live_max_step_seconds:
             raise ValueError("live_backlog_seconds must be at least live_max_step_seconds")
+        catalogue = self.catalogue  # read now: a bad registry stops the process at start-up
+        unknown = [name for name in self.worker_models if name not in catalogue]
+        if unknown:
+            raise ValueError(f"worker_models names {', '.join(unknown)}, outside the catalogue "
+                             f"({', '.join(sorted(catalogue))})")
         return self
+
+    @cached_property
+    def catalogue(self) -> dict[str, ModelEntry]:
+        """Every model this deployment offers, by name (`shared/models.py`)."""
+        try:
+            added = registered(self.model_dir)
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise ValueError(f"{self.model_dir / REGISTRY} is unreadable: {exc}") from None
+        catalogue = DEFAULT_CATALOGUE | added | self.models
+        if self.model not in catalogue:
+            catalogue[check_name(implicit_name(self.model))] = implicit_entry(self.model)
+        return catalogue
+
+    @property
+    def default_model(self) -> str:
+        """The catalogue name of the model of jobs that name none."""
+        return self.model if self.model in self.catalogue else implicit_name(self.model)
+
+    @property
+    def served_models(self) -> list[str]:
+        """The models this worker serves (`worker_models`, else the whole catalogue with the
+        default first): the first is loaded as the worker starts."""
+        others = [name for name in self.catalogue if name != self.default_model]
+        return self.worker_models or [self.default_model, *others]
 
     @property
     def upload_dir(self) -> Path:

@@ -157,7 +157,31 @@ class TranscriptionError(VerbatimError):
 
 
 class ModelUnavailable(VerbatimError):
+    """A model that cannot be loaded, or (at submission) that no live worker serves."""
+
+    status_code = 503
     code = "model_unavailable"
+
+
+class ModelNotFound(VerbatimError):
+    """A job's `model` outside the catalogue (`GET /v1/models`)."""
+
+    status_code = 422
+    code = "model_not_found"
+
+
+class EnglishOnlyModel(VerbatimError):
+    """Another language, translation or code-switching asked of an English-only model."""
+
+    status_code = 422
+    code = "english_only_model"
+
+
+class InvalidModel(VerbatimError):
+    """`verbatim models add`: a directory that is not a whole CTranslate2 Whisper model."""
+
+    status_code = 422
+    code = "invalid_model"
 
 
 class TooManyAttempts(VerbatimError):

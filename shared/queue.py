@@ -2,15 +2,25 @@
 
 Celery only carries job ids; state lives in the job store. The API sends the task by name,
 so it never imports the worker or its model stack.
+
+Each model of the catalogue has a queue of its own, `verbatim.model.{name}` (`queue_for`), and
+a worker consumes the queues of the models it serves (`VERBATIM_WORKER_MODELS`) alone, so a
+job only ever reaches a worker that has its model. A deployment with groups of workers per
+model starts each group with `VERBATIM_WORKER_MODELS` set to that group's models (or with
+Celery's `--queues` set to their queues).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 from celery import Celery, Signature
+from kombu import Queue
 from kombu.transport.redis import Channel
 
 from shared.config import Settings
+from shared.models import DEFAULT_CATALOGUE
 from shared.redis_connect import broker
 
 TRANSCRIBE_TASK = "verbatim.transcribe"
@@ -19,12 +29,15 @@ WINDOW_TASK = "verbatim.transcribe_window"
 # Enrolling a voice for a key's named speakers (`worker/enrolment.py`).
 ENROL_TASK = "verbatim.enrol_voice"
 QUEUE = "verbatim"
+MODEL_QUEUE_PREFIX = f"{QUEUE}.model."
 # The task message header carrying the id of the HTTP request that submitted the job (for the
 # worker's log lines); Celery hands custom headers to the task as `self.request.<name>`.
 REQUEST_ID_TASK_HEADER = "verbatim_request_id"
 # The job's generation the message was sent for: raised by every requeue, so that the older
 # message of a requeued job is known to be stale (`shared/state/requeue.py`).
 GENERATION_TASK_HEADER = "verbatim_generation"
+
+DEFAULT_MODELS = tuple(DEFAULT_CATALOGUE)
 
 # Kombu's Redis transport keeps one list per priority and pops them in order, 0 first. Every
 # step is its own list here, so each of the ten priorities counts.
@@ -34,6 +47,19 @@ REQUEUED_PRIORITY = 0
 # New jobs take priorities from here (most urgent) to LOWEST_PRIORITY.
 NEW_JOB_PRIORITY = 1
 LOWEST_PRIORITY = PRIORITY_STEPS[-1]
+
+
+def queue_for(model: str) -> str:
+    """The queue of the jobs (and spread windows) of `model`, a catalogue name."""
+    return f"{MODEL_QUEUE_PREFIX}{model}"
+
+
+def model_queues(settings: Settings) -> list[Queue]:
+    """The queues a transcription worker consumes unless `--queues` says otherwise: those of
+    the models it serves, and where it serves the default model, `verbatim`, the one queue of
+    every job before models had queues (so jobs queued before an upgrade still run)."""
+    queues = [Queue(queue_for(name)) for name in settings.served_models]
+    return queues + ([Queue(QUEUE)] if settings.default_model in settings.served_models else [])
 
 
 def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
@@ -64,39 +90,47 @@ def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
 
 
 def enqueue_transcription(
-    app: Celery, job_id: str, request_id: str | None = None, priority: int = NEW_JOB_PRIORITY,
-    generation: int = 0,
+    app: Celery, job_id: str, model: str, request_id: str | None = None,
+    priority: int = NEW_JOB_PRIORITY, generation: int = 0,
 ) -> None:
-    """Send the job's id to the workers; a lower `priority` number is taken sooner."""
+    """Send the job's id to the workers of `model`; a lower `priority` number is taken
+    sooner."""
     if not REQUEUED_PRIORITY <= priority <= LOWEST_PRIORITY:
         raise ValueError(f"priority {priority} is outside {PRIORITY_STEPS}")
     headers: dict[str, object] = {GENERATION_TASK_HEADER: generation}
     if request_id:
         headers[REQUEST_ID_TASK_HEADER] = request_id
     app.send_task(
-        TRANSCRIBE_TASK, args=[job_id], queue=QUEUE, headers=headers, priority=priority
+        TRANSCRIBE_TASK, args=[job_id], queue=queue_for(model), headers=headers,
+        priority=priority,
     )
 
 
 def window_signature(
-    app: Celery, job_id: str, plan: int, index: int, priority: int
+    app: Celery, job_id: str, model: str, plan: int, index: int, priority: int
 ) -> Signature:
-    """The message of one window of a spread recording (`worker/spread.py`)."""
-    return app.signature(WINDOW_TASK, args=[job_id, plan, index], queue=QUEUE,
+    """The message of one window of a spread recording of `model` (`worker/spread.py`)."""
+    return app.signature(WINDOW_TASK, args=[job_id, plan, index], queue=queue_for(model),
                          priority=priority)
 
 
-def queue_depths(client: redis.Redis) -> dict[int, int]:
-    """Messages waiting in the queue, by priority. Kombu's Redis transport keeps one list per
-    priority step: the queue's own name for priority 0, `{queue}\\x06\\x16{step}` for the
-    others."""
-    names = [QUEUE] + [f"{QUEUE}{Channel.sep}{step}" for step in PRIORITY_STEPS[1:]]
+def queue_depths(
+    client: redis.Redis, models: Sequence[str] = DEFAULT_MODELS
+) -> dict[int, int]:
+    """Messages waiting in the queues of `models` (those of the default catalogue unless
+    given), by priority. Kombu's Redis transport keeps
+    one list per priority step: the queue's own name for priority 0,
+    `{queue}\\x06\\x16{step}` for the others."""
+    names = [[queue_for(model)] + [f"{queue_for(model)}{Channel.sep}{step}"
+                                   for step in PRIORITY_STEPS[1:]] for model in models]
     with client.pipeline(transaction=False) as pipe:
-        for name in names:
+        for name in (name for steps in names for name in steps):
             pipe.llen(name)
-        return dict(zip(PRIORITY_STEPS, pipe.execute(), strict=True))
+        lengths = pipe.execute()
+    width = len(PRIORITY_STEPS)
+    return {step: sum(lengths[step::width]) for step in PRIORITY_STEPS}
 
 
-def queue_depth(client: redis.Redis) -> int:
-    """Messages waiting in the queue, whatever their priority."""
-    return sum(queue_depths(client).values())
+def queue_depth(client: redis.Redis, models: Sequence[str] = DEFAULT_MODELS) -> int:
+    """Messages waiting in the queues of `models`, whatever their priority."""
+    return sum(queue_depths(client, models).values())

@@ -41,6 +41,11 @@ class JobOptions(BaseModel):
         "several codes, comma-separated (`ko,en`), detect it among those only.",
         max_length=400,
     )
+    model: str | None = Field(
+        default=None, max_length=64,
+        description="A model of the catalogue (`GET /v1/models`); unset: the server's default. "
+        "The job records the model it ran on.",
+    )
     task: Literal["transcribe", "translate"] = Field(
         default="transcribe", description="`translate` renders the speech in English."
     )

@@ -11,7 +11,7 @@ from celery.concurrency import solo, thread
 from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.media.storage import prepare_store
-from shared.queue import make_celery
+from shared.queue import make_celery, model_queues
 from shared.state.live_sessions import LIVE_QUEUE
 from worker import heartbeat, live_worker, metrics, model
 from worker.concurrency import default_concurrency, share_cores
@@ -26,6 +26,9 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     task_acks_late=True,
     worker_send_task_events=False,
+    # One queue per model served (`VERBATIM_WORKER_MODELS`): a job reaches only a worker that
+    # has its model.
+    task_queues=model_queues(get_settings()),
     # Unless `--concurrency` says otherwise: one job per core on CPU, up to 4; one on a GPU.
     worker_concurrency=default_concurrency(get_settings()),
 )

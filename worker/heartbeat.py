@@ -34,7 +34,7 @@ from shared.state.heartbeats import (
 from shared.state.jobs import JobStore
 from shared.state.requeue import Deliveries
 from shared.state.spread_plans import Spreads
-from worker.model import get_model, resolve_device
+from worker.model import loaded_models, prepare, resolve_device, unload_idle
 from worker.reaper import end_lost_sessions, requeue_orphans, requeue_windows
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _load_model(settings: Settings, parent: int | None) -> bool:
     """Try to load the model every interval until it loads (True) or the process stops."""
     while _running(parent):
         try:
-            get_model(settings)
+            prepare(settings)
             return True
         except ModelUnavailable as exc:
             log.error("model not loaded; this process does not report ready and tries again "
@@ -125,21 +125,25 @@ def _load_model(settings: Settings, parent: int | None) -> bool:
 def _beat(
     beats: Heartbeats, settings: Settings, celery: Celery, parent: int | None
 ) -> None:
-    device, compute_type = resolve_device(settings)
+    first = settings.served_models[0]
+    device, compute_type = resolve_device(settings, first)
     deliveries = Deliveries(JobStore(beats.redis))
     spreads = Spreads(deliveries.store)
     timeout = settings.heartbeat_timeout_seconds
 
     def fields() -> dict[str, object]:
-        return {"hostname": socket.gethostname(), "pid": os.getpid(), "model": settings.model,
+        return {"hostname": socket.gethostname(), "pid": os.getpid(), "model": first,
                 "device": device, "compute_type": compute_type, "jobs_done": _jobs_done,
-                "node": node_id(parent)}
+                "node": node_id(parent), "models": ",".join(settings.served_models),
+                "loaded": ",".join(loaded_models())}
 
     def reap() -> None:
         live = beats.live(timeout)
         nodes = {beat.node for beat in live if beat.node}
-        requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout)
-        requeue_windows(spreads, {beat.id for beat in live} | nodes, celery, timeout)
+        default = settings.default_model
+        requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout, default)
+        requeue_windows(spreads, {beat.id for beat in live} | nodes, celery, timeout, default)
+        unload_idle(settings)
         end_lost_sessions(deliveries.store, settings)
 
     beat_until(beats, worker_id(), settings, fields, reap, lambda: _running(parent), _stop.wait)

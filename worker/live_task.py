@@ -140,7 +140,8 @@ class LiveRun:
     def run(self) -> None:
         options = self.session.options
         self.store.update(self.session.job_id, started_at=utcnow())
-        decode = whisper_decode(get_model(self.settings), options.task, self.settings)
+        model = get_model(self.settings, options.model)
+        decode = whisper_decode(model, options.task, self.settings)
         stream = StreamingTranscriber(decode, self.settings, options.fixed_language,
                                       options.word_timestamps)
         log.info("live session started", extra={"event": "live_started"})

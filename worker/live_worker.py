@@ -48,7 +48,7 @@ def _warm_up(settings: Settings) -> None:
     """Load the model and decode a second of silence: a model's first decode is several times
     slower than the next ones, and a session's first caption should not pay for it."""
     try:
-        model = get_model(settings)
+        model = get_model(settings, settings.served_models[0])
         whisper_decode(model, "transcribe", settings)(np.zeros(RATE, dtype=np.float32), "en", "")
         log.info("live worker warmed up", extra={"event": "live_ready"})
         metrics.live_ready()

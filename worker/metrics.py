@@ -55,6 +55,7 @@ class _Metrics:
     audio: Counter
     realtime_factor: Histogram
     model_load: Gauge
+    models_loaded: Gauge
     in_flight: Gauge
     queue_wait: Histogram
     slots: Gauge
@@ -103,6 +104,12 @@ def _build() -> _Metrics:
             "verbatim_worker_model_load_seconds",
             "Time the slowest live pool process took to load its model.",
             multiprocess_mode="livemax",
+        ),
+        models_loaded=Gauge(
+            "verbatim_worker_models_loaded",
+            "Live pool processes holding each model loaded.",
+            ["model"],
+            multiprocess_mode="livesum",
         ),
         in_flight=Gauge(
             "verbatim_worker_jobs_in_flight",
@@ -183,8 +190,13 @@ def job_failed(code: str) -> None:
     _metrics().failed.labels(code).inc()
 
 
-def model_loaded(seconds: float) -> None:
+def model_loaded(seconds: float, model: str) -> None:
     _metrics().model_load.set(seconds)
+    _metrics().models_loaded.labels(model).set(1)
+
+
+def model_unloaded(model: str) -> None:
+    _metrics().models_loaded.labels(model).set(0)
 
 
 def start_server(settings: Settings) -> None:

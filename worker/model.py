@@ -1,7 +1,13 @@
-"""One Whisper model per worker process, loaded once (by `worker/heartbeat.py` as the process
-starts, or by whichever caller comes first) and kept.
+"""The models of one worker process (issue 22): each loaded on first use and kept, within a
+memory budget.
 
-A process that runs several jobs at once (Celery's `threads` pool) loads one model with that
+A process serves the models of `VERBATIM_WORKER_MODELS` and keeps the ones in use loaded: past
+`VERBATIM_MODEL_MEMORY_MB` (the size of their weights on disk, an estimate of what they hold)
+it unloads the least recently used first, and it unloads any model idle for longer than
+`VERBATIM_MODEL_IDLE_SECONDS`. A model is never unloaded under a job that uses it: the job
+holds its own reference until it ends.
+
+A process that runs several jobs at once (Celery's `threads` pool) loads each model with that
 many CTranslate2 replicas (`num_workers`): the weights are held once, and calls from that many
 threads run in parallel instead of queueing for one replica.
 """
@@ -11,64 +17,182 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import ctranslate2
 from faster_whisper import WhisperModel
 
 from shared.config import Settings
 from shared.errors import ModelUnavailable, short_reason
+from shared.models import ModelEntry
 from worker import concurrency, metrics
-from worker.offline_model import offline_base_model
+from worker.offline_model import (
+    files_present,
+    offline_base_model,
+    package_data_dirs,
+    package_dir,
+    package_model,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = "base"
+MiB = 1024 * 1024
+
+
+@dataclass
+class Loaded:
+    """A model held by this process."""
+
+    key: tuple[str, str, str, int, int]
+    model: WhisperModel
+    size_mb: float
+    used_at: float = field(default_factory=time.monotonic)
+
 
 _lock = threading.Lock()
-_cached: tuple[tuple[str, str, str, int, int], WhisperModel] | None = None
+_loaded: OrderedDict[str, Loaded] = OrderedDict()  # least recently used first
 # Model replicas this process loads (`use_replicas`), set by `worker_init` before the first load.
 _replicas = 1
 
 
-def resolve_device(settings: Settings) -> tuple[str, str]:
-    """The device and compute type to use: INT8 on CPU, INT8 weights with FP16 on CUDA."""
-    device = settings.device
+def entry_of(settings: Settings, name: str | None = None) -> tuple[str, ModelEntry]:
+    """The catalogue name and entry of `name` (None: the default model)."""
+    name = name or settings.default_model
+    entry = settings.catalogue.get(name)
+    if entry is None:
+        raise ModelUnavailable(f"Model {name!r} is not in this worker's catalogue.")
+    return name, entry
+
+
+def resolve_device(settings: Settings, name: str | None = None) -> tuple[str, str]:
+    """A model's device and compute type: its entry's, else the settings', else INT8 on CPU
+    and INT8 weights with FP16 on CUDA."""
+    _, entry = entry_of(settings, name)
+    device = entry.device or settings.device
     if device == "auto":
         device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
     default = "int8_float16" if device == "cuda" else "int8"
-    return device, settings.compute_type or default
+    return device, entry.compute_type or settings.compute_type or default
 
 
-def resolve_model_path(settings: Settings) -> str:
-    """The bundled model's directory for `base`; otherwise a local directory or a size name,
-    both of which faster-whisper accepts as they are."""
-    if settings.model == BUNDLED_MODEL:
+def check_compute_type(name: str, device: str, compute_type: str) -> None:
+    """`ModelUnavailable` unless CTranslate2 can run `compute_type` on `device` here."""
+    if compute_type in ("default", "auto"):
+        return
+    try:
+        supported = ctranslate2.get_supported_compute_types(device)
+    except (RuntimeError, ValueError) as exc:  # CUDA asked for on a machine without it
+        raise ModelUnavailable(f"Model {name!r} asks for device {device!r}, which is not "
+                               f"available here ({short_reason(exc)}).") from exc
+    if compute_type not in supported:
+        raise ModelUnavailable(
+            f"Model {name!r}: compute type {compute_type!r} is not supported on {device} here; "
+            f"supported: {', '.join(sorted(supported))}."
+        )
+
+
+def resolve_model_path(settings: Settings, name: str | None = None) -> str:
+    """A model's directory (bundled or packaged models verified first), or the faster-whisper
+    name that is downloaded when online."""
+    name, entry = entry_of(settings, name)
+    if entry.source == "bundled":
         return str(offline_base_model(settings.model_dir))
-    return settings.model
+    if entry.source == "package":
+        return str(package_model(entry.location, entry.sha256))
+    if entry.source == "path" and entry.sha256:
+        verify(Path(entry.location), entry.sha256)
+    return entry.location
+
+
+def prepare(settings: Settings) -> None:
+    """Load the first model this worker serves, then check the others (device, compute type,
+    files present; their hashes are checked as each loads): a model it cannot serve is a clear
+    error as it starts, not at its first job."""
+    first, *others = settings.served_models
+    get_model(settings, first)
+    for name in others:
+        check_compute_type(name, *resolve_device(settings, name))
+        _, entry = entry_of(settings, name)
+        if entry.source == "bundled":
+            package_data_dirs()
+        elif entry.source in ("package", "path"):
+            files_present(_directory(entry), name)
+
+
+def _directory(entry: ModelEntry) -> Path:
+    if entry.source == "package":
+        return package_dir(entry.location)
+    return Path(entry.location)
 
 
 def use_replicas(count: int) -> None:
-    """Make the model this process loads able to run `count` jobs at once (`worker_init` of
+    """Make the models this process loads able to run `count` jobs at once (`worker_init` of
     a `threads` pool, before any load)."""
     global _replicas
     _replicas = count
 
 
-def get_model(settings: Settings) -> WhisperModel:
-    """The process's model, loading it on first use (never at import, never per job)."""
-    global _cached
-    device, compute_type = resolve_device(settings)
-    key = (settings.model, device, compute_type, settings.cpu_threads, _replicas)
+def get_model(settings: Settings, name: str | None = None) -> WhisperModel:
+    """Model `name` (None: the default), loading it on first use (never at import, never per
+    job) and unloading others as the budget and idle time say."""
+    name, _ = entry_of(settings, name)
+    device, compute_type = resolve_device(settings, name)
+    key = (name, device, compute_type, settings.cpu_threads, _replicas)
     with _lock:
-        if _cached is None or _cached[0] != key:
-            _cached = (key, _load(settings, device, compute_type, _replicas))
-        return _cached[1]
+        held = _loaded.get(name)
+        if held is None or held.key != key:
+            _loaded.pop(name, None)
+            check_compute_type(name, device, compute_type)
+            model, size_mb = _load(settings, name, device, compute_type, _replicas)
+            held = _loaded[name] = Loaded(key, model, size_mb)
+        held.used_at = time.monotonic()
+        _loaded.move_to_end(name)
+        _unload_beyond(settings, keep=name)
+        return held.model
 
 
-def _load(settings: Settings, device: str, compute_type: str, replicas: int) -> WhisperModel:
+def loaded_models() -> list[str]:
+    """The models this process holds, least recently used first."""
+    with _lock:
+        return list(_loaded)
+
+
+def unload_idle(settings: Settings) -> list[str]:
+    """Unload the models idle for longer than `model_idle_seconds` (each heartbeat)."""
+    with _lock:
+        return _unload_beyond(settings, keep=None)
+
+
+def _unload_beyond(settings: Settings, keep: str | None) -> list[str]:
+    """Unload idle models, then the least recently used ones while over the memory budget;
+    never `keep`, the model just asked for."""
+    now, dropped = time.monotonic(), []
+    for name, held in list(_loaded.items()):
+        idle = settings.model_idle_seconds and now - held.used_at > settings.model_idle_seconds
+        over = settings.model_memory_mb and _held_mb() > settings.model_memory_mb
+        if name != keep and (idle or over):
+            del _loaded[name]
+            dropped.append(name)
+    for name in dropped:
+        metrics.model_unloaded(name)
+        log.info("model unloaded", extra={"model": name})
+    return dropped
+
+
+def _held_mb() -> float:
+    return sum(held.size_mb for held in _loaded.values())
+
+
+def _load(
+    settings: Settings, name: str, device: str, compute_type: str, replicas: int
+) -> tuple[WhisperModel, float]:
     started = time.perf_counter()
     try:
-        path = resolve_model_path(settings)
+        path = resolve_model_path(settings, name)
     except OSError as exc:  # the bundled model is assembled on first use: mkdir, copy, rename
         raise ModelUnavailable(_unwritable_message(settings, exc)) from exc
     try:
@@ -81,15 +205,22 @@ def _load(settings: Settings, device: str, compute_type: str, replicas: int) -> 
             download_root=str(settings.model_dir / "hub"),
         )
     except Exception as exc:  # faster-whisper raises hub, OS and runtime errors alike
-        raise ModelUnavailable(_unavailable_message(settings, exc)) from exc
+        raise ModelUnavailable(_unavailable_message(settings, name, exc)) from exc
     seconds = time.perf_counter() - started
-    metrics.model_loaded(seconds)
+    metrics.model_loaded(seconds, name)
     log.info("model loaded", extra={
-        "model": settings.model, "device": device, "compute_type": compute_type,
+        "model": name, "device": device, "compute_type": compute_type,
         "replicas": replicas, "cpu_threads": concurrency.threads_per_job(settings),
         "seconds": round(seconds, 2),
     })
-    return model
+    return model, _size_mb(Path(path))
+
+
+def _size_mb(path: Path) -> float:
+    """The weights' size on disk: what a loaded model holds, about (a downloaded model's
+    directory is the hub's, not `path`: it counts as 0)."""
+    weights = path / "model.bin"
+    return weights.stat().st_size / MiB if weights.is_file() else 0.0
 
 
 def _unwritable_message(settings: Settings, exc: OSError) -> str:
@@ -100,9 +231,9 @@ def _unwritable_message(settings: Settings, exc: OSError) -> str:
     )
 
 
-def _unavailable_message(settings: Settings, exc: Exception) -> str:
+def _unavailable_message(settings: Settings, name: str, exc: Exception) -> str:
     return (
-        f"Could not load Whisper model {settings.model!r} ({type(exc).__name__}: {exc}). "
+        f"Could not load Whisper model {name!r} ({type(exc).__name__}: {exc}). "
         "Without network access, set VERBATIM_MODEL to `base` (bundled) or to a local "
         "CTranslate2 model directory (for example one converted with ct2-transformers-converter "
         f"or copied from a machine that has it), or pre-fill {settings.model_dir / 'hub'}."

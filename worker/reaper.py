@@ -18,7 +18,6 @@ confirmed so far, freeing its key's active slot, whether or not a client is stil
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 
 from celery import Celery
@@ -36,21 +35,31 @@ from shared.state.webhooks import Events
 log = logging.getLogger(__name__)
 
 
+def model_of(store: JobStore, job_id: str, default_model: str) -> str:
+    """The model a job runs on, whose queue it goes back to (a job recorded before models
+    were chosen per job: the default)."""
+    job = store.get(job_id)
+    return job.options.model if job and job.options.model else default_model
+
+
 def requeue_orphans(
     deliveries: Deliveries, live: set[str], live_nodes: set[str], celery: Celery,
-    timeout_seconds: float,
+    timeout_seconds: float, default_model: str,
 ) -> list[str]:
-    """Requeue the jobs held by processes not in `live` and nodes not in `live_nodes`;
-    returns their ids."""
+    """Requeue the jobs held by processes not in `live` and nodes not in `live_nodes`, each
+    on its model's queue; returns their ids."""
 
     def send(job_id: str, generation: int) -> None:
-        enqueue_transcription(celery, job_id, priority=REQUEUED_PRIORITY, generation=generation)
+        model = model_of(deliveries.store, job_id, default_model)
+        enqueue_transcription(celery, job_id, model, priority=REQUEUED_PRIORITY,
+                              generation=generation)
 
     return shared_requeue_orphans(deliveries, live, live_nodes, send, timeout_seconds)
 
 
 def requeue_windows(
-    spreads: Spreads, live: set[str], celery: Celery, timeout_seconds: float
+    spreads: Spreads, live: set[str], celery: Celery, timeout_seconds: float,
+    default_model: str,
 ) -> list[tuple[str, int]]:
     """Requeue the windows of spread jobs (`worker/spread.py`) being decoded by processes not
     in `live`, or held by workers whose main process (node) is not in it; returns their (job
@@ -61,7 +70,8 @@ def requeue_windows(
     for job_id, plan, index, worker, started, mark in spreads.running():
         if worker in live or started > cutoff or not spreads.take_running(job_id, index, mark):
             continue
-        window_signature(celery, job_id, plan, index, REQUEUED_PRIORITY).apply_async()
+        model = model_of(spreads.store, job_id, default_model)
+        window_signature(celery, job_id, model, plan, index, REQUEUED_PRIORITY).apply_async()
         log.warning("window requeued: the worker decoding it is gone", extra={
             "event": "requeued", "job_id": job_id, "window": index, "gone_worker": worker})
         requeued.append((job_id, index))
@@ -84,13 +94,3 @@ def end_lost_sessions(store: JobStore, settings: Settings) -> list[str]:
             ended.append(session.job_id)
     return ended
 
-
-def _send(celery: Celery, job_id: str, generation: int, undo: Callable[[], object],
-          gone: str) -> None:
-    try:
-        enqueue_transcription(celery, job_id, priority=REQUEUED_PRIORITY, generation=generation)
-    except Exception:
-        undo()
-        raise
-    log.warning("job requeued: the worker holding it is gone",
-                extra={"event": "requeued", "job_id": job_id, "gone_worker": gone})

@@ -183,7 +183,8 @@ class _Plan:
     def _send(self) -> None:
         for window in self.waiting:
             spreads().add_window(self.job.id, window.index, window.start)
-            window_signature(app, self.job.id, self.plan, window.index,
+            model = self.job.options.model or self.settings.default_model
+            window_signature(app, self.job.id, model, self.plan, window.index,
                              self.priority).apply_async()
         self.waiting.clear()
 
@@ -297,7 +298,7 @@ def _decode(job_id: str, index: int, settings: Settings
     samples = np.load(io.BytesIO(media_store(settings).get_bytes(_window_key(job_id, index))))
     window = Window(index, plan["starts"][index], samples)
     over = charged(job_id, str(index))(samples.size / SAMPLE_RATE)
-    model = get_model(settings)
+    model = get_model(settings, job.options.model)
 
     def decoded(seconds: float) -> None:
         check_stopping()  # a `threads` pool out of shutdown grace (`worker/pool.py`)

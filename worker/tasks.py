@@ -144,7 +144,7 @@ def _run(job: Job, upload: MediaSource, store: JobStore, settings: Settings, att
     events = job_events()
     events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})
-    model = get_model(settings)
+    model = get_model(settings, job.options.model)
     # The windows complete the job, the last one to finish; a `channels` job runs here whole.
     if splits(job, settings) and diarization(job.options, settings) != "channels":
         dispatch(job, upload, model, settings, attempt)

@@ -68,8 +68,8 @@ def _form(task: Task) -> dict[str, Any]:
                            "(`data:audio/wav;base64,...`), in the order of the names."}}
     properties = {
         "file": {"type": "string", "format": "binary", "description": "Audio or video."},
-        "model": {"type": "string", "examples": ["whisper-1"], "description":
-                  "Accepted and ignored: the service's one model (`VERBATIM_MODEL`) is used."},
+        "model": {"type": "string", "examples": ["whisper-1", "tiny.en"], "description":
+                  "A model of `GET /v1/models`; `whisper-1` means the server's default."},
         **(language if task == "transcribe" else {}),
         "prompt": {"type": "string", "maxLength": 2000,
                    "description": "Text that sets style and vocabulary (`initial_prompt`)."},

@@ -159,7 +159,9 @@ function startLive() {
   $("error").hidden = true;
   $("result").hidden = true;
   for (const id of ["live", "record", "submit"]) $(id).disabled = true;
-  state.live = new LiveSession({ language: $("language").value, task: $("task").value }, {
+  const options = { language: $("language").value, task: $("task").value };
+  if ($("model").value) options.model = $("model").value;
+  state.live = new LiveSession(options, {
     clock,
     error: (code, detail) => showError(
       MESSAGES[code]?.("The audio") || "The live transcription stopped.", detail),
@@ -299,6 +301,7 @@ function submit(event) {
   const form = new FormData();
   form.append("language", $("language").value);
   form.append("task", $("task").value);
+  if ($("model").value) form.append("model", $("model").value);
   form.append("word_timestamps", "true");  // player.js seeks to words; subtitles break between them
   if ($("diarize").value) form.append("diarize", $("diarize").value);
   form.append("file", state.source.blob, state.source.name);
@@ -370,8 +373,26 @@ function fillLanguages() {
   $("language").append(...options);
 }
 
+// The models some live worker serves (GET /v1/models); quietly none when the list is
+// unavailable (no key yet): the server's default is then used.
+async function fillModels() {
+  let list;
+  try {
+    const response = await fetch("/v1/models", { headers: window.verbatimKeys.headers() });
+    if (!response.ok) return;
+    list = await response.json();
+  } catch {
+    return;
+  }
+  const served = list.data.filter((model) => model.workers.length > 0);
+  $("model").append(...served.map((model) => new Option(
+    `${model.id}${model.multilingual ? "" : " (English only)"}${model.default ? " · default" : ""}`,
+    model.id)));
+}
+
 function init() {
   fillLanguages();
+  fillModels();
   setUpDropzone();
   setUpMicrophone();
   $("file").addEventListener("change", () => {

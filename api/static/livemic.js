@@ -145,6 +145,7 @@ class LiveSession {
     this.socket.onopen = () => this.socket.send(JSON.stringify({
       type: "start", ...this.capture.format, language: this.options.language,
       task: this.options.task, word_timestamps: true,
+      ...(this.options.model ? { model: this.options.model } : {}),
     }));
     this.socket.onmessage = (message) => {
       if (typeof message.data === "string") this.handle(JSON.parse(message.data));

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from shared.redis_connect import sync_client
 from shared.state.jobs import LUA_NOW_MS
@@ -68,6 +68,15 @@ class WorkerBeat(BaseModel):
     last_seen: datetime
     node: str | None = None
     """The Celery worker (hostname and main process id) the process belongs to."""
+    models: list[str] = []
+    """The models the process serves (`VERBATIM_WORKER_MODELS`)."""
+    loaded: list[str] = []
+    """The models it holds loaded now."""
+
+    @field_validator("models", "loaded", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [name for name in value.split(",") if name] if isinstance(value, str) else value
 
 
 def worker_key(worker_id: str, prefix: str = _PREFIX) -> str:
@@ -118,6 +127,15 @@ class Heartbeats:
             rows = pipe.execute()
         # A hash may have expired since the range read: that worker is gone.
         return sorted((_parse(row) for row in rows if row), key=lambda w: w.id)
+
+
+def serving(workers: list[WorkerBeat]) -> dict[str, list[WorkerBeat]]:
+    """The live workers by the model they serve."""
+    by_model: dict[str, list[WorkerBeat]] = {}
+    for worker in workers:
+        for model in worker.models or [worker.model]:
+            by_model.setdefault(model, []).append(worker)
+    return by_model
 
 
 def _parse(row: dict[bytes, bytes]) -> WorkerBeat:

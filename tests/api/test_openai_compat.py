@@ -156,8 +156,9 @@ def test_past_the_wait_a_queued_job_is_202_with_location(
     assert response.headers["x-verbatim-job-id"] == job["id"]
     assert queue_depth(queue_db) == 1
     options = api.get(response.headers["location"]).json()["options"]
-    assert options | {"language": None} == JobOptions(
-        task="transcribe", word_timestamps=True, initial_prompt="Kennedy", temperature=0.4
+    assert options | {"language": None} == JobOptions(  # `whisper-1`: the default model
+        model="base", task="transcribe", word_timestamps=True, initial_prompt="Kennedy",
+        temperature=0.4,
     ).model_dump()
 
 

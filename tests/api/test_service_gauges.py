@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.metrics import render
 from shared.config import Settings
 from shared.localredis import free_port
-from shared.queue import QUEUE, make_celery
+from shared.queue import make_celery, queue_for
 from shared.state.heartbeats import Heartbeats
 from shared.state.jobs import JobStore
 
@@ -49,7 +49,7 @@ def test_a_healthy_service(store: JobStore, settings: Settings) -> None:
     celery = make_celery(settings)
     try:
         for priority in (1, 1, 4):  # messages as the API sends them, no worker to take them
-            celery.send_task("verbatim.transcribe", args=["0" * 32], queue=QUEUE,
+            celery.send_task("verbatim.transcribe", args=["0" * 32], queue=queue_for("base"),
                              priority=priority)
     finally:
         celery.close()

@@ -24,7 +24,7 @@ from support import Process, spawn, wait_until
 
 from shared.config import Settings
 from shared.localredis import LocalRedis, free_port
-from shared.queue import PRIORITY_STEPS, QUEUE, enqueue_transcription, make_celery
+from shared.queue import PRIORITY_STEPS, enqueue_transcription, make_celery, model_queues
 from shared.schemas import JobOptions, JobStatus
 from shared.state.jobs import RECEIVED_KEY, JobStore
 from shared.state.requeue import Deliveries
@@ -242,7 +242,10 @@ def test_scaled_object_sums_every_list_and_held_jobs(
         assert {t["type"] for t in triggers} == {"redis-sentinel"}
         assert all(t["authenticationRef"]["name"] == "rel-verbatim-redis" for t in triggers)
         keys = [t["metadata"]["listName"] for t in triggers]
-        lists = [QUEUE] + [f"{QUEUE}{Channel.sep}{step}" for step in PRIORITY_STEPS[1:]]
+        # The queues the worker itself consumes, serving the whole default catalogue.
+        queues = [queue.name for queue in model_queues(Settings())]
+        lists = [name if step == 0 else f"{name}{Channel.sep}{step}"
+                 for name in queues for step in PRIORITY_STEPS]
         assert keys == [*lists, RECEIVED_KEY, JobStore.index_key(JobStatus.processing)]
 
 
@@ -250,8 +253,10 @@ def test_a_group_with_models_counts_and_consumes_its_own_queues(helm: Path, tmp_
                                                                 ) -> None:
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump({"workers": {"groups": [
-        {"name": "big", "models": ["large-v3", "distil"], "queues": ["verbatim.large-v3"]},
-        {"name": "cpu", "gpus": 0, "tolerations": [], "autoscaling": {"countHeld": False}},
+        {"name": "big", "models": ["large-v3", "distil"]},
+        {"name": "cpu", "gpus": 0, "tolerations": [], "autoscaling": {"countHeld": False},
+         "models": ["base"]},
+        {"name": "own", "queues": ["verbatim.mine"]},
     ]}}))
     manifests = render(helm, path)
     crds = crd_validators()
@@ -259,23 +264,31 @@ def test_a_group_with_models_counts_and_consumes_its_own_queues(helm: Path, tmp_
     big = of_kind(manifests, "Deployment")["rel-verbatim-worker-big"]
     (container,) = big["spec"]["template"]["spec"]["containers"]
     command = container["command"]
-    assert command[command.index("--queues") + 1] == "verbatim.large-v3"
+    # The queues a worker serving those models consumes by itself, `verbatim` not among them.
+    served = Settings(worker_models=["large-v3", "distil"],
+                      models={name: {"source": "download", "location": name}
+                              for name in ("large-v3", "distil")})
+    assert command[command.index("--queues") + 1] == ",".join(
+        queue.name for queue in model_queues(served))
+    assert command[command.index("--queues") + 1] == "verbatim.model.large-v3,verbatim.model.distil"
     assert container_env(big)["VERBATIM_WORKER_MODELS"] == "large-v3,distil"
     triggers = of_kind(manifests, "ScaledObject")["rel-verbatim-worker-big"]["spec"]["triggers"]
     assert [t["metadata"]["listName"] for t in triggers][:2] == [
-        "verbatim.large-v3", f"verbatim.large-v3{Channel.sep}1"]
-    assert triggers[1]["name"] == "q_verbatim_large_v3_p1"
-    assert len(triggers) == len(PRIORITY_STEPS) + 2
+        "verbatim.model.large-v3", f"verbatim.model.large-v3{Channel.sep}1"]
+    assert triggers[1]["name"] == "q_verbatim_model_large_v3_p1"
+    assert len(triggers) == 2 * len(PRIORITY_STEPS) + 2
+    own = of_kind(manifests, "Deployment")["rel-verbatim-worker-own"]["spec"]["template"]["spec"]
+    own_command = own["containers"][0]["command"]
+    assert own_command[own_command.index("--queues") + 1] == "verbatim.mine"
     cpu = of_kind(manifests, "Deployment")["rel-verbatim-worker-cpu"]["spec"]["template"]["spec"]
     assert "tolerations" not in cpu
     assert "nvidia.com/gpu" not in cpu["containers"][0]["resources"].get("limits", {})
     cpu_scaled = of_kind(manifests, "ScaledObject")["rel-verbatim-worker-cpu"]["spec"]
-    assert len(cpu_scaled["triggers"]) == len(PRIORITY_STEPS)  # no held keys
+    # base is the default model: its queue and `verbatim`; no held keys.
+    assert len(cpu_scaled["triggers"]) == 2 * len(PRIORITY_STEPS)
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"workers": {"groups": [{"name": "big", "models": ["large-v3"]}]}},
-     "a group with models must list its queues"),
     ({"workers": {"groups": [{"name": "GPU_1"}]}}, "is not a DNS label"),
     ({"storage": {"type": "nfs"}}, "storage.type must be local or s3"),
     ({"storage": {"type": "s3", "s3": {"bucket": "b"}}}, "storage.s3.accessKeyId is required"),
@@ -319,11 +332,15 @@ def test_trigger_keys_are_the_lists_a_real_worker_consumes(
     url = queue_redis.connection_pool.connection_kwargs
     redis_url = f"redis://{url['host']}:{url['port']}/0"
     app = make_celery(Settings(redis_url=redis_url))
-    priorities = [0, 1, 1, 4, 9, 9, 9]
-    for number, priority in enumerate(priorities):
-        enqueue_transcription(app, f"{number:032x}", priority=priority)
+    jobs = [("base", 0), ("base", 1), ("tiny.en", 1), ("base", 4), ("tiny.en", 9), ("base", 9),
+            ("base", 9)]
+    for number, (model, priority) in enumerate(jobs):
+        enqueue_transcription(app, f"{number:032x}", model, priority=priority)
+    priorities = [priority for _, priority in jobs]
     lists = {key.decode() for key in queue_redis.scan_iter(_type="list")}
-    assert lists == {keys[p] for p in priorities}
+    assert lists == {f"verbatim.model.{model}" + (f"{Channel.sep}{priority}" if priority else "")
+                     for model, priority in jobs}
+    assert lists <= set(keys)
     assert sum(count(keys=[key]) for key in keys) == len(priorities)
 
     worker_deployment = of_kind(default_manifests, "Deployment")["rel-verbatim-worker-gpu"]

@@ -43,6 +43,7 @@ WORKER_FAMILIES = {
     "verbatim_worker_audio_seconds": "counter",
     "verbatim_worker_realtime_factor": "histogram",
     "verbatim_worker_model_load_seconds": "gauge",
+    "verbatim_worker_models_loaded": "gauge",
     "verbatim_worker_jobs_in_flight": "gauge",
     "verbatim_worker_queue_wait_seconds": "histogram",
     "verbatim_worker_slots": "gauge",
@@ -144,6 +145,7 @@ def test_worker_counts_jobs_audio_and_time(scrapes: tuple[Scrape, ...]) -> None:
     assert moved("verbatim_worker_audio_seconds_total") == pytest.approx(11.0, abs=0.1)
     assert moved("verbatim_worker_realtime_factor_count") == 1
     assert after.value("verbatim_worker_model_load_seconds") > 0
+    assert after.value("verbatim_worker_models_loaded", model="base") == 1  # its one process
     assert after.value("verbatim_worker_jobs_in_flight") == 0
     assert after.value("verbatim_worker_slots") == 1  # --concurrency 1
     assert after.value("verbatim_live_worker_slots") == 0  # not a live worker

@@ -25,7 +25,7 @@ def test_a_beat_under_way_at_stop_lands_before_the_withdrawal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The model is not what this checks: the thread goes straight to beating.
-    monkeypatch.setattr(heartbeat, "get_model", lambda settings: None)
+    monkeypatch.setattr(heartbeat, "prepare", lambda settings: None)
     beating = threading.Event()
     real_beat = Heartbeats.beat
 

@@ -20,7 +20,7 @@ from support import DATA, Process, start_api, start_worker, submit, wait_for_job
 from test_worker_loss import FAST_HEARTBEATS, job_when, kill_whole_worker
 
 from shared.localredis import LocalRedis
-from shared.queue import QUEUE, REQUEUED_PRIORITY
+from shared.queue import REQUEUED_PRIORITY, queue_for
 from shared.state.jobs import RECEIVED_KEY
 
 
@@ -40,7 +40,8 @@ def wait_for(check: object, what: str, timeout: float = 60) -> None:
 def requeued(client: redis.Redis) -> list[str]:
     """Job ids waiting in the queue's most urgent list (Celery's message protocol 2: the body
     is the base64 JSON of [args, kwargs, embed])."""
-    name = f"{QUEUE}{Channel.sep}{REQUEUED_PRIORITY}" if REQUEUED_PRIORITY else QUEUE
+    queue = queue_for("base")
+    name = f"{queue}{Channel.sep}{REQUEUED_PRIORITY}" if REQUEUED_PRIORITY else queue
     messages = [json.loads(raw) for raw in client.lrange(name, 0, -1)]
     return sorted(json.loads(base64.b64decode(m["body"]))[0][0] for m in messages)
 

