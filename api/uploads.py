@@ -28,8 +28,8 @@ FLUSH_BYTES = 1 << 20
 # each, as base64 data URLs, arrive as form fields.
 MAX_FIELDS_BYTES = 2 * 1024 * 1024
 # What each form part besides `file` counts against MAX_FIELDS_BYTES beyond its value, so
-# that a body of many empty parts cannot grow the field lists without limit.
-PART_OVERHEAD_BYTES = 256
+# that a body of many empty parts cannot grow the field lists without limit: at most 512 parts.
+PART_OVERHEAD_BYTES = 4096
 
 
 @dataclass

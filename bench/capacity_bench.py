@@ -195,6 +195,8 @@ def drain(client: redis.Redis, worker: subprocess.Popen[bytes], target: int,
         if worker.poll() is not None:
             raise SystemExit("the worker exited; see worker.log")
         counts = JobStore(client).count_by_status()
+        if counts[JobStatus.failed]:
+            raise SystemExit(f"{counts[JobStatus.failed]} jobs failed; see worker.log")
         if (counts[JobStatus.completed] >= target and not queue_depth(client)
                 and not counts[JobStatus.processing]):
             return time.monotonic() - started

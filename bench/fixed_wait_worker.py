@@ -26,12 +26,13 @@ __all__ = ["app"]
 DECODE_SECONDS = float(os.environ.get("VERBATIM_BENCH_DECODE_SECONDS", "0.2"))
 
 
-def no_model(settings: Settings) -> Any:
+def no_model(settings: Settings, *_: Any) -> Any:
     return None
 
 
 def fixed_wait(model: Any, audio: Path, options: JobOptions, settings: Settings,
-               on_progress: Any, expected_seconds: float | None = None, *_: Any) -> Transcript:
+               on_progress: Any, expected_seconds: float | None = None, *_: Any,
+               **__: Any) -> Transcript:
     """A fixed wait in place of decoding, with one progress report as the real one makes."""
     time.sleep(DECODE_SECONDS / 2)
     on_progress(0.5)
@@ -44,4 +45,4 @@ def fixed_wait(model: Any, audio: Path, options: JobOptions, settings: Settings,
 
 worker.tasks.get_model = no_model  # type: ignore[assignment]
 worker.tasks.run_whisper = fixed_wait  # type: ignore[assignment]
-worker.heartbeat.get_model = no_model  # type: ignore[assignment]
+worker.heartbeat.prepare = no_model  # type: ignore[assignment]

@@ -24,8 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.errors import EnglishOnlyModel, ModelNotFound
 from shared.schemas import JobOptions
 
-# The OpenAI API's one model name; `/v1/audio/*` reads it as the deployment's default model.
+# The OpenAI API's transcription model names: `/v1/audio/*` (and a job's `model`) read each as
+# the deployment's default model, so that a client written for OpenAI runs unchanged.
 OPENAI_DEFAULT_MODEL = "whisper-1"
+OPENAI_MODELS = frozenset({OPENAI_DEFAULT_MODEL, "gpt-4o-transcribe", "gpt-4o-mini-transcribe",
+                           "gpt-4o-transcribe-diarize"})
 
 # A model's name is also part of its queue's name (`shared/queue.py`) and of Redis keys.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -117,9 +120,9 @@ def implicit_name(model: str) -> str:
 
 
 def resolve(catalogue: dict[str, ModelEntry], requested: str | None, default: str) -> str:
-    """The catalogue name a job's `model` option means (unset or `whisper-1`: the default);
-    `ModelNotFound` for any other name outside the catalogue."""
-    if requested is None or requested == OPENAI_DEFAULT_MODEL:
+    """The catalogue name a job's `model` option means (unset or an OpenAI name such as
+    `whisper-1`: the default); `ModelNotFound` for any other name outside the catalogue."""
+    if requested is None or requested in OPENAI_MODELS:
         return default
     if requested not in catalogue:
         raise ModelNotFound(f"Unknown model {requested!r}; this server offers "

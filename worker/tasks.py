@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import suppress
 
 from celery import Task, signals
 from celery.exceptions import Reject
@@ -61,11 +62,14 @@ def transcribe(self: Task, job_id: str) -> None:
                       extra={"event": "requeued"})
             raise Reject(exc, requeue=True) from exc
         except StorageUnavailable as exc:
-            # The media store is down: not the job's fault, so it goes back on the queue
-            # (each delivery counts against `max_attempts`, so it cannot loop for ever).
+            # The media store is down: not the job's fault, so it goes back on the queue once
+            # the store answers, and this delivery does not count against `max_attempts` (up to
+            # GIVEN_BACK_ATTEMPTS times, so that it cannot loop for ever).
             log.error("media store unreachable; the job goes back on the queue once it answers",
                       extra={"event": "requeued"})
             wait_for_store()
+            with suppress(*REDIS_DOWN):
+                deliveries().give_back_attempt(job_id)
             raise Reject(exc, requeue=True) from exc
         except Stopped as exc:  # a `threads` pool out of shutdown grace (`worker/pool.py`)
             log.warning("worker stopping; the job goes back on the queue",

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 IO_RECEIVED_KEY = "verbatim:received:io"
 
 STALE = -2  # `begin_attempt`: the message is of an older generation than the job
+# Deliveries of one job that a media store outage may give back (`give_back_attempt`): with the
+# worker's wait for the store between them, outages of an hour and more.
+GIVEN_BACK_ATTEMPTS = 60
 
 # KEYS: job, received hash. ARGV: id, node, the waiting status (JSON). Marks only a job still
 # waiting to run.
@@ -63,6 +66,14 @@ local generation = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
 if generation > tonumber(ARGV[2]) then return -2 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# KEYS: job. ARGV: the most attempts that may be given back. 1 when one was given back.
+_GIVE_BACK_ATTEMPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[1], 'attempts_given_back', 1) > tonumber(ARGV[1]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+return 1
 """
 
 # KEYS: job, then the status indexes (the waiting one first). ARGV: id, the worker (JSON) the
@@ -102,6 +113,7 @@ class Deliveries:
         client = store.redis
         self._mark = client.register_script(_MARK_RECEIVED)
         self._begin = client.register_script(_BEGIN_ATTEMPT)
+        self._give_back = client.register_script(_GIVE_BACK_ATTEMPT)
         self._requeue_running = client.register_script(_REQUEUE_IF_RUN_BY)
         self._requeue_received = client.register_script(_REQUEUE_IF_RECEIVED_BY)
 
@@ -125,6 +137,12 @@ class Deliveries:
         count = int(self._begin(keys=[self.store.job_key(job_id), RECEIVED_KEY],
                                 args=[job_id, generation]))
         return None if count == -1 else count
+
+    def give_back_attempt(self, job_id: str, most: int = GIVEN_BACK_ATTEMPTS) -> bool:
+        """Uncount the delivery that just began: it ended through no fault of the job (the
+        media store was down). At most `most` times a job, so a fault that only looks like an
+        outage still ends in `max_attempts`."""
+        return bool(self._give_back(keys=[self.store.job_key(job_id)], args=[most]))
 
     def received(self) -> list[tuple[str, str, datetime, str]]:
         """(job id, node, received at, mark) of every job held but not started."""

@@ -39,6 +39,9 @@ def verbatim() -> Verbatim:
 
     def run(*args: str | Path, env: dict[str, str] | None = None) -> Completed:
         environment = {k: v for k, v in os.environ.items() if k != "VERBATIM_URL"}
+        # A wide terminal: rich wraps a usage error's box at the width, even inside a long path
+        # (pytest-xdist's temporary paths are longer), and the tests read the error's words.
+        environment["COLUMNS"] = "400"
         return subprocess.run(
             [sys.executable, "-m", "cli.main", *map(str, args)],
             cwd=ROOT, env=environment | (env or {}), capture_output=True, text=True,

@@ -72,3 +72,19 @@ def test_deleting_a_job_drops_its_mark(deliveries: Deliveries) -> None:
     deliveries.store.delete(job_id)
     assert deliveries.received() == []
     assert deliveries.begin_attempt(job_id, 0) is None
+
+
+def test_a_delivery_ended_by_a_store_outage_is_given_back_a_bounded_number_of_times(
+    deliveries: Deliveries,
+) -> None:
+    job_id = create(deliveries, 40)
+    assert deliveries.begin_attempt(job_id, 0) == 1
+    assert deliveries.give_back_attempt(job_id, most=2)
+    assert deliveries.begin_attempt(job_id, 0) == 1  # the outage's delivery did not count
+    assert deliveries.give_back_attempt(job_id, most=2)
+    assert deliveries.begin_attempt(job_id, 0) == 1
+    assert not deliveries.give_back_attempt(job_id, most=2)  # past the bound: it counts
+    assert deliveries.begin_attempt(job_id, 0) == 2
+    assert deliveries.store.get(job_id).attempts == 2  # type: ignore[union-attr]
+    assert not deliveries.give_back_attempt(f"{99:032x}")  # no such job
+    assert not deliveries.store.redis.exists(deliveries.store.job_key(f"{99:032x}"))

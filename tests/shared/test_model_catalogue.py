@@ -80,7 +80,8 @@ def test_a_default_model_outside_the_catalogue_joins_it_under_its_own_name() -> 
 def test_a_jobs_model_resolves_to_a_catalogue_name() -> None:
     catalogue = Settings().catalogue
     assert resolve(catalogue, None, "base") == "base"
-    assert resolve(catalogue, "whisper-1", "base") == "base"
+    for openai_name in ("whisper-1", "gpt-4o-transcribe", "gpt-4o-transcribe-diarize"):
+        assert resolve(catalogue, openai_name, TINY) == TINY  # OpenAI's names: the default
     assert resolve(catalogue, TINY, "base") == TINY
     with pytest.raises(ModelNotFound, match=r"'large-v9'.*base, tiny\.en") as error:
         resolve(catalogue, "large-v9", "base")
