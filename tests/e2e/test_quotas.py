@@ -107,6 +107,8 @@ def test_a_live_session_ends_with_quota_exceeded_keeping_its_finals(
         transcript = kept_transcript(http, job["id"])
         # The words heard before the day ran out ("ask" or "asked": live decoding varies).
         assert re.search(r"\bask(ed)? not\b", transcript["text"].lower()), transcript["text"]
-        assert transcript["duration"] < 15
+        # Cut short: the session kept less than the whole stream (how much more than the 8 s
+        # allowance it heard depends on how fast the loaded machine decodes).
+        assert transcript["duration"] < len(audio) / 32000 - 2, transcript["duration"]
     with open_session(ws_url(api, token)) as (_, second):  # the day is spent
         assert (second["type"], second.get("code")) == ("error", "quota_exceeded"), second
