@@ -12,7 +12,6 @@ is installed, once its files match their hashes.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -21,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from shared.errors import ModelUnavailable
+from shared.model_files import sha256
 from shared.models import BASE_SHA256
 
 # The official hashes of Systran/faster-whisper-base.
@@ -41,14 +41,6 @@ def package_data_dirs() -> list[Path]:
                 "`verbatim[offline-model]` (included in `verbatim[worker]`)."
             ) from None
     return dirs
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_dir(location: str) -> Path:
