@@ -1,15 +1,15 @@
 """The API's side of live sessions (`WS /v1/live`): a relay, never a decoder.
 
 The socket's `start` message makes the session's job (owned by the caller's key, counted as
-one of its active jobs) and asks the live workers serving its model to take it (the model's live
-queue; a model that live workers are up but none serves is refused with `model_unavailable`); a
-worker must claim it within `live_claim_timeout_seconds`, else the client hears
-`no_live_worker` at once. Audio frames go
-to the session's Redis stream as they come; the worker's events come back through the process's
-`EventHub` (the one multiplexed XREAD that job events use), each sent on as a JSON text frame.
-A worker whose `alive` key lapses is gone: the client gets `live_worker_lost` and the job is
-saved with the segments confirmed so far (the reaper does the same when no client is left).
-See `shared/state/live_sessions.py` for the keys.
+one of its active jobs) and asks the live workers serving its model to take it (on the model's
+live queue; a model that live workers are up but none serves is refused with
+`model_unavailable`); a worker must claim it within `live_claim_timeout_seconds`, else the
+client hears `no_live_worker` at once. Audio frames go to the session's Redis stream as they
+come; the worker's events come back through the process's `EventHub` (the one multiplexed
+XREAD that job events use), each sent on as a JSON text frame. A worker whose `alive` key
+lapses is gone: the client gets `live_worker_lost` and the job is saved with the segments
+confirmed so far (the reaper does the same when no client is left). See
+`shared/state/live_sessions.py` for the keys.
 
 Nothing a client sends is parsed before its key is checked, beyond a `start` message of at most
 `START_MAX_CHARS`: a key in the header or `access_token` is checked first, one in `start` once

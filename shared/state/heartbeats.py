@@ -6,11 +6,11 @@ expires `heartbeat_timeout_seconds` after its last beat, and a member of the sor
 Times are Redis's clock (`TIME`), so the API and the workers need not agree on theirs.
 
 The I/O workers (`courier/`) and the live workers (`worker/live_worker.py`) beat the same way,
-each kind in a group of its own (`IO`: `verbatim:io-workers`, `verbatim:io-worker:{id}`; `LIVE`:
-`verbatim:live-workers`, `verbatim:live-worker:{id}`), which `/readyz` does not count, with the
-same beat loop (`beat_until`): after each beat, the reapers of their kind requeue what a gone
-worker held. A live worker's beat names the models it serves, so that the API refuses a
-session for a model no live worker serves (`api/model_choice.py`).
+with the same loop (`beat_until`), each kind in a group of its own (`IO`: `verbatim:io-workers`,
+`verbatim:io-worker:{id}`; `LIVE`: `verbatim:live-workers`, `verbatim:live-worker:{id}`), which
+`/readyz` does not count. After each beat of an I/O worker, the reapers of its kind requeue what
+a gone one held. A live worker's beat names the models it serves, so that the API refuses a
+session for a model that no running live worker serves (`api/model_choice.py`).
 """
 
 from __future__ import annotations

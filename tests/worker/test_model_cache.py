@@ -30,10 +30,12 @@ JFK = DATA / "jfk.flac"
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
-    """Each test starts with no model held by this process, and leaves none."""
+    """Each test starts with no model held by this process (nor known costs), and leaves none."""
     cache._loaded.clear()
+    cache._costs.clear()
     yield
     cache._loaded.clear()
+    cache._costs.clear()
 
 
 def words(settings: Settings, name: str) -> str:
