@@ -1,13 +1,15 @@
 """The API's side of live sessions (`WS /v1/live`): a relay, never a decoder.
 
 The socket's `start` message makes the session's job (owned by the caller's key, counted as
-one of its active jobs) and asks the live workers to take it; a worker must claim it within
-`live_claim_timeout_seconds`, else the client hears `no_live_worker` at once. Audio frames go
-to the session's Redis stream as they come; the worker's events come back through the process's
-`EventHub` (the one multiplexed XREAD that job events use), each sent on as a JSON text frame.
-A worker whose `alive` key lapses is gone: the client gets `live_worker_lost` and the job is
-saved with the segments confirmed so far (the reaper does the same when no client is left).
-See `shared/state/live_sessions.py` for the keys.
+one of its active jobs) and asks the live workers serving its model to take it (on the model's
+live queue; a model that live workers are up but none serves is refused with
+`model_unavailable`); a worker must claim it within `live_claim_timeout_seconds`, else the
+client hears `no_live_worker` at once. Audio frames go to the session's Redis stream as they
+come; the worker's events come back through the process's `EventHub` (the one multiplexed
+XREAD that job events use), each sent on as a JSON text frame. A worker whose `alive` key
+lapses is gone: the client gets `live_worker_lost` and the job is saved with the segments
+confirmed so far (the reaper does the same when no client is left). See
+`shared/state/live_sessions.py` for the keys.
 
 Nothing a client sends is parsed before its key is checked, beyond a `start` message of at most
 `START_MAX_CHARS`: a key in the header or `access_token` is checked first, one in `start` once
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import bearer_token, key_of_token, owner_of
 from api.deps import run_sync
-from api.model_choice import named_model
+from api.model_choice import choose_live_model
 from api.quotas import Quotas
 from shared.config import Settings
 from shared.errors import (
@@ -61,7 +63,6 @@ from shared.state.live_sessions import (
     ERROR,
     KEY_TTL_SECONDS,
     KIND_FIELD,
-    LIVE_QUEUE,
     LIVE_TASK,
     REFUSED,
     STARTED,
@@ -69,6 +70,7 @@ from shared.state.live_sessions import (
     LiveSession,
     close_session,
     end_lost,
+    live_queue_for,
     lost_error,
     open_session,
     session_key,
@@ -216,10 +218,10 @@ class LiveRelay:
         # with the handshake before that message is parsed.
         key = await key_of_token(self.settings, self.keys, token) if token else None
         start, options = parse_start(first)
-        options = named_model(options, self.settings)
         if token is None:
             token = start.token
             key = await key_of_token(self.settings, self.keys, token)
+        options = await choose_live_model(options, self.settings, self.store.redis)
         session = LiveSession(id=new_job_id(), job_id=new_job_id(), encoding=start.encoding,  # type: ignore[arg-type]
                               sample_rate=start.sample_rate, options=options)
         await self._create(session, key)
@@ -249,8 +251,9 @@ class LiveRelay:
         except VerbatimError:
             await run_sync(close_session, self.store.redis, session.id)
             raise
-        await run_sync(self.celery.send_task, LIVE_TASK, args=[session.id], queue=LIVE_QUEUE,
-                       expires=TASK_EXPIRES_SECONDS)
+        model = session.options.model or self.settings.default_model
+        await run_sync(self.celery.send_task, LIVE_TASK, args=[session.id],
+                       queue=live_queue_for(model), expires=TASK_EXPIRES_SECONDS)
 
     async def _claimed(self, session_id: str) -> bool:
         """Whether a worker claimed the session in time; if not, it is refused for good."""

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 from api.deps import JobStoreDep, SettingsDep, run_sync
 from shared.config import Settings
 from shared.media.storage import media_store
-from shared.queue import queue_depths
+from shared.queue import queue_depths_by_model
 from shared.state.heartbeats import Heartbeats
 from shared.state.jobs import JobStore
 
@@ -80,7 +80,7 @@ def job_submitted(upload_bytes: int) -> None:
 
 class ServiceGauges(Collector):
     """What this API sees of the service, read when scraped: whether Redis answers and the
-    upload directory takes a write, the queue by priority, jobs by status and the worker
+    upload directory takes a write, the queues by model and priority, jobs by status and the worker
     processes with a loaded model (those `/readyz` counts)."""
 
     def __init__(self, store: JobStore, settings: Settings) -> None:
@@ -95,7 +95,7 @@ class ServiceGauges(Collector):
             value=int(media_store(self.settings).ready()),
         )
         try:
-            depths = queue_depths(self.store.redis, list(self.settings.catalogue))
+            depths = queue_depths_by_model(self.store.redis, list(self.settings.catalogue))
             counts = self.store.count_by_status()
             workers = Heartbeats(self.store.redis).live(self.settings.heartbeat_timeout_seconds)
         except redis.RedisError as exc:  # the scrape still serves the process's own metrics
@@ -104,11 +104,12 @@ class ServiceGauges(Collector):
             return
         yield _redis_up(1)
         queue = GaugeMetricFamily(
-            "verbatim_queue_depth", "Jobs waiting in the Celery queue in Redis, by priority "
-            "(0 is taken first).", labels=["priority"],
+            "verbatim_queue_depth", "Jobs waiting in the Celery queues in Redis, by model (each "
+            "model's queue) and priority (0 is taken first).", labels=["model", "priority"],
         )
-        for priority, depth in depths.items():
-            queue.add_metric([str(priority)], depth)
+        for model, by_priority in depths.items():
+            for priority, depth in by_priority.items():
+                queue.add_metric([model, str(priority)], depth)
         yield queue
         jobs = GaugeMetricFamily(
             "verbatim_jobs", "Job records in Redis by status.", labels=["status"]

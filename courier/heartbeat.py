@@ -21,6 +21,7 @@ from celery import Celery
 from shared.config import Settings
 from shared.state.heartbeats import (
     CONNECT_TIMEOUT_SECONDS,
+    IO,
     SOCKET_TIMEOUT_SECONDS,
     Heartbeats,
     beat_client,
@@ -57,7 +58,7 @@ def stop() -> None:
 
 
 def _run(settings: Settings, celery: Celery) -> None:
-    beats = Heartbeats(beat_client(settings.redis_url), io=True)
+    beats = Heartbeats(beat_client(settings.redis_url), IO)
     fetches = Deliveries.of_fetches(JobStore(beats.redis))
     timeout = settings.heartbeat_timeout_seconds
 

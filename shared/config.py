@@ -85,12 +85,14 @@ class Settings(IntegrationSettings, BaseSettings):
 
     worker_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Models a worker serves, comma-separated (`base,tiny.en`); it consumes those models'
-    queues alone. Empty: the whole catalogue."""
+    queues alone (a live worker: their live queues, each model warmed up as it starts). Empty:
+    the whole catalogue."""
 
     model_memory_mb: int = Field(default=0, ge=0)
-    """Memory a worker process may fill with loaded models (the size of their weights); past
-    it, the least recently used model is unloaded before another loads. 0: no limit. On a
-    GPU, set it to the GPU memory the models may take."""
+    """Memory a worker process may fill with loaded models; past it, the least recently used
+    model is unloaded before another loads. 0: no limit. A model's cost is measured on CPU (the
+    growth of the process's resident memory as it loads) and estimated on CUDA (its weights'
+    size on disk times 1.5). On a GPU, set it to the GPU memory the models may take."""
 
     model_idle_seconds: float = Field(default=0, ge=0)
     """A model a worker process has not used for this long is unloaded (checked with each

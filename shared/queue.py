@@ -114,13 +114,12 @@ def window_signature(
                          priority=priority)
 
 
-def queue_depths(
+def queue_depths_by_model(
     client: redis.Redis, models: Sequence[str] = DEFAULT_MODELS
-) -> dict[int, int]:
-    """Messages waiting in the queues of `models` (those of the default catalogue unless
-    given), by priority. Kombu's Redis transport keeps
-    one list per priority step: the queue's own name for priority 0,
-    `{queue}\\x06\\x16{step}` for the others."""
+) -> dict[str, dict[int, int]]:
+    """Messages waiting in the queue of each of `models` (those of the default catalogue unless
+    given), by priority. Kombu's Redis transport keeps one list per priority step: the queue's
+    own name for priority 0, `{queue}\\x06\\x16{step}` for the others."""
     names = [[queue_for(model)] + [f"{queue_for(model)}{Channel.sep}{step}"
                                    for step in PRIORITY_STEPS[1:]] for model in models]
     with client.pipeline(transaction=False) as pipe:
@@ -128,7 +127,17 @@ def queue_depths(
             pipe.llen(name)
         lengths = pipe.execute()
     width = len(PRIORITY_STEPS)
-    return {step: sum(lengths[step::width]) for step in PRIORITY_STEPS}
+    return {model: dict(zip(PRIORITY_STEPS, lengths[index * width:(index + 1) * width],
+                            strict=True))
+            for index, model in enumerate(models)}
+
+
+def queue_depths(
+    client: redis.Redis, models: Sequence[str] = DEFAULT_MODELS
+) -> dict[int, int]:
+    """Messages waiting in the queues of `models`, by priority (every model's together)."""
+    by_model = queue_depths_by_model(client, models).values()
+    return {step: sum(depths[step] for depths in by_model) for step in PRIORITY_STEPS}
 
 
 def queue_depth(client: redis.Redis, models: Sequence[str] = DEFAULT_MODELS) -> int:

@@ -12,7 +12,7 @@ from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.media.storage import prepare_store
 from shared.queue import make_celery, model_queues
-from shared.state.live_sessions import LIVE_QUEUE
+from shared.state.live_sessions import LIVE_QUEUE, is_live_queue, live_queue_for
 from worker import heartbeat, live_worker, metrics, model
 from worker.concurrency import default_concurrency, share_cores
 from worker.pool import ThreadPool
@@ -55,6 +55,7 @@ def _start(sender: Any, **_: Any) -> None:
     """Metrics in the main process; the jobs at once, which share the cores (a prefork pool's
     processes are forked after this, and inherit it); and in a `threads` pool (which fires no
     `worker_process_init`), the model, with one replica per job at once, and the heartbeat."""
+    _serve_live_models()
     prepare_store(get_settings())
     metrics.start_server(get_settings())
     pool = concurrency.get_implementation(sender.pool_cls)
@@ -62,7 +63,7 @@ def _start(sender: Any, **_: Any) -> None:
     jobs = sender.concurrency if isinstance(sender.concurrency, int) else None
     jobs = 1 if issubclass(pool, solo.TaskPool) else jobs or len(os.sched_getaffinity(0))
     share_cores(jobs)
-    if LIVE_QUEUE not in app.amqp.queues.consume_from:  # a live worker reports when warm
+    if not _live_worker():  # a live worker reports when warm
         metrics.slots(jobs)
     if issubclass(pool, thread.TaskPool):
         # Resolved right after this signal; ours can stop its jobs (`worker/pool.py`).
@@ -71,15 +72,33 @@ def _start(sender: Any, **_: Any) -> None:
         heartbeat.start(get_settings(), app, own_node=True)
 
 
+def _live_worker() -> bool:
+    """Whether this worker holds live sessions (it was started with `--queues live`)."""
+    return any(is_live_queue(name) for name in app.amqp.queues.consume_from)
+
+
+def _serve_live_models() -> None:
+    """A live worker started on `live` consumes, instead, the live queue of each model it
+    serves (`VERBATIM_WORKER_MODELS`): a session only reaches a live worker that has its model.
+    (Celery's consumer starts after `worker_init`, so it reads the queues chosen here.)"""
+    queues = app.amqp.queues
+    if LIVE_QUEUE not in queues.consume_from:
+        return
+    for name in get_settings().served_models:
+        queues.select_add(live_queue_for(name))
+    queues.deselect(LIVE_QUEUE)
+
+
 @signals.worker_shutdown.connect
 def _stop(**_: Any) -> None:
     heartbeat.stop()  # a `threads` pool's; a prefork main process has none to stop
+    live_worker.stop()  # a live worker's beat
     metrics.stop_server()
 
 
 @signals.worker_process_init.connect
 def _warm_up(**_: Any) -> None:
-    if LIVE_QUEUE in app.amqp.queues.consume_from:  # a live worker (`verbatim live-worker`)
+    if _live_worker():  # a live worker (`verbatim live-worker`)
         live_worker.warm_up(get_settings())  # not a transcription worker of /readyz
         return
     heartbeat.start(get_settings(), app)

@@ -1,16 +1,17 @@
 """The live session task: a live worker's pool process holds one session, start to end.
 
-Live workers are Celery workers on the `live` queue alone (`verbatim live-worker`, started by
-`verbatim serve`), so a session never waits behind a batch job. Each is one process with
-Celery's solo pool: it holds one session at a time, in its main thread, with its model loaded
-and warmed up as it starts. (A thread pool sharing one model, and prefork pool processes, were
+Live workers are Celery workers on live queues alone (`verbatim live-worker`, started by
+`verbatim serve`), so a session never waits behind a batch job: started on `live`, each consumes
+the live queue of each model it serves (`live.model.{name}`; `worker/celery_app.py`), so a
+session reaches only a live worker that has its model. Each is one process with Celery's solo
+pool: it holds one session at a time, in its main thread, with its models loaded and warmed up
+as it starts. (A thread pool sharing one model, and prefork pool processes, were
 measured first on the 2-core machine: each decode took three to five times as long as in the
 solo worker, Celery's consumer loop competing with it in the thread pool's case.) The session's
 audio arrives on its Redis stream (`shared/state/live_sessions.py`); what is decoded goes back on
-its event
-stream, and every final segment also to the job's own events and to a list from which the API
-saves the job should this worker die. When the session ends (stop, the client gone, a limit)
-the confirmed segments are stored as the job's transcript: after `stop` all the audio is
+its event stream, and every final segment also to the job's own events and to a list from which
+the API saves the job should this worker die. When the session ends (stop, the client gone, a
+limit) the confirmed segments are stored as the job's transcript: after `stop` all the audio is
 decoded first; after `abort` (the client gone) what was heard last is settled as it stands.
 """
 
@@ -65,6 +66,7 @@ from worker.heartbeat import worker_id
 from worker.job_state import charged, job_events, job_store
 from worker.live_audio import LiveDecoder, decoder_for
 from worker.live_decoder import StreamingTranscriber, Update, whisper_decode
+from worker.live_worker import session_done
 from worker.model import get_model
 from worker.webhooks import announce_end
 
@@ -91,6 +93,7 @@ def live_session(self: Task, session_id: str) -> None:
         session = LiveSession.model_validate_json(raw)
         with bind(job_id=session.job_id, session_id=session_id), metrics.live_session():
             LiveRun(session, store, settings).run()
+        session_done()
 
 
 @contextmanager

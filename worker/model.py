@@ -1,11 +1,26 @@
 """The models of one worker process (issue 22): each loaded on first use and kept, within a
 memory budget.
 
-A process serves the models of `VERBATIM_WORKER_MODELS` and keeps the ones in use loaded: past
-`VERBATIM_MODEL_MEMORY_MB` (the size of their weights on disk, an estimate of what they hold)
-it unloads the least recently used first, and it unloads any model idle for longer than
-`VERBATIM_MODEL_IDLE_SECONDS`. A model is never unloaded under a job that uses it: the job
-holds its own reference until it ends.
+A process serves the models of `VERBATIM_WORKER_MODELS` and keeps the ones in use loaded: before
+a model loads it unloads the least recently used ones until the model fits
+`VERBATIM_MODEL_MEMORY_MB` (by what it cost when it last loaded here, else by its weights on
+disk, and again once it has loaded, by what it costs), and it unloads any model idle for longer
+than `VERBATIM_MODEL_IDLE_SECONDS`. A model is never unloaded under a job that
+uses it: the job holds its own reference until it ends.
+
+What a loaded model costs is counted as it loads (`_cost_mb`):
+
+- On CPU, it is measured: the growth of the process's resident memory (psutil) over the load,
+  which runs under the cache's lock, so no other load overlaps it (a `threads` pool's jobs may
+  still allocate meanwhile: a figure to within their working buffers). Memory that unloaded
+  models freed is handed back to the system first (glibc's `malloc_trim`): the allocator would
+  otherwise keep it, and the next load, reusing it, would look free. The first load of a
+  process also counts what CTranslate2 sets up once (its thread pools, kernels); that errs
+  towards unloading early, never towards running out.
+- On CUDA the weights live in GPU memory, which the process's resident memory does not show
+  and which other processes share, and CTranslate2 reports no figure per model (its Python
+  `Whisper` has `model_is_loaded`, `load_model` and `unload_model`, nothing of size). So it is
+  estimated: the size of the weights on disk times `CUDA_MEMORY_FACTOR`.
 
 A process that runs several jobs at once (Celery's `threads` pool) loads each model with that
 many CTranslate2 replicas (`num_workers`): the weights are held once, and calls from that many
@@ -14,6 +29,8 @@ threads run in parallel instead of queueing for one replica.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 import time
@@ -22,13 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ctranslate2
+import psutil
 from faster_whisper import WhisperModel
+from faster_whisper.utils import download_model
 
 from shared.config import Settings
 from shared.errors import ModelUnavailable, short_reason
 from shared.models import ModelEntry
 from worker import concurrency, metrics
 from worker.offline_model import (
+    MODEL_NAME,
     files_present,
     offline_base_model,
     package_data_dirs,
@@ -41,6 +61,11 @@ log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = "base"
 MiB = 1024 * 1024
+# GPU memory a model holds per byte of its weights on disk. faster-whisper's own benchmark
+# (README, large-v2 on an RTX 3070 Ti, beam size 5) held 4525 MB at float16 and 2926 MB with
+# int8 weights, for a float16 `model.bin` of 3.09 GB: 1.46 and 0.95 times it, working memory and
+# CUDA's context included. 1.5 covers both, erring towards unloading early.
+CUDA_MEMORY_FACTOR = 1.5
 
 
 @dataclass
@@ -55,6 +80,7 @@ class Loaded:
 
 _lock = threading.Lock()
 _loaded: OrderedDict[str, Loaded] = OrderedDict()  # least recently used first
+_costs: dict[str, float] = {}  # what each model cost when it last loaded in this process
 # Model replicas this process loads (`use_replicas`), set by `worker_init` before the first load.
 _replicas = 1
 
@@ -147,8 +173,10 @@ def get_model(settings: Settings, name: str | None = None) -> WhisperModel:
         if held is None or held.key != key:
             _loaded.pop(name, None)
             check_compute_type(name, device, compute_type)
+            _make_room(settings, _costs.get(name) or _expected_mb(settings, name, device))
             model, size_mb = _load(settings, name, device, compute_type, _replicas)
             held = _loaded[name] = Loaded(key, model, size_mb)
+            _costs[name] = size_mb
         held.used_at = time.monotonic()
         _loaded.move_to_end(name)
         _unload_beyond(settings, keep=name)
@@ -167,24 +195,38 @@ def unload_idle(settings: Settings) -> list[str]:
         return _unload_beyond(settings, keep=None)
 
 
-def _unload_beyond(settings: Settings, keep: str | None) -> list[str]:
-    """Unload idle models, then the least recently used ones while over the memory budget;
-    never `keep`, the model just asked for."""
+def _make_room(settings: Settings, coming_mb: float) -> list[str]:
+    """Before a model that costs about `coming_mb` loads: unload idle models, then the least
+    recently used ones while it would not fit the memory budget beside them."""
+    return _unload_beyond(settings, keep=None, coming_mb=coming_mb)
+
+
+def _unload_beyond(settings: Settings, keep: str | None, coming_mb: float = 0.0) -> list[str]:
+    """Unload idle models, then the least recently used ones while over the memory budget
+    (with `coming_mb` more to load); never `keep`, the model just asked for."""
     now, dropped = time.monotonic(), []
     for name, held in list(_loaded.items()):
         idle = settings.model_idle_seconds and now - held.used_at > settings.model_idle_seconds
-        over = settings.model_memory_mb and _held_mb() > settings.model_memory_mb
+        over = settings.model_memory_mb and _held_mb() + coming_mb > settings.model_memory_mb
         if name != keep and (idle or over):
             del _loaded[name]
             dropped.append(name)
     for name in dropped:
         metrics.model_unloaded(name)
         log.info("model unloaded", extra={"model": name})
+    if dropped:
+        _trim()
     return dropped
 
 
 def _held_mb() -> float:
     return sum(held.size_mb for held in _loaded.values())
+
+
+def held_mb() -> dict[str, float]:
+    """What each model this process holds costs, in MiB (`_cost_mb`)."""
+    with _lock:
+        return {name: held.size_mb for name, held in _loaded.items()}
 
 
 def _load(
@@ -195,6 +237,7 @@ def _load(
         path = resolve_model_path(settings, name)
     except OSError as exc:  # the bundled model is assembled on first use: mkdir, copy, rename
         raise ModelUnavailable(_unwritable_message(settings, exc)) from exc
+    resident = _resident_after_trim() if device == "cpu" else None
     try:
         model = WhisperModel(
             path,
@@ -207,20 +250,81 @@ def _load(
     except Exception as exc:  # faster-whisper raises hub, OS and runtime errors alike
         raise ModelUnavailable(_unavailable_message(settings, name, exc)) from exc
     seconds = time.perf_counter() - started
+    size_mb = _cost_mb(device, _weights(settings, path), resident)
     metrics.model_loaded(seconds, name)
     log.info("model loaded", extra={
         "model": name, "device": device, "compute_type": compute_type,
         "replicas": replicas, "cpu_threads": concurrency.threads_per_job(settings),
-        "seconds": round(seconds, 2),
+        "seconds": round(seconds, 2), "memory_mb": round(size_mb, 1),
     })
-    return model, _size_mb(Path(path))
+    return model, size_mb
 
 
-def _size_mb(path: Path) -> float:
-    """The weights' size on disk: what a loaded model holds, about (a downloaded model's
-    directory is the hub's, not `path`: it counts as 0)."""
-    weights = path / "model.bin"
-    return weights.stat().st_size / MiB if weights.is_file() else 0.0
+def _cost_mb(device: str, weights: Path | None, resident_before: int | None) -> float:
+    """What a model just loaded holds, in MiB: on CPU the growth of resident memory since
+    `resident_before`; on CUDA (or should resident memory not have grown: another thread freed
+    as much meanwhile) the weights' size on disk, times `CUDA_MEMORY_FACTOR` on CUDA."""
+    if device == "cpu" and resident_before is not None:
+        grown = (_resident() - resident_before) / MiB
+        if grown > 0:
+            return grown
+    on_disk = weights.stat().st_size / MiB if weights is not None else 0.0
+    return on_disk * (CUDA_MEMORY_FACTOR if device == "cuda" else 1.0)
+
+
+def _expected_mb(settings: Settings, name: str, device: str) -> float:
+    """What model `name`, never loaded here yet, will cost, about: its weights on disk (times
+    `CUDA_MEMORY_FACTOR` on CUDA), found without verifying or assembling anything (0 when they
+    are not found: the budget is then kept once it has loaded)."""
+    _, entry = entry_of(settings, name)
+    try:
+        if entry.source == "bundled":
+            weights: Path | None = settings.model_dir / MODEL_NAME / "model.bin"
+        elif entry.source == "download":
+            weights = _weights(settings, entry.location)
+        else:
+            weights = _directory(entry) / "model.bin"
+    except ModelUnavailable:  # a package that is not installed: its load will say so
+        return 0.0
+    if weights is None or not weights.is_file():
+        return 0.0
+    return weights.stat().st_size / MiB * (CUDA_MEMORY_FACTOR if device == "cuda" else 1.0)
+
+
+def _weights(settings: Settings, path: str) -> Path | None:
+    """The `model.bin` of a loaded model: in its directory, or in the hub's cache for a model
+    downloaded by name (None if neither has it)."""
+    weights = Path(path) / "model.bin"
+    if weights.is_file():
+        return weights
+    try:
+        cached = download_model(path, local_files_only=True,
+                                cache_dir=str(settings.model_dir / "hub"))
+    except Exception:  # huggingface_hub raises its own errors, OS and value errors alike
+        return None
+    weights = Path(cached) / "model.bin"
+    return weights if weights.is_file() else None
+
+
+def _resident() -> int:
+    """This process's resident memory, in bytes."""
+    return int(psutil.Process().memory_info().rss)
+
+
+def _resident_after_trim() -> int:
+    _trim()
+    return _resident()
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+
+
+def _trim() -> None:
+    """Hand the memory that freed models left in the allocator back to the system (glibc's
+    `malloc_trim`; nothing elsewhere), so that resident memory drops with an unload."""
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _unwritable_message(settings: Settings, exc: OSError) -> str:

@@ -75,8 +75,8 @@ ROWS: list[tuple[str, list[tuple[timeseries.Panel | stat.Panel, int]]]] = [
                 "/readyz counts them.", "short", q("max(verbatim_workers_ready)", "ready")), 4),
         (single("Live slots", "Live sessions the warmed-up live workers can hold at once.",
                 "short", q("sum(verbatim_live_worker_slots)", "live slots")), 4),
-        (single("Queued", "Jobs waiting in the queue, every priority.", "short",
-                q("sum(max by (priority) (verbatim_queue_depth))", "queued")), 4),
+        (single("Queued", "Jobs waiting in the queues, every model and priority.", "short",
+                q("sum(max by (model, priority) (verbatim_queue_depth))", "queued")), 4),
         (single("Audio hours per hour", "Hours of audio transcribed per hour of wall time "
                 "over the last hour.", "short",
                 q("sum(rate(verbatim_worker_audio_seconds_total[1h]))", "audio h/h")), 4),
@@ -95,10 +95,16 @@ ROWS: list[tuple[str, list[tuple[timeseries.Panel | stat.Panel, int]]]] = [
                q(f"sum(rate(verbatim_jobs_submitted_total[{RATE}])) * 60", "jobs / min")), 8),
     ]),
     ("Queue", [
+        (graph("Queue length by model", "Jobs waiting, by the model they run on (each model "
+               "has its queue, which only the workers serving it take from).", "short",
+               q("sum by (model) (max by (model, priority) (verbatim_queue_depth))",
+                 "{{model}}"),
+               stack=True), 8),
         (graph("Queue length by priority", "Jobs waiting, by the priority they were queued at "
-               "(0 is taken first: jobs whose worker died).", "short",
-               q("max by (priority) (verbatim_queue_depth)", "priority {{priority}}"),
-               stack=True), 12),
+               "(0 is taken first: jobs whose worker died), every model's together.", "short",
+               q("sum by (priority) (max by (model, priority) (verbatim_queue_depth))",
+                 "priority {{priority}}"),
+               stack=True), 8),
         (graph("Queue wait by priority (p90)", "Time from a job's creation to the start of its "
                "first attempt, 90th percentile, by priority.", "s",
                q(f"""histogram_quantile(0.9, sum by (le, priority)
@@ -106,7 +112,7 @@ ROWS: list[tuple[str, list[tuple[timeseries.Panel | stat.Panel, int]]]] = [
                  "p90 priority {{priority}}"),
                q(f"""histogram_quantile(0.5, sum by (le)
                      (rate(verbatim_worker_queue_wait_seconds_bucket[{RATE}])))""",
-                 "p50 all")), 12),
+                 "p50 all")), 8),
     ]),
     ("Throughput", [
         (graph("Audio hours per hour", "Seconds of audio transcribed per second, which is "

@@ -5,9 +5,12 @@ expires `heartbeat_timeout_seconds` after its last beat, and a member of the sor
 `verbatim:workers` scored by that last beat, so live workers are a range read, never a SCAN.
 Times are Redis's clock (`TIME`), so the API and the workers need not agree on theirs.
 
-The I/O workers (`courier/`) beat the same way in a group of their own (`IO_WORKERS_KEY`,
-`verbatim:io-worker:{id}`), which `/readyz` does not count, and run the same beat loop
-(`beat_until`): after each beat, the reapers of their kind requeue what a gone worker held.
+The I/O workers (`courier/`) and the live workers (`worker/live_worker.py`) beat the same way,
+with the same loop (`beat_until`), each kind in a group of its own (`IO`: `verbatim:io-workers`,
+`verbatim:io-worker:{id}`; `LIVE`: `verbatim:live-workers`, `verbatim:live-worker:{id}`), which
+`/readyz` does not count. After each beat of an I/O worker, the reapers of its kind requeue what
+a gone one held. A live worker's beat names the models it serves, so that the API refuses a
+session for a model that no running live worker serves (`api/model_choice.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis
 from pydantic import BaseModel, field_validator
@@ -30,6 +33,19 @@ log = logging.getLogger(__name__)
 
 WORKERS_KEY = "verbatim:workers"
 IO_WORKERS_KEY = "verbatim:io-workers"
+LIVE_WORKERS_KEY = "verbatim:live-workers"
+
+
+class Group(NamedTuple):
+    """A kind of worker that beats: the sorted set of its members, the prefix of their hashes."""
+
+    key: str
+    prefix: str
+
+
+TRANSCRIPTION = Group(WORKERS_KEY, "verbatim:worker:")
+IO = Group(IO_WORKERS_KEY, "verbatim:io-worker:")
+LIVE = Group(LIVE_WORKERS_KEY, "verbatim:live-worker:")
 
 # A beat's own Redis connection: a beat never waits longer than these on a Redis that is away.
 CONNECT_TIMEOUT_SECONDS = 2
@@ -50,9 +66,6 @@ return now
 _LIVE = LUA_NOW_MS + """
 return redis.call('ZRANGEBYSCORE', KEYS[1], now_ms() - tonumber(ARGV[1]), '+inf')
 """
-
-_PREFIX = "verbatim:worker:"
-_IO_PREFIX = "verbatim:io-worker:"
 
 
 class WorkerBeat(BaseModel):
@@ -79,8 +92,8 @@ class WorkerBeat(BaseModel):
         return [name for name in value.split(",") if name] if isinstance(value, str) else value
 
 
-def worker_key(worker_id: str, prefix: str = _PREFIX) -> str:
-    return f"{prefix}{worker_id}"
+def worker_key(worker_id: str, group: Group = TRANSCRIPTION) -> str:
+    return f"{group.prefix}{worker_id}"
 
 
 def beat_client(url: str) -> redis.Redis:
@@ -90,13 +103,13 @@ def beat_client(url: str) -> redis.Redis:
 
 
 class Heartbeats:
-    """Publish, read and withdraw worker heartbeats (synchronous, thread-safe); `io` for the
-    I/O workers' group."""
+    """Publish, read and withdraw the heartbeats of one `group` of workers (synchronous,
+    thread-safe): transcription workers unless told otherwise."""
 
-    def __init__(self, client: redis.Redis, io: bool = False) -> None:
+    def __init__(self, client: redis.Redis, group: Group = TRANSCRIPTION) -> None:
         self.redis = client
-        self.workers_key = IO_WORKERS_KEY if io else WORKERS_KEY
-        self._prefix = _IO_PREFIX if io else _PREFIX
+        self.group = group
+        self.workers_key = group.key
         self._beat = client.register_script(_BEAT)
         self._live = client.register_script(_LIVE)
 
@@ -104,12 +117,12 @@ class Heartbeats:
         """Record that `worker_id` is alive with these fields, for `timeout_seconds`."""
         pairs = [str(item) for pair in fields.items() for item in pair]
         args = [worker_id, str(int(timeout_seconds * 1000)), "id", worker_id, *pairs]
-        self._beat(keys=[worker_key(worker_id, self._prefix), self.workers_key], args=args)
+        self._beat(keys=[worker_key(worker_id, self.group), self.workers_key], args=args)
 
     def withdraw(self, worker_id: str) -> None:
         """Forget `worker_id` at once (a clean shutdown)."""
         with self.redis.pipeline() as pipe:
-            pipe.delete(worker_key(worker_id, self._prefix))
+            pipe.delete(worker_key(worker_id, self.group))
             pipe.zrem(self.workers_key, worker_id)
             pipe.execute()
 
@@ -123,7 +136,7 @@ class Heartbeats:
         ids = self._live(keys=[self.workers_key], args=[int(timeout_seconds * 1000)])
         with self.redis.pipeline(transaction=False) as pipe:
             for worker_id in ids:
-                pipe.hgetall(worker_key(worker_id.decode(), self._prefix))
+                pipe.hgetall(worker_key(worker_id.decode(), self.group))
             rows = pipe.execute()
         # A hash may have expired since the range read: that worker is gone.
         return sorted((_parse(row) for row in rows if row), key=lambda w: w.id)

@@ -36,7 +36,11 @@ from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore
 
 LIVE_TASK = "verbatim.live"
+# A live worker is started on this queue (`--queues live`); it then consumes, instead, the live
+# queue of each model it serves (`live_queue_for`; `worker/celery_app.py`), so that a session
+# only reaches a live worker that has its model.
 LIVE_QUEUE = "live"
+LIVE_MODEL_QUEUE_PREFIX = f"{LIVE_QUEUE}.model."
 ENCODINGS = ("pcm_s16le", "webm_opus")
 Encoding = Literal["pcm_s16le", "webm_opus"]
 
@@ -79,6 +83,16 @@ class LiveSession(BaseModel):
     encoding: Encoding
     sample_rate: int | None = None
     options: JobOptions
+
+
+def live_queue_for(model: str) -> str:
+    """The queue of the live sessions of `model`, a catalogue name."""
+    return f"{LIVE_MODEL_QUEUE_PREFIX}{model}"
+
+
+def is_live_queue(name: str) -> bool:
+    """Whether a live worker consumes the queue `name`."""
+    return name == LIVE_QUEUE or name.startswith(LIVE_MODEL_QUEUE_PREFIX)
 
 
 def session_key(session_id: str, part: str = "") -> str:

@@ -1,6 +1,6 @@
 """The gauges an API scrape reads from the service around it: whether Redis answers and the
 upload directory takes a write (what the Redis and storage alerts watch), the queue by
-priority and the workers ready, on a real Redis (a database of its own) and directory."""
+model and priority, the workers ready, on a real Redis (a database of its own) and directory."""
 
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def store(settings: Settings) -> Iterator[JobStore]:
 def test_a_healthy_service(store: JobStore, settings: Settings) -> None:
     celery = make_celery(settings)
     try:
-        for priority in (1, 1, 4):  # messages as the API sends them, no worker to take them
-            celery.send_task("verbatim.transcribe", args=["0" * 32], queue=queue_for("base"),
+        # Messages as the API sends them, no worker to take them.
+        for model, priority in (("base", 1), ("base", 1), ("base", 4), ("tiny.en", 2)):
+            celery.send_task("verbatim.transcribe", args=["0" * 32], queue=queue_for(model),
                              priority=priority)
     finally:
         celery.close()
@@ -61,9 +62,11 @@ def test_a_healthy_service(store: JobStore, settings: Settings) -> None:
     assert found[("verbatim_redis_up", ())] == 1
     assert found[("verbatim_storage_up", ())] == 1
     assert found[("verbatim_workers_ready", ())] == 2
-    depths = {dict(labels)["priority"]: value for (name, labels), value in found.items()
-              if name == "verbatim_queue_depth"}
-    assert depths == {str(p): {1: 2, 4: 1}.get(p, 0) for p in range(10)}
+    depths = {(dict(labels)["model"], dict(labels)["priority"]): value
+              for (name, labels), value in found.items() if name == "verbatim_queue_depth"}
+    queued = {("base", 1): 2, ("base", 4): 1, ("tiny.en", 2): 1}
+    assert depths == {(model, str(p)): queued.get((model, p), 0)
+                      for model in ("base", "tiny.en") for p in range(10)}
 
 
 def test_an_upload_directory_that_is_gone_is_storage_down(

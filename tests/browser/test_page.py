@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import string
+import time
 from pathlib import Path
 
 import httpx
@@ -136,6 +137,30 @@ def test_the_page_offers_exactly_the_languages_the_api_accepts(page: Page) -> No
     offered = page.locator("#language option").evaluate_all("options => options.map(o => o.value)")
     assert offered[0] == "auto"
     assert sorted(offered[1:]) == sorted(WHISPER_LANGUAGES)
+
+
+def test_the_model_chosen_on_the_page_is_the_model_the_job_runs_on(
+    page: Page, api_url: str
+) -> None:
+    """The selector lists the models a running worker serves (the session's worker serves the
+    whole catalogue); the job made with `tiny.en` chosen runs on `tiny.en`."""
+    deadline = time.monotonic() + 30
+    while not all(m["workers"] for m in httpx.get(f"{api_url}/v1/models").json()["data"]):
+        assert time.monotonic() < deadline, "the worker never reported in"
+        time.sleep(0.2)
+    page.reload()  # the selector is filled once, as the page loads
+    chooser = page.get_by_label("Model")
+    expect(chooser.locator("option")).to_have_text(
+        ["Server default", "base · default", "tiny.en (English only)"])
+    chooser.select_option("tiny.en")
+    page.get_by_label("Choose an audio or video file").set_input_files(JFK)
+    submit(page)
+
+    assert "ask not what your country can do for you" in transcript_words(page)
+    found = re.search(r"#job=([0-9a-f]+)$", page.url)
+    assert found, page.url
+    job = httpx.get(f"{api_url}/v1/jobs/{found.group(1)}").json()
+    assert (job["status"], job["options"]["model"]) == ("completed", "tiny.en")
 
 
 def test_the_page_stays_out_of_the_api_schema(api_url: str) -> None:

@@ -18,7 +18,7 @@ UNIT_TESTS = ROOT / "deploy" / "alerts.test.yml"
 WANTED = {
     "VerbatimNoReadyWorker", "VerbatimQueueWaitHigh", "VerbatimJobsFailing",
     "VerbatimWebhooksFailing", "VerbatimRedisUnavailable", "VerbatimStorageUnavailable",
-    "VerbatimLiveWorkerMissing",
+    "VerbatimLiveWorkerMissing", "VerbatimModelQueueStalled",
 }
 
 

@@ -23,6 +23,7 @@ GRID_COLUMNS = 24
 WANTED = {
     "Jobs by status": "verbatim_jobs",
     "Job outcomes": "verbatim_worker_jobs_failed_total",
+    "Queue length by model": "verbatim_queue_depth",
     "Queue length by priority": "verbatim_queue_depth",
     "Queue wait by priority (p90)": "verbatim_worker_queue_wait_seconds_bucket",
     "Audio hours per hour": "verbatim_worker_audio_seconds_total",

@@ -288,6 +288,23 @@ def test_a_group_with_models_counts_and_consumes_its_own_queues(helm: Path, tmp_
     assert len(cpu_scaled["triggers"]) == 2 * len(PRIORITY_STEPS)
 
 
+def test_live_workers_serve_the_models_they_are_given(
+    helm: Path, tmp_path: Path, default_manifests: list[dict[str, Any]]
+) -> None:
+    """`live.models` is the live pods' VERBATIM_WORKER_MODELS (unset: the whole catalogue); the
+    pods are still started on `live`, which the worker turns into its models' live queues."""
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump({"live": {"models": ["tiny.en", "base"]}}))
+    live = of_kind(render(helm, path), "Deployment")["rel-verbatim-live-worker"]
+    assert container_env(live)["VERBATIM_WORKER_MODELS"] == "tiny.en,base"
+    (container,) = live["spec"]["template"]["spec"]["containers"]
+    assert container["command"][container["command"].index("--queues") + 1] == "live"
+    served = Settings(worker_models=container_env(live)["VERBATIM_WORKER_MODELS"])
+    assert served.served_models == ["tiny.en", "base"]
+    default = of_kind(default_manifests, "Deployment")["rel-verbatim-live-worker"]
+    assert "VERBATIM_WORKER_MODELS" not in container_env(default)
+
+
 @pytest.mark.parametrize(("values", "message"), [
     ({"workers": {"groups": [{"name": "GPU_1"}]}}, "is not a DNS label"),
     ({"storage": {"type": "nfs"}}, "storage.type must be local or s3"),

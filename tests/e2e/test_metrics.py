@@ -127,6 +127,7 @@ def test_api_counts_submissions_and_reads_redis(scrapes: tuple[Scrape, ...]) -> 
     assert "verbatim_queue_depth" in after.families
     assert after.value("verbatim_queue_depth") == 0  # the worker has taken everything
     assert after.labels("verbatim_queue_depth", "priority") == {str(p) for p in range(10)}
+    assert after.labels("verbatim_queue_depth", "model") == {"base", "tiny.en"}  # the catalogue
     assert after.value("verbatim_workers_ready") >= 1  # the session's worker, at least
     assert after.value("verbatim_redis_up") == 1
     assert after.value("verbatim_storage_up") == 1

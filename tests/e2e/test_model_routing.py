@@ -179,7 +179,7 @@ def test_one_worker_with_a_budget_for_one_model_finishes_jobs_for_both(
                          "VERBATIM_DATA_DIR": str(fleet.data_dir),
                          "VERBATIM_MODELS": json.dumps(EXTRA),
                          "VERBATIM_WORKER_MODELS": "base,tiny.en",
-                         "VERBATIM_MODEL_MEMORY_MB": "150"}  # base 145 MB, tiny.en 75 MB
+                         "VERBATIM_MODEL_MEMORY_MB": "150"}  # base ~110 MB, tiny.en ~70 MB
     both = start_worker(env, fleet.data_dir / "both.log", name="both")
     try:
         ids = [submit(http, JFK, model=name)["id"] for name in ("tiny.en", "base", "tiny.en")]

@@ -13,7 +13,7 @@ import pytest
 
 from shared.config import Settings
 from shared.schemas import JobOptions, Transcript
-from shared.state.heartbeats import Heartbeats
+from shared.state.heartbeats import IO, Heartbeats
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.webhooks import DUE_KEY, Events, retry_delay
 
@@ -81,7 +81,7 @@ def test_an_ended_job_is_announced_once_and_taken_once_per_lease(events: Events)
 def test_a_held_attempt_stays_with_a_beating_holder_and_is_made_again_once_it_is_gone(
     events: Events,
 ) -> None:
-    beats = Heartbeats(events.store.redis, io=True)
+    beats = Heartbeats(events.store.redis, IO)
     job_id = ended_job(events)
     events.announce(job_id)
     [(_, attempt)] = events.take_due(10)
