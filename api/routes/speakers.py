@@ -1,39 +1,69 @@
 """Named speakers (issue 21): `POST /v1/speakers` enrols a voice for the caller's key from a
 reference clip, `GET` lists the key's voices, `DELETE` removes one. A worker embeds the clip
-(`worker/enrolment.py`) while the request waits; only the embedding is kept."""
+(`worker/enrolment.py`) while the request waits; only the embedding is kept.
+
+`PATCH /v1/jobs/{id}/speakers` saves names for a finished job's speakers, as the page's rename
+fields do (`shared/state/speaker_names.py`)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.auth import Identity, owner_of
-from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
-from api.enrolment import enrol
+from api.deps import ExistingJob, JobStoreDep, QueueDep, SettingsDep, run_sync
+from api.enrolment import enrol, paced
 from api.errors import error_responses
+from api.rendering import off_loop, saved_names
 from api.submission import discarded_on_error
 from api.uploads import receive_upload
 from shared.errors import (
     EmptyFile,
     InvalidRequest,
+    JobNotFound,
+    JobNotReady,
     NoSpeech,
     PayloadTooLarge,
+    RateLimited,
     ReferenceTooShort,
     ServiceUnavailable,
     TooManyVoices,
     Unauthorized,
+    UnknownSpeaker,
     UnsupportedMedia,
     VoiceNotFound,
 )
 from shared.media.probe import probe_duration
 from shared.media.storage import media_store
+from shared.schemas import MAX_SPEAKERS, Job, JobStatus
 from shared.state.jobs import new_job_id
 from shared.state.voices import NAME, Voice, VoiceStore
 
 router = APIRouter(prefix="/v1", tags=["speakers"])
 
+# A saved name is one line of text in every format: no control characters, nor line or
+# paragraph separators, which would break the lines of txt, srt, vtt or tsv.
+MAX_NAME_LENGTH = 60
+SpeakerName = Annotated[str, StringConstraints(
+    strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH,
+    pattern=r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$")]
+SpeakerLabel = Annotated[str, StringConstraints(pattern=r"^S[1-9][0-9]?$")]
+
+
 class Voices(BaseModel):
     speakers: list[Voice]
+
+
+class SpeakerNames(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    names: dict[SpeakerLabel, SpeakerName | None] = Field(
+        min_length=1, max_length=MAX_SPEAKERS,
+        description=f"Names by label, `{{\"S1\": \"Ann\"}}`: 1 to {MAX_NAME_LENGTH} "
+        "characters, no control characters; `null` clears a name (the label shows). Labels "
+        "not given keep their names.")
 
 
 _FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -46,10 +76,11 @@ _FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"
 
 @router.post("/speakers", status_code=201, openapi_extra=_FORM, responses=error_responses(
     EmptyFile, InvalidRequest, PayloadTooLarge, ReferenceTooShort, NoSpeech, TooManyVoices,
-    UnsupportedMedia, ServiceUnavailable, Unauthorized))
+    UnsupportedMedia, ServiceUnavailable, Unauthorized, RateLimited))
 async def enrol_speaker(request: Request, settings: SettingsDep, store: JobStoreDep,
                         celery: QueueDep, key: Identity) -> Voice:
     """Enrol a voice under a name for the caller's key, from a clip of that speaker alone."""
+    await paced(request, key)  # before the clip is read: a refusal saves the upload
     enrolment, media = new_job_id(), media_store(settings)
     upload = await receive_upload(
         request, lambda name: media.receive(media.upload_location(enrolment, name)),
@@ -78,6 +109,24 @@ async def delete_speaker(name: str, store: JobStoreDep, key: Identity) -> Respon
     if not await run_sync(VoiceStore(store.redis).delete, owner_of(key), name):
         raise VoiceNotFound(f"No voice named {name!r} is enrolled for this key.")
     return Response(status_code=204)
+
+
+@router.patch("/jobs/{job_id}/speakers", responses=error_responses(
+    JobNotFound, JobNotReady, UnknownSpeaker, InvalidRequest, Unauthorized))
+async def name_speakers(request: Request, job: ExistingJob, body: SpeakerNames,
+                        settings: SettingsDep) -> Job:
+    """Save names for a finished job's speakers: every later download, the job and its
+    transcript show them (labels stay; events and webhooks are not sent again)."""
+    if job.status not in (JobStatus.completed, JobStatus.failed):
+        raise JobNotReady(f"The job is {job.status}; its speakers are not known yet.")
+    labels = {speaker.label for speaker in job.speakers or []}
+    if unknown := [label for label in body.names if label not in labels]:
+        raise UnknownSpeaker(f"This job's transcript has no speaker {', '.join(unknown)}.",
+                             param="names")
+    saved = await off_loop(request, saved_names, settings.redis_url, job.id, body.names)
+    if saved is None:
+        raise JobNotFound(f"No job with id {job.id!r}.")
+    return job.model_copy(update={"speakers": saved})
 
 
 def _name(text: str) -> str:
