@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from api.auth import Identity, owner_of
 from api.deps import ExistingJob, JobStoreDep, QueueDep, SettingsDep, run_sync
@@ -50,6 +50,8 @@ SpeakerName = Annotated[str, StringConstraints(
     strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH,
     pattern=r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$")]
 SpeakerLabel = Annotated[str, StringConstraints(pattern=r"^S[1-9][0-9]?$")]
+# Far above 20 names of 60 characters: a body past it is refused unread.
+MAX_NAMES_BYTES = 16 * 1024
 
 
 class Voices(BaseModel):
@@ -60,11 +62,16 @@ class SpeakerNames(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     names: dict[SpeakerLabel, SpeakerName | None] = Field(
-        min_length=1, max_length=MAX_SPEAKERS,
+        min_length=1, max_length=MAX_SPEAKERS, json_schema_extra={"additionalProperties": False},
         description=f"Names by label, `{{\"S1\": \"Ann\"}}`: 1 to {MAX_NAME_LENGTH} "
         "characters, no control characters; `null` clears a name (the label shows). Labels "
         "not given keep their names.")
 
+
+# The body is read here rather than by FastAPI, which answers a body that is not UTF-8 with a
+# 400 of its own: every bad body is then one `validation_error`.
+_NAMES_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": SpeakerNames.model_json_schema()}}}}
 
 _FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["name", "file"], "properties": {
@@ -111,12 +118,12 @@ async def delete_speaker(name: str, store: JobStoreDep, key: Identity) -> Respon
     return Response(status_code=204)
 
 
-@router.patch("/jobs/{job_id}/speakers", responses=error_responses(
-    JobNotFound, JobNotReady, UnknownSpeaker, InvalidRequest, Unauthorized))
-async def name_speakers(request: Request, job: ExistingJob, body: SpeakerNames,
-                        settings: SettingsDep) -> Job:
+@router.patch("/jobs/{job_id}/speakers", openapi_extra=_NAMES_BODY, responses=error_responses(
+    JobNotFound, JobNotReady, UnknownSpeaker, InvalidRequest, PayloadTooLarge, Unauthorized))
+async def name_speakers(request: Request, job: ExistingJob, settings: SettingsDep) -> Job:
     """Save names for a finished job's speakers: every later download, the job and its
     transcript show them (labels stay; events and webhooks are not sent again)."""
+    body = await _speaker_names(request)
     if job.status not in (JobStatus.completed, JobStatus.failed):
         raise JobNotReady(f"The job is {job.status}; its speakers are not known yet.")
     labels = {speaker.label for speaker in job.speakers or []}
@@ -127,6 +134,22 @@ async def name_speakers(request: Request, job: ExistingJob, body: SpeakerNames,
     if saved is None:
         raise JobNotFound(f"No job with id {job.id!r}.")
     return job.model_copy(update={"speakers": saved})
+
+
+async def _speaker_names(request: Request) -> SpeakerNames:
+    """The request's body as `SpeakerNames`: `validation_error` naming what is wrong, or
+    `payload_too_large` past MAX_NAMES_BYTES."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_NAMES_BYTES:
+            raise PayloadTooLarge(f"The body is larger than {MAX_NAMES_BYTES} bytes.")
+    try:
+        return SpeakerNames.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidRequest("; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()),
+            param="names") from None
 
 
 def _name(text: str) -> str:

@@ -139,7 +139,7 @@ def test_bad_names_are_refused_and_nothing_is_written(
     assert [s.name for s in store.get_transcript(job_id).speakers] == ["agent", None]
 
 
-def test_a_label_the_job_lacks_or_a_job_not_finished_is_refused(
+def test_a_label_the_job_lacks_a_job_not_finished_or_a_malformed_body_is_refused(
     http: dict[str, httpx.Client], owners: dict[str, tuple[str, str]], store: JobStore,
 ) -> None:
     owner = owners["a"][0]
@@ -153,6 +153,12 @@ def test_a_label_the_job_lacks_or_a_job_not_finished_is_refused(
     queued = name(http["a"], waiting, {"names": {"S1": "Ann"}})
     assert (queued.status_code, queued.json()["error"]["code"]) == (409, "job_not_ready")
     store.delete(waiting)  # never sent to a worker
-    malformed = http["a"].patch(f"/v1/jobs/{finished(store, owner)}/speakers",
-                                content=b"{not json", headers={"Content-Type": "application/json"})
-    assert (malformed.status_code, malformed.json()["error"]["code"]) == (422, "validation_error")
+    diarized, json = finished(store, owner), {"Content-Type": "application/json"}
+    for raw in (b"{not json", b"\xd6\xbd:\xff\x14 not UTF-8", b""):
+        malformed = http["a"].patch(f"/v1/jobs/{diarized}/speakers", content=raw, headers=json)
+        assert (malformed.status_code, malformed.json()["error"]["code"]) == (
+            422, "validation_error")
+    huge = b'{"names": {"S1": "' + b"a" * 20_000 + b'"}}'
+    refused = http["a"].patch(f"/v1/jobs/{diarized}/speakers", content=huge, headers=json)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (413, "payload_too_large")
+    assert [s.name for s in store.get_transcript(diarized).speakers] == ["agent", None]
