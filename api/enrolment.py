@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 
 from celery import Celery
+from starlette.requests import Request
 
 from api.deps import run_sync
+from api.quotas import Quotas
 from shared.errors import (
     NoSpeech,
     ReferenceTooShort,
@@ -19,6 +21,7 @@ from shared.errors import (
 )
 from shared.queue import ENROL_TASK, QUEUE
 from shared.state.jobs import JobStore, new_job_id
+from shared.state.keys import ApiKey
 from shared.state.voices import result_key
 
 # Seconds the request waits for a worker to embed the clip, in blocking pops shorter than the
@@ -29,6 +32,13 @@ _OUTCOMES: dict[str, type[VerbatimError]] = {
     "reference_too_short": ReferenceTooShort, "no_speech": NoSpeech,
     "too_many_voices": TooManyVoices, "decode_error": UnsupportedMedia,
 }
+
+
+async def paced(request: Request, key: ApiKey | None, clips: int = 1) -> None:
+    """Count `clips` enrolments against the caller's key's rate, the one its jobs count against
+    (`api/quotas.py`), before any clip goes to a worker; raises `RateLimited`."""
+    quotas: Quotas = request.app.state.quotas
+    await run_sync(quotas.pace, key, clips)
 
 
 async def enrol(store: JobStore, celery: Celery, owner: str | None, name: str, clip: str,

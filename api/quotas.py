@@ -1,5 +1,6 @@
 """Per-key limits checked before an upload is read: the job-creation rate, active jobs and
-whether the day's audio is already spent.
+whether the day's audio is already spent. The rate also counts voice enrolments (`POST
+/v1/speakers`, OpenAI's `known_speaker_references[]`): each has a worker embed a clip.
 
 The rate is counted by the `limits` library in a moving window in Redis (its Lua scripts make
 each hit atomic), so every API replica shares one count per key and no replica can let a burst
@@ -42,15 +43,8 @@ class Quotas:
         None)."""
         if key is None:
             return
+        self.pace(key)
         limits = key.limits
-        if limits.rate_per_minute:
-            item = RateLimitItemPerMinute(limits.rate_per_minute, namespace=NAMESPACE)
-            if not self.limiter.hit(item, key.id):
-                reset = self.limiter.get_window_stats(item, key.id).reset_time
-                raise RateLimited(
-                    f"This key may create {limits.rate_per_minute} jobs a minute.",
-                    math.ceil(reset - time.time()),
-                )
         if limits.max_active_jobs and self.store.active_count(key.id) >= limits.max_active_jobs:
             raise TooManyActiveJobs(
                 f"This key already has {limits.max_active_jobs} jobs queued or processing; "
@@ -59,6 +53,20 @@ class Quotas:
             raise QuotaExceeded(
                 f"This key may transcribe {limits.max_audio_hours_per_day:g} hours of audio a "
                 "day (UTC), and today's are used.", seconds_to_midnight(datetime.now(UTC)))
+
+    def pace(self, key: ApiKey | None, cost: int = 1) -> None:
+        """Count `cost` requests of `key` that make a worker work (a job, a voice enrolled:
+        one count for both); raise `RateLimited` when they do not fit in its rate."""
+        if key is None or not key.limits.rate_per_minute or cost < 1:
+            return
+        per_minute = key.limits.rate_per_minute
+        item = RateLimitItemPerMinute(per_minute, namespace=NAMESPACE)
+        if not self.limiter.hit(item, key.id, cost=cost):
+            reset = self.limiter.get_window_stats(item, key.id).reset_time
+            raise RateLimited(
+                f"This key may create {per_minute} jobs (or voice enrolments) a minute.",
+                math.ceil(reset - time.time()),
+            )
 
     def close(self) -> None:
         self.storage.storage.close()

@@ -23,7 +23,9 @@ from starlette.requests import Request
 from api import openai_compat
 from shared.output.formatters import render
 from shared.output.subtitles import SubtitleOptions
+from shared.schemas import Speaker
 from shared.state.jobs import JobStore
+from shared.state.speaker_names import save_names
 
 T = TypeVar("T")
 
@@ -65,3 +67,10 @@ def openai_answer(redis_url: str, job_id: str,
     process); None when its transcript is gone."""
     transcript = _store(redis_url).get_transcript(job_id)
     return None if transcript is None else openai_compat.render(form, transcript)
+
+
+def saved_names(redis_url: str, job_id: str, names: dict[str, str | None]
+                ) -> list[Speaker] | None:
+    """`shared.state.speaker_names.save_names` in a render process: a long transcript is read
+    and written back whole. None when the job or its transcript is gone."""
+    return save_names(_store(redis_url), job_id, names)

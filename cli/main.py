@@ -55,6 +55,10 @@ Diarize = Annotated[Literal["none", "channels", "voices"] | None, typer.Option(
     "default.", rich_help_panel=_SPEAKERS)]
 Speakers = Annotated[int | None, typer.Option(
     help="voices: the exact number of speakers.", rich_help_panel=_SPEAKERS)]
+MinSpeakers = Annotated[int | None, typer.Option(
+    help="voices: the fewest speakers to find.", rich_help_panel=_SPEAKERS)]
+MaxSpeakers = Annotated[int | None, typer.Option(
+    help="voices: the most speakers to find.", rich_help_panel=_SPEAKERS)]
 ChannelNames = Annotated[str | None, typer.Option(
     help="channels: the channels' speakers' names, comma-separated (agent,customer).",
     rich_help_panel=_SPEAKERS)]
@@ -151,10 +155,12 @@ def transcribe(
     preset: Preset = None, max_line_width: LineWidth = None, max_line_count: LineCount = None,
     max_cue_seconds: CueSeconds = None, min_cue_seconds: MinCueSeconds = None,
     max_chars_per_second: Cps = None, highlight_words: Highlight = False, model: Model = None,
-    diarize: Diarize = None, speakers: Speakers = None, channel_names: ChannelNames = None,
+    diarize: Diarize = None, speakers: Speakers = None, min_speakers: MinSpeakers = None,
+    max_speakers: MaxSpeakers = None, channel_names: ChannelNames = None,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
-    who = _speaker_fields(diarize, speakers, channel_names)
+    who = _speaker_fields(diarize=diarize, speakers=speakers, min_speakers=min_speakers,
+                          max_speakers=max_speakers, channel_names=channel_names)
     subtitles = _subtitles(preset=preset, max_line_width=max_line_width,
                            max_line_count=max_line_count, max_cue_seconds=max_cue_seconds,
                            min_cue_seconds=min_cue_seconds,
@@ -252,11 +258,9 @@ def _quality_fields(multilingual: bool | None, script: str | None) -> dict[str, 
     return fields | ({"script": script} if script else {})
 
 
-def _speaker_fields(diarize: str | None, speakers: int | None, channel_names: str | None
-                    ) -> dict[str, str]:
+def _speaker_fields(**given: str | int | None) -> dict[str, str]:
     """The speaker fields, where chosen, checked here so that a bad one fails before any
     upload."""
-    given = {"diarize": diarize, "speakers": speakers, "channel_names": channel_names}
     chosen = {name: value for name, value in given.items() if value is not None}
     try:
         JobOptions.model_validate(chosen)

@@ -96,7 +96,8 @@ class NotMultichannel(VerbatimError):
 
 
 class UnknownSpeaker(VerbatimError):
-    """`known_speakers` names a voice the caller's key has not enrolled."""
+    """`known_speakers` names a voice the caller's key has not enrolled, or names saved for a
+    job's speakers name a label its transcript does not have."""
 
     status_code = 422
     code = "unknown_speaker"

@@ -1,12 +1,13 @@
 """Speaker turns in the canonical transcript (issue 21): segments cut where the speaker
 changes, the job's list of speakers, and the names shown for their labels.
 
-Pure functions, shared by the worker (which labels segments) and the renderers (which show
-the labels, or the names a download asks for, `S1=Ann,S2=Bob`)."""
+Pure functions, shared by the worker (which labels segments), the renderers (which show
+the labels, or the names a download asks for, `S1=Ann,S2=Bob`) and the names saved with a job
+(`shared/state/speaker_names.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from shared.schemas import Segment, Speaker, Transcript, Word
 
@@ -92,10 +93,15 @@ def display_names(transcript: Transcript, renames: dict[str, str] | None = None
     return shown | {k: v for k, v in (renames or {}).items() if k in shown}
 
 
+def with_names(speakers: list[Speaker], names: Mapping[str, str | None]) -> list[Speaker]:
+    """The speakers named as `names` says, {label: name} (None clears a name: the label
+    shows); the others, and every label, as they are."""
+    return [s.model_copy(update={"name": names[s.label]}) if s.label in names else s
+            for s in speakers]
+
+
 def renamed(transcript: Transcript, renames: dict[str, str] | None) -> Transcript:
     """The transcript with speaker names as a download asks (labels unchanged)."""
     if not renames or not transcript.speakers:
         return transcript
-    speakers = [s.model_copy(update={"name": renames.get(s.label, s.name)})
-                for s in transcript.speakers]
-    return transcript.model_copy(update={"speakers": speakers})
+    return transcript.model_copy(update={"speakers": with_names(transcript.speakers, renames)})

@@ -14,7 +14,12 @@ the transcribe task ends, and the job stays `processing`.
 
 A `diarize=voices` job's windows also embed their speech (`worker/voices.py`) and store the
 pieces with their segments; the join clusters all of them at once, so that a speaker keeps
-one label over the whole recording (`worker/diarization.py`). A `channels` job is not spread.
+one label over the whole recording (`worker/diarization.py`). A `diarize=channels` job is cut
+channel after channel, each into windows of its own (at its own pauses), numbered on from the
+channel before; the plan notes each window's channel, and the join assembles each channel's
+windows and merges the channels on the recording's clock, one speaker per channel, as a
+`channels` job in one process is merged. Its progress counts every channel's seconds, and its
+key's audio is charged once, on the first channel's windows.
 
 Each window task decodes its window as the one-process path would (`transcribe_window`), but
 without the prompt of the window before it, which runs elsewhere: a few words near a cut may
@@ -50,6 +55,7 @@ from faster_whisper import WhisperModel
 
 from shared.config import Settings, get_settings
 from shared.errors import (
+    NotMultichannel,
     StorageUnavailable,
     TooManyAttempts,
     TranscriptionError,
@@ -57,9 +63,10 @@ from shared.errors import (
 )
 from shared.logs import bind
 from shared.media.opening import MediaSource
+from shared.media.probe import probe_channels
 from shared.media.storage import media_store, window_prefix
 from shared.queue import WINDOW_TASK, window_signature
-from shared.schemas import Job, LanguageProbability, Segment, Sound
+from shared.schemas import MAX_CHANNELS, Job, LanguageProbability, Segment, Sound, Transcript
 from shared.state.jobs import JobStore
 from shared.state.spread_plans import DONE, GONE, STALE, Spreads
 from worker import diarization, heartbeat, metrics, voices
@@ -155,34 +162,37 @@ class _Plan:
     def __init__(self, job: Job, plan: int, model: WhisperModel, settings: Settings) -> None:
         self.job, self.plan, self.model, self.settings = job, plan, model, settings
         self.priority = job_store().priority(job.id)
-        self.waiting: list[Window] = []
+        self.channels = 0  # a `channels` job's count of them (`_cut`), else 0
+        self.waiting: list[tuple[Window, int | None]] = []
         self.begun = False
         # The job names its language, or each window detects its own: nothing to wait for.
         self.detects = job.options.fixed_language is None and not multilingual(job.options,
                                                                                settings)
 
-    def add(self, window: Window) -> None:
-        self.waiting.append(window)
+    def add(self, window: Window, channel: int | None = None) -> None:
+        self.waiting.append((window, channel))
         if not self.begun:
             detection = first_detection(self.model, window, self.job.options, self.settings)
             if detection is None and self.detects:
                 return
-            self._begin(detection, self.job.audio_duration or 0.0)
+            self._begin(detection, (self.job.audio_duration or 0.0) * max(1, self.channels))
         self._send()
 
     def end(self, seconds: float) -> None:
+        """The plan's windows all cut, `seconds` of them (every channel's)."""
         if not self.begun:  # silent throughout: no language to detect
             self._begin(None, seconds)
         self._send()
 
     def _begin(self, detection: Detection | None, seconds: float) -> None:
         ranked = [choice.model_dump() for choice in detection.ranked] if detection else None
-        spreads().plan(self.job.id, self.plan, seconds, ranked, self.settings.result_ttl_seconds)
+        spreads().plan(self.job.id, self.plan, seconds, ranked, self.settings.result_ttl_seconds,
+                       self.channels)
         self.begun = True
 
     def _send(self) -> None:
-        for window in self.waiting:
-            spreads().add_window(self.job.id, window.index, window.start)
+        for window, channel in self.waiting:
+            spreads().add_window(self.job.id, window.index, window.start, channel)
             model = self.job.options.model or self.settings.default_model
             window_signature(app, self.job.id, model, self.plan, window.index,
                              self.priority).apply_async()
@@ -190,22 +200,40 @@ class _Plan:
 
 
 def _cut(plan: _Plan, upload: MediaSource, settings: Settings) -> tuple[int, float]:
-    """Write the recording's windows to their files, handing each to `plan`: their count and
-    the recording's length in seconds."""
+    """Write the recording's windows to their files (a `channels` job's channel after
+    channel), handing each to `plan`: their count and their seconds (every channel's)."""
     job = plan.job
     media = media_store(settings)
     media.remove_prefix(window_prefix(job.id))
-    count = end = 0
-    blocks = pcm_blocks(upload, settings.max_audio_seconds)
-    for window in windows(blocks, *spread_lengths(job, settings), speech_regions):
-        check_stopping()
-        if not job_store().redis.exists(JobStore.job_key(job.id)):
-            raise JobDeleted  # deleted while it was being cut
-        media.put_bytes(_window_key(job.id, window.index), _npy(window.samples))
-        plan.add(window)
-        count, end = count + 1, window.start + window.samples.size
-    plan.end(end / SAMPLE_RATE)
-    return count, end / SAMPLE_RATE
+    channels = _channels(job, upload, settings)
+    plan.channels = 0 if channels == [None] else len(channels)
+    count, seconds = 0, 0.0
+    for channel in channels:
+        end = 0
+        blocks = pcm_blocks(upload, settings.max_audio_seconds, channel)
+        for cut in windows(blocks, *spread_lengths(job, settings), speech_regions):
+            check_stopping()
+            if not job_store().redis.exists(JobStore.job_key(job.id)):
+                raise JobDeleted  # deleted while it was being cut
+            window = Window(count, cut.start, cut.samples)  # numbered on over the channels
+            media.put_bytes(_window_key(job.id, window.index), _npy(window.samples))
+            plan.add(window, channel)
+            count, end = count + 1, window.start + window.samples.size
+        seconds += end / SAMPLE_RATE
+    plan.end(seconds)
+    return count, seconds
+
+
+def _channels(job: Job, upload: MediaSource, settings: Settings) -> list[int | None]:
+    """The channels cut one after the other: each of a `channels` job's, else [None] (all of
+    them mixed)."""
+    if diarization.mode(job.options, settings) != "channels":
+        return [None]
+    count = probe_channels(upload)
+    if count < 2:
+        raise NotMultichannel("diarize=channels needs a recording with a channel per speaker; "
+                              "this one has one channel.")
+    return list(range(min(count, MAX_CHANNELS)))
 
 
 @app.task(
@@ -297,7 +325,10 @@ def _decode(job_id: str, index: int, settings: Settings
         raise JobDeleted
     samples = np.load(io.BytesIO(media_store(settings).get_bytes(_window_key(job_id, index))))
     window = Window(index, plan["starts"][index], samples)
-    over = charged(job_id, str(index))(samples.size / SAMPLE_RATE)
+    channel = plan["channel_of"].get(index)
+    over = None
+    if not channel:  # a `channels` job's audio is charged once, on its first channel
+        over = charged(job_id, str(index))(samples.size / SAMPLE_RATE)
     model = get_model(settings, job.options.model)
 
     def decoded(seconds: float) -> None:
@@ -310,13 +341,15 @@ def _decode(job_id: str, index: int, settings: Settings
     def on_segment(segment: Segment) -> None:
         decoded(segment.end - window.start_seconds)
 
-    voiced = diarization.mode(job.options, settings) == "voices"
-    options = job.options.model_copy(update={"word_timestamps": True}) if voiced else job.options
+    voiced = channel is None and diarization.mode(job.options, settings) == "voices"
+    timed = voiced or channel is not None  # a diarized job has word timings
+    options = job.options.model_copy(update={"word_timestamps": True}) if timed else job.options
     segments, heard, sounds = transcribe_window(model, window, options, settings,
                                                 _detection(plan["detection"]), on_segment)
     result: dict[str, Any] = {
         "segments": [s.model_dump(mode="json") for s in segments], "heard": heard,
-        "sounds": None if sounds is None else [s.model_dump(mode="json") for s in sounds]}
+        "sounds": None if sounds is None else [s.model_dump(mode="json") for s in sounds],
+        "channel": channel}
     if voiced:  # embedded here, clustered once for the whole recording at the join
         result["pieces"] = [asdict(p) for p in voices.pieces(window, voices.get_embedder())]
     decoded(window.end_seconds - window.start_seconds)
@@ -331,23 +364,16 @@ def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None)
     if job is None or not plan:
         clean(job_id, settings)
         return
-    segments: list[Segment] = []
-    heard: dict[str, float] = {}
-    pieces: list[voices.Piece] = []
-    sounds: list[Sound] | None = None
-    for result in spreads().results(job_id):
-        for raw in result["segments"]:
-            segments.append(Segment.model_validate(raw | {"id": len(segments)}))
-        for language, weight in result["heard"].items():
-            heard[language] = heard.get(language, 0.0) + weight
-        pieces.extend(voices.Piece(**p) for p in result.get("pieces", []))
-        if result.get("sounds") is not None:  # the job asked for sounds (issue 25)
-            sounds = [*(sounds or []), *map(Sound.model_validate, result["sounds"])]
-    transcript = assemble(segments, _detection(plan["detection"]), heard, job.options,
-                          settings, float(plan["seconds"]), sounds)
-    if diarization.mode(job.options, settings) == "voices" and error is None:
-        transcript = diarization.by_pieces(transcript, pieces, job.options, settings,
-                                           store.owner(job_id), job_id)
+    results = spreads().results(job_id)
+    if channels := int(plan.get("channels", 0)):  # each channel's windows, then merged
+        each = [_assembled([r for r in results if r.get("channel") == channel], plan, job,
+                           settings, channels)[0] for channel in range(channels)]
+        transcript = diarization.merged(each, job.options)
+    else:
+        transcript, pieces = _assembled(results, plan, job, settings)
+        if diarization.mode(job.options, settings) == "voices" and error is None:
+            transcript = diarization.by_pieces(transcript, pieces, job.options, settings,
+                                               store.owner(job_id), job_id)
     if error is not None:
         failed(job_id, error, store, settings, transcript)
         clean(job_id, settings)
@@ -361,10 +387,33 @@ def _stitch(job_id: str, settings: Settings, error: VerbatimError | None = None)
         heartbeat.job_done()
         log.info("job completed", extra={
             "event": "completed", "duration_seconds": round(seconds, 3),
-            "audio_seconds": round(transcript.duration, 3), "segments": len(segments),
+            "audio_seconds": round(transcript.duration, 3),
+            "segments": len(transcript.segments),
             "windows": int(plan["windows"]),
         })
     clean(job_id, settings)
+
+
+def _assembled(results: list[dict[str, Any]], plan: dict[str, Any], job: Job,
+               settings: Settings, channels: int = 1
+               ) -> tuple[Transcript, list[voices.Piece]]:
+    """The transcript of the windows' `results` (in window order; of one channel of
+    `channels`), and the pieces of speech they embedded."""
+    segments: list[Segment] = []
+    heard: dict[str, float] = {}
+    pieces: list[voices.Piece] = []
+    sounds: list[Sound] | None = None
+    for result in results:
+        for raw in result["segments"]:
+            segments.append(Segment.model_validate(raw | {"id": len(segments)}))
+        for language, weight in result["heard"].items():
+            heard[language] = heard.get(language, 0.0) + weight
+        pieces.extend(voices.Piece(**p) for p in result.get("pieces", []))
+        if result.get("sounds") is not None:  # the job asked for sounds (issue 25)
+            sounds = [*(sounds or []), *map(Sound.model_validate, result["sounds"])]
+    transcript = assemble(segments, _detection(plan["detection"]), heard, job.options,
+                          settings, float(plan["seconds"]) / channels, sounds)
+    return transcript, pieces
 
 
 def _fail(job_id: str, error: VerbatimError, settings: Settings) -> None:

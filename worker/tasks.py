@@ -21,7 +21,6 @@ from shared.state.jobs import JobStore, utcnow
 from shared.state.requeue import STALE
 from worker import heartbeat, metrics
 from worker.celery_app import app
-from worker.diarization import mode as diarization
 from worker.diarization import transcribe as run_whisper
 from worker.job_state import (
     REDIS_DOWN,
@@ -149,8 +148,8 @@ def _run(job: Job, upload: MediaSource, store: JobStore, settings: Settings, att
     events.status(job.id, JobStatus.processing, attempt)
     log.info("job processing", extra={"event": "processing"})
     model = get_model(settings, job.options.model)
-    # The windows complete the job, the last one to finish; a `channels` job runs here whole.
-    if splits(job, settings) and diarization(job.options, settings) != "channels":
+    # The windows complete the job, the last one to finish.
+    if splits(job, settings):
         dispatch(job, upload, model, settings, attempt)
         return
     started = time.perf_counter()

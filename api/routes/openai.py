@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from api import openai_compat
 from api.auth import Identity, owner_of
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
-from api.enrolment import enrol
+from api.enrolment import enrol, paced
 from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
     GRANULARITIES,
@@ -152,6 +152,7 @@ async def _submit(
     slot = None
     with discarded_on_error(upload):
         form = openai_compat.parse_form(upload.values, task)
+        await paced(request, caller, len(form.references))  # the job itself was counted
         if form.stream and streams is not None:
             slot = await streams.admit(owner_of(caller))
     digest = fingerprint(request.url.path, upload.sha256, upload.filename, upload.values)

@@ -352,7 +352,7 @@ function showTranscript(job, transcript) {
   $("result").hidden = false;
   $("result-title").focus();
   window.VerbatimPlayer?.show(job, transcript);  // player.js: listen beside the transcript
-  window.VerbatimSpeakers?.show(transcript);  // speakers.js: colours, names for the downloads
+  window.VerbatimSpeakers?.show(transcript, job);  // speakers.js: colours, names saved
 }
 
 function updateMainDownload() {

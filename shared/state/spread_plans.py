@@ -4,7 +4,9 @@ window's result and decoded seconds, and the join, in Lua scripts that act atomi
 For job `id`:
 - `verbatim:spread:{id}`: the plan, a hash: `plan` (the attempt of the job's task that made it:
   a window message of another plan is stale), `start:{i}` (window i's first sample, written
-  before its message is sent), `seconds` (the recording's length: probed, then decoded),
+  before its message is sent), `seconds` (the recording's length: probed, then decoded; a
+  `diarize=channels` job's, every channel's), `channels` (a `channels` job's count of them) and
+  `channel:{i}` (window i's channel, written with its start),
   `detection` (JSON, the language detected once for all windows, or `null`), and, once the
   whole recording is cut and every window message sent, `windows` (their count) and
   `dispatched` (1); `attempts:{i}` (deliveries of window i);
@@ -142,11 +144,15 @@ class Spreads:
     def redis(self) -> redis.Redis:
         return self.store.redis
 
-    def plan(self, job_id: str, plan: int, seconds: float, detection: Any, ttl: int) -> None:
-        """Begin a new plan of a recording of about `seconds`, dropping any earlier one's
-        windows and results; its windows are added as they are cut (`add_window`)."""
+    def plan(self, job_id: str, plan: int, seconds: float, detection: Any, ttl: int,
+             channels: int = 0) -> None:
+        """Begin a new plan of a recording of about `seconds` (cut channel by channel where
+        `channels`), dropping any earlier one's windows and results; its windows are added as
+        they are cut (`add_window`)."""
         keys = _keys(job_id, "", "results", "decoded", "running")
         fields = {"plan": plan, "seconds": seconds, "detection": json.dumps(detection)}
+        if channels:
+            fields["channels"] = channels
         with self.redis.pipeline() as pipe:
             pipe.delete(*keys)
             pipe.hset(keys[0], mapping=fields)  # type: ignore[arg-type]
@@ -155,9 +161,13 @@ class Spreads:
             pipe.sadd(JOBS_KEY, job_id)
             pipe.execute()
 
-    def add_window(self, job_id: str, index: int, start: int) -> None:
-        """Record window `index`'s first sample, before its message is sent."""
-        self.redis.hset(plan_key(job_id), f"start:{index}", start)
+    def add_window(self, job_id: str, index: int, start: int, channel: int | None = None
+                   ) -> None:
+        """Record window `index`'s first sample (and channel, where the job is cut channel by
+        channel), before its message is sent."""
+        fields = {f"start:{index}": start} | ({} if channel is None else
+                                              {f"channel:{index}": channel})
+        self.redis.hset(plan_key(job_id), mapping=fields)  # type: ignore[arg-type]
 
     def finish_plan(self, job_id: str, windows: int, seconds: float) -> int:
         """End the plan at `windows` windows and `seconds`: 1 when each has its result already
@@ -166,12 +176,15 @@ class Spreads:
         return int(self._finish(keys=keys, args=[windows, seconds]))
 
     def read_plan(self, job_id: str) -> dict[str, Any]:
-        """The plan's fields; `starts` maps each window recorded so far to its first sample."""
+        """The plan's fields; `starts` maps each window recorded so far to its first sample,
+        `channel_of` to its channel (where the job is cut channel by channel)."""
         raw: dict[bytes, bytes] = self.redis.hgetall(plan_key(job_id))  # type: ignore[assignment]
         plan: dict[str, Any] = {key.decode(): value.decode() for key, value in raw.items()}
         if plan:
             plan["starts"] = {int(key[6:]): int(value) for key, value in plan.items()
                               if key.startswith("start:")}
+            plan["channel_of"] = {int(key[8:]): int(value) for key, value in plan.items()
+                                  if key.startswith("channel:")}
             plan["detection"] = json.loads(plan["detection"])
         return plan
 

@@ -1,9 +1,11 @@
 """Named speakers (issue 21): a key enrols a voice from a clip, a later job of that key names
-the speaker with that voice, another key neither sees nor matches it; with the real worker,
-Whisper model and speaker embedder, on a conversation of two real readers."""
+the speaker with that voice, another key neither sees nor matches it, and enrolments count
+against the key's rate as jobs do; with the real worker, Whisper model and speaker embedder, on
+a conversation of two real readers."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from support import (
     revoke_key,
     submit,
     wait_for_job,
+    write_silence,
     write_wav,
 )
 
@@ -124,3 +127,30 @@ def test_deleting_a_voice_and_revoking_a_key(http: dict[str, httpx.Client], alic
     assert (gone.status_code, gone.json()["error"]["code"]) == (404, "voice_not_found")
     revoke_key(redis_url, keys["a"][0])
     assert VoiceStore(redis.Redis.from_url(redis_url)).names(keys["a"][0]) == []
+
+
+def test_enrolments_count_against_the_keys_rate_as_jobs_do(api: str, redis_url: str,
+                                                            tmp_path: Path) -> None:
+    _, token = make_key(redis_url, "paced", rate_per_minute=1)
+    silence = write_silence(tmp_path / "quiet.wav", 1.0)
+    with keyed_client(api, token) as http:
+        job = submit(http, silence)  # the key's one request of the minute
+        refused = enrol(http, "alice", ALICE_CLIP)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (429, "rate_limited")
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert http.get("/v1/speakers").json() == {"speakers": []}
+        wait_for_job(http, job["id"])
+
+    _, token = make_key(redis_url, "paced-references", rate_per_minute=1)
+    clip = base64.b64encode(ALICE_CLIP.read_bytes()).decode()
+    with keyed_client(api, token) as http, silence.open("rb") as f:
+        # The request is the minute's one; its reference clip, a second, is over the rate.
+        answer = http.post("/v1/audio/transcriptions", files={"file": (silence.name, f)}, data={
+            "model": "gpt-4o-transcribe-diarize", "response_format": "diarized_json",
+            "known_speaker_names[]": "alice",
+            "known_speaker_references[]": f"data:audio/flac;base64,{clip}"})
+        assert answer.status_code == 429, answer.text
+        assert answer.json()["error"]["code"] == "rate_limited"
+        assert answer.json()["error"]["type"] == "rate_limit_error"
+        assert int(answer.headers["retry-after"]) >= 1
+        assert http.get("/v1/jobs").json()["jobs"] == []  # nothing queued

@@ -1,5 +1,6 @@
 """The Redis side of a spread recording, on a real Redis: progress summed over windows and never
-lowered, the join found by exactly one window, stale and finished windows told apart."""
+lowered, the join found by exactly one window, stale and finished windows told apart, a call cut
+channel by channel noting each window's channel."""
 
 from __future__ import annotations
 
@@ -70,6 +71,25 @@ def test_windows_done_before_the_plan_ends_are_stitched_by_its_end(spreads: Spre
     assert spreads.read_plan(job_id)["seconds"] == "19.5"
     assert spreads.dispatched(job_id)
     assert spreads.store.redis.hget(spreads.store.job_key(job_id), "worker") is None
+
+
+def test_a_call_cut_by_channel_notes_each_windows_channel_and_counts_every_channel(
+    spreads: Spreads,
+) -> None:
+    """Issue 21: two channels of 10 s, a window each, numbered on over the channels."""
+    job_id = new_job_id()
+    spreads.store.create(job_id, "call.wav", JobOptions(diarize="channels"), 10.0,
+                         Path("/nonexistent"))
+    spreads.store.update(job_id, status=JobStatus.processing)
+    spreads.plan(job_id, 1, 20.0, None, 60, channels=2)
+    for channel in range(2):
+        spreads.add_window(job_id, channel, 0, channel)  # each channel's from its first sample
+    plan = spreads.read_plan(job_id)
+    assert (plan["channels"], plan["starts"], plan["channel_of"]) == ("2", {0: 0, 1: 0},
+                                                                       {0: 0, 1: 1})
+    assert spreads.finish_plan(job_id, 2, 20.0) == 0
+    assert spreads.progress(job_id, 0, 10.0) == pytest.approx(0.5)  # one channel of two
+    assert spreads.read_plan(processing_job(spreads))["channel_of"] == {}
 
 
 def test_windows_of_a_deleted_job_stop(spreads: Spreads) -> None:

@@ -1,6 +1,7 @@
 """Long recordings spread over workers: each window a task any worker takes, stitched back in
 order with no word lost or doubled at a cut; a killed pool process costs only its window; a
-deleted job stops every window; progress never goes down."""
+deleted job stops every window; progress never goes down; a call diarized by channel is cut
+channel by channel and merged with one speaker per channel."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import httpx
 import jiwer
 import numpy as np
@@ -53,6 +55,9 @@ SPREAD = {
 }
 PARTS = ["LJ001-0001", "LJ001-0003", "LJ001-0005", "LJ001-0007", "1089-134686-0000", "jfk",
          "1089-134686-0001"]
+# A call's turns as (channel, utterance): LJ Speech's reader on the left, LibriSpeech's 1089 on
+# the right; the other channel silent meanwhile.
+CALL = [(0, "LJ001-0001"), (1, "1089-134686-0000"), (0, "LJ001-0003"), (1, "1089-134686-0001")]
 
 
 @dataclass
@@ -320,3 +325,56 @@ def test_a_spread_recording_gathers_the_sounds_of_every_window(
     assert heard[0][1] == 11
     assert heard[0][2] >= 30
     assert "cheering" in [label for label, start, _ in heard[1:] if start >= 31]
+
+
+def write_call(path: Path) -> float:
+    """`CALL` (about 35 s), half a second between turns, as 16 kHz stereo FLAC: its seconds."""
+    gap = np.zeros(8000, np.float32)
+    channels: list[list[np.ndarray]] = [[], []]
+    for channel, name in CALL:
+        said = decode_audio(str(DATA / f"{name}.flac"))
+        channels[channel] += [said, gap]
+        channels[1 - channel] += [np.zeros_like(said), gap]
+    pcm = (np.stack([np.concatenate(c) for c in channels]) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=16000, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16",
+                                           layout="stereo")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return pcm.shape[1] / 16000
+
+
+def test_a_spread_call_keeps_one_speaker_per_channel_on_the_recordings_clock(
+    spread: Stack, tmp_path: Path
+) -> None:
+    """Issue 21: each channel is cut into windows of its own, the join merges the channels."""
+    seconds = write_call(tmp_path / "call.flac")  # two windows of each channel
+    seen: list[float] = []
+    job = wait_for_job(spread.http, submit(spread.http, tmp_path / "call.flac",
+                                           diarize="channels",
+                                           channel_names="agent,customer")["id"], seen)
+    assert job["status"] == "completed", job
+    ran = set().union(*({r["window"] for r in window_lines(w, job["id"])}
+                        for w in spread.workers))
+    assert len(ran) >= 4, ran
+    assert ran == set(range(len(ran))), ran
+    assert [(s["label"], s["name"], s["channel"], s["turns"]) for s in job["speakers"]] == [
+        ("S1", "agent", 0, 2), ("S2", "customer", 1, 2)]
+    transcript = spread.http.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+    assert transcript["duration"] == pytest.approx(seconds, abs=0.05)  # not once per channel
+    said = {who: words(" ".join(s["text"] for s in transcript["segments"]
+                                if s["speaker"] == who)) for who in ("S1", "S2")}
+    assert "printing" in said["S1"]
+    assert "chinese" in said["S1"]
+    assert "stew for dinner" in said["S2"]
+    assert "belly" in said["S2"]
+    assert not {"stew", "belly"} & set(said["S1"].split())
+    assert not {"printing", "chinese"} & set(said["S2"].split())
+    starts = [s["start"] for s in transcript["segments"]]
+    assert starts == sorted(starts)
+    assert [s["id"] for s in transcript["segments"]] == list(range(len(starts)))
+    assert seen == sorted(seen)
+    assert seen[-1] == 1.0
+    assert no_trace(spread, job["id"])
