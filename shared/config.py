@@ -22,6 +22,7 @@ from shared.models import (
 from shared.redis_connect import check_url
 
 GiB = 1024**3
+S3_MAX_PARTS = 10_000  # S3's most parts of one multipart upload
 
 
 class Settings(IntegrationSettings, BaseSettings):
@@ -71,6 +72,15 @@ class Settings(IntegrationSettings, BaseSettings):
 
     s3_secret_access_key: SecretStr | None = None
     """With `storage=s3`: the secret access key of `s3_access_key_id`."""
+
+    s3_part_mib: int = Field(default=8, ge=5, le=512)
+    """With `storage=s3`: an upload streams into the store as a multipart upload of parts of
+    this many MiB (S3 takes 5 MiB to 5 GiB, and at most 10,000 parts, so `max_upload_bytes`
+    must fit in 10,000 parts)."""
+
+    s3_parts_in_flight: int = Field(default=4, ge=1, le=32)
+    """With `storage=s3`: parts of one upload sent to the store at once. More hide a distant
+    store's latency; the API holds up to one part more than this per upload in memory."""
 
     model: str = "base"
     """The default model, for jobs that name none: a model of the catalogue (`base`, bundled,
@@ -394,6 +404,10 @@ class Settings(IntegrationSettings, BaseSettings):
             raise ValueError("storage=s3 needs s3_bucket (VERBATIM_S3_BUCKET)")
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
             raise ValueError("s3_access_key_id and s3_secret_access_key are set together")
+        if self.storage == "s3" and self.s3_part_mib * 1024**2 * S3_MAX_PARTS < \
+                self.max_upload_bytes:
+            raise ValueError(f"s3_part_mib: {S3_MAX_PARTS} parts of {self.s3_part_mib} MiB "
+                             "cannot hold an upload of max_upload_bytes; raise s3_part_mib")
         if self.visibility_timeout_seconds <= self.max_audio_seconds:
             raise ValueError(
                 "visibility_timeout_seconds must exceed max_audio_seconds, or long jobs "

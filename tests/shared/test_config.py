@@ -47,6 +47,8 @@ from shared.redis_connect import SentinelTarget, broker, sentinel_target
         ("s3_endpoint_url", "http://store/bucket"), ("s3_endpoint_url", "http://"),
         ("s3_bucket", "Media"), ("s3_bucket", "ab"), ("s3_bucket", "a_b_c"),
         ("s3_bucket", "x" * 64), ("s3_bucket", "-media"),
+        ("s3_part_mib", 4), ("s3_part_mib", 513), ("s3_part_mib", "large"),
+        ("s3_parts_in_flight", 0), ("s3_parts_in_flight", 33), ("s3_parts_in_flight", "many"),
         ("redis_url", "127.0.0.1:6379"), ("redis_url", "http://127.0.0.1:6379"),
         ("redis_url", "sentinel://127.0.0.1:26379"), ("redis_url", "sentinel:///mymaster"),
         ("redis_url", "sentinel://127.0.0.1/mymaster"),
@@ -104,15 +106,26 @@ def test_an_s3_access_key_comes_with_its_secret(given: dict[str, str]) -> None:
         Settings.model_validate({"storage": "s3", "s3_bucket": "media", **given})
 
 
+def test_s3_parts_must_hold_the_largest_upload() -> None:
+    with pytest.raises(ValidationError, match="s3_part_mib"):
+        Settings.model_validate({"storage": "s3", "s3_bucket": "media", "s3_part_mib": 5,
+                                 "max_upload_bytes": 50 * 1024**3})
+    fits = Settings.model_validate({"storage": "s3", "s3_bucket": "media", "s3_part_mib": 6,
+                                    "max_upload_bytes": 50 * 1024**3})
+    assert fits.s3_part_mib * 1024**2 * 10_000 >= fits.max_upload_bytes
+
+
 def test_s3_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"STORAGE": "s3", "S3_ENDPOINT_URL": "http://127.0.0.1:8333",
                         "S3_BUCKET": "media", "S3_REGION": "eu-west-1",
-                        "S3_ACCESS_KEY_ID": "key", "S3_SECRET_ACCESS_KEY": "hunter2"}.items():
+                        "S3_ACCESS_KEY_ID": "key", "S3_SECRET_ACCESS_KEY": "hunter2",
+                        "S3_PART_MIB": "16", "S3_PARTS_IN_FLIGHT": "2"}.items():
         monkeypatch.setenv(f"VERBATIM_{name}", value)
     settings = Settings()
     assert (settings.storage, settings.s3_endpoint_url, settings.s3_bucket,
             settings.s3_region, settings.s3_access_key_id) == (
         "s3", "http://127.0.0.1:8333", "media", "eu-west-1", "key")
+    assert (settings.s3_part_mib, settings.s3_parts_in_flight) == (16, 2)
     assert settings.s3_secret_access_key is not None
     assert settings.s3_secret_access_key.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(settings)

@@ -3,10 +3,12 @@ uploads, ranged reads, removal, the sweep, and start-up checks that name the bad
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -18,7 +20,7 @@ from shared.errors import StorageUnavailable
 from shared.media.probe import probe_duration
 from shared.media.storage import StorageSettingsError, media_store, window_prefix
 from shared.media.storage import s3 as s3_module
-from shared.media.storage.s3 import PART_BYTES, S3Store
+from shared.media.storage.s3 import S3Store
 from shared.media.sweep import sweep_objects
 from shared.schemas import JobOptions
 from shared.state.jobs import JobStore, new_job_id
@@ -55,19 +57,21 @@ def _wait_gone(seaweed: SeaweedStore, prefix: str) -> None:
 def test_a_large_upload_streams_in_parts_and_reads_back_by_ranges(
     store: S3Store, seaweed: SeaweedStore
 ) -> None:
-    data = os.urandom(2 * PART_BYTES + 12345)
+    part = store.part_bytes
+    data = os.urandom((store.parts_in_flight + 2) * part + 12345)
     upload = store.receive(store.upload_location(new_job_id(), "talk.wav"))
     for start in range(0, len(data), 1 << 20):
         upload.write(data[start:start + (1 << 20)])
-        assert len(upload._buffer) < PART_BYTES, "at most one part is held in memory"
+        assert len(upload._buffer) < part, "one part at most is being received"
+        assert len(upload._sending) <= store.parts_in_flight, "a bounded number is being sent"
     assert seaweed.keys(upload.location) == [], "no object before the upload is finished"
     upload.finish()
     assert upload.location.startswith("uploads/")
     assert upload.location.endswith(".wav")
     with upload.source.open() as file:
         assert file.read() == data
-        file.seek(PART_BYTES - 10)
-        assert file.read(20) == data[PART_BYTES - 10:PART_BYTES + 10]
+        file.seek(part - 10)
+        assert file.read(20) == data[part - 10:part + 10]
     upload.discard()
     _wait_gone(seaweed, upload.location)
 
@@ -76,7 +80,7 @@ def test_an_upload_broken_off_leaves_no_object_and_no_unfinished_upload(
     store: S3Store, seaweed: SeaweedStore
 ) -> None:
     upload = store.receive(store.upload_location(new_job_id(), "talk.flac"))
-    upload.write(os.urandom(PART_BYTES + 1))  # one part sent: a multipart upload is open
+    upload.write(os.urandom(store.part_bytes + 1))  # one part sent: a multipart upload is open
     assert list(store.unfinished(upload.location))
     upload.discard()
     deadline = time.monotonic() + 10
@@ -116,7 +120,7 @@ def test_the_sweep_removes_what_no_job_owns_and_keeps_the_rest(
         store.put_bytes(store.upload_location(job_id, "a.flac"), b"media")
         store.put_bytes(f"{window_prefix(job_id)}0.npy", b"samples")
     unfinished = store.receive(store.upload_location(new_job_id(), "b.flac"))
-    unfinished.write(os.urandom(PART_BYTES))  # its API process "died" here
+    unfinished.write(os.urandom(store.part_bytes))  # its API process "died" here
     swept = sweep_objects(store, jobs.redis, grace_seconds=0)
     assert (swept.orphans, swept.abandoned) == (2, 1)
     assert seaweed.keys(f"uploads/{orphan}") == [] == seaweed.keys(window_prefix(orphan))
@@ -158,3 +162,30 @@ def test_a_store_that_is_down_is_storage_unavailable(tmp_path: Path, redis_url: 
     client = redis.Redis.from_url(redis_url)
     with pytest.raises(StorageUnavailable):
         sweep_objects(store, client, 0)
+
+
+class _Sent(Exception):
+    """Raised by a hook in place of sending the request."""
+
+
+@pytest.mark.parametrize(("endpoint", "payload"), [
+    ("http://127.0.0.1:9", hashlib.sha256(b"x" * 1024).hexdigest()),
+    ("https://127.0.0.1:9", "UNSIGNED-PAYLOAD"),
+])
+def test_a_part_is_signed_over_plain_http_and_left_to_tls_over_https(
+    endpoint: str, payload: str
+) -> None:
+    store = S3Store(Settings.model_validate({
+        "storage": "s3", "s3_bucket": "media", "s3_endpoint_url": endpoint,
+        "s3_region": "us-east-1", "s3_access_key_id": "key", "s3_secret_access_key": "secret"}))
+    sent: list[str] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append(request.headers["X-Amz-Content-SHA256"].decode())
+        raise _Sent
+
+    store.client.meta.events.register("before-send.s3.UploadPart", capture)
+    with pytest.raises(_Sent):
+        store.client.upload_part(Bucket="media", Key="k", UploadId="u", PartNumber=1,
+                                 Body=b"x" * 1024)
+    assert sent == [payload]

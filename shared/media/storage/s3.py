@@ -2,8 +2,9 @@
 through boto3 (AWS's own SDK: request signing, retries, multipart uploads and the `AWS_*`
 variables and config files as AWS documents them).
 
-An upload streams in as a multipart upload of `PART_BYTES` parts, so the API holds at most one
-part of it in memory, whatever its size; it becomes an object under its job's key
+An upload streams in as a multipart upload of `s3_part_mib` parts, `s3_parts_in_flight` of them
+sent at once, so the API holds at most one part more than that of it in memory, whatever its
+size; it becomes an object under its job's key
 (`uploads/{job_id}{ext}`) only when the last part is in, and a refused or broken-off upload is
 deleted or aborted. Readers (the probe, the worker's decoder) see an object as a seekable file
 that fetches `READ_BUFFER_BYTES` at a time with ranged GETs: nothing is spooled to disk.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-PART_BYTES = 8 * MiB  # S3's smallest part is 5 MiB (all but the last)
 READ_BUFFER_BYTES = 4 * MiB
 LIST_PAGE_KEYS = 1000
 UPLOAD_PREFIX = "uploads/"
@@ -52,6 +53,33 @@ def store_errors(doing: str) -> Iterator[None]:
             from exc
 
 
+def _client(settings: Settings, sign_payload: bool) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=(settings.s3_secret_access_key.get_secret_value()
+                               if settings.s3_secret_access_key else None),
+        config=Config(
+            s3={
+                # Path-style addressing for an endpoint of one's own (MinIO, SeaweedFS,
+                # Ceph...), whose bucket names are rarely host names; AWS's own otherwise.
+                **({"addressing_style": "path"} if settings.s3_endpoint_url else {}),
+                "payload_signing_enabled": sign_payload,
+            },
+            # No CRC32 of every part where the store does not ask for one (botocore computes
+            # one by default since 1.36; several S3-compatible stores refuse it).
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            connect_timeout=5, read_timeout=60,
+            retries={"mode": "standard", "max_attempts": 3},
+            # Every upload's parts in flight, with room for reads and the sweep.
+            max_pool_connections=max(10, 4 * settings.s3_parts_in_flight),
+        ),
+    )
+
+
 class S3Store:
     """Media as objects in `VERBATIM_S3_BUCKET`: a location is an object key."""
 
@@ -60,25 +88,14 @@ class S3Store:
     def __init__(self, settings: Settings) -> None:
         self.bucket = settings.s3_bucket or ""
         self.endpoint = settings.s3_endpoint_url
-        self.client: Any = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=(settings.s3_secret_access_key.get_secret_value()
-                                   if settings.s3_secret_access_key else None),
-            # Path-style addressing for an endpoint of one's own (MinIO, SeaweedFS, Ceph...),
-            # whose bucket names are rarely host names; AWS's own default otherwise.
-            config=Config(
-                s3={"addressing_style": "path"} if settings.s3_endpoint_url else {},
-                # No checksum of every part computed in Python where the store does not ask
-                # for one: the API's CPU goes to receiving the upload.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                connect_timeout=5, read_timeout=60,
-                retries={"mode": "standard", "max_attempts": 3},
-            ),
-        )
+        self.part_bytes = settings.s3_part_mib * MiB
+        self.parts_in_flight = settings.s3_parts_in_flight
+        # Over TLS, no SHA-256 of every part in its signature: TLS already guards the body,
+        # as AWS's own SDKs reason. Over plain HTTP the signature keeps covering the body, so
+        # that a captured request cannot be sent again with another.
+        self.client = _client(settings, sign_payload=False)
+        if not str(self.client.meta.endpoint_url).startswith("https://"):
+            self.client = _client(settings, sign_payload=True)
 
     def prepare(self) -> None:
         self.check()
@@ -213,17 +230,19 @@ class S3Store:
 
 class S3Upload:
     """An upload being received as a multipart upload; an object once `finish()`ed (so that
-    the probe can read it), deleted again by `discard()`. One part is sent while the next one
-    is received: at most two parts are held, and receiving never waits for the store unless
-    the store is the slower of the two."""
+    the probe can read it), deleted again by `discard()`. Up to `s3_parts_in_flight` parts are
+    sent at once while the next one is received, so that the API holds at most one more part
+    than that, and receiving waits for the store only when the store is the slower."""
 
     def __init__(self, store: S3Store, key: str) -> None:
         self.store, self.location = store, key
         self._buffer = bytearray()
         self._upload_id: str | None = None
+        self._numbered = 0  # parts handed to the sender so far
         self._parts: list[dict[str, Any]] = []
-        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
-        self._sending: Future[None] | None = None
+        self._sender = ThreadPoolExecutor(max_workers=store.parts_in_flight,
+                                          thread_name_prefix="s3-part")
+        self._sending: deque[Future[None]] = deque()
         self._stored = False
 
     @property
@@ -232,16 +251,19 @@ class S3Upload:
 
     def write(self, data: bytes) -> None:
         self._buffer += data
-        while len(self._buffer) >= PART_BYTES:
+        size = self.store.part_bytes
+        while len(self._buffer) >= size:
             with memoryview(self._buffer) as view:
-                part = bytes(view[:PART_BYTES])
-            del self._buffer[:PART_BYTES]
-            self._sent()  # the part before this one is in: one part in flight at a time
+                part = bytes(view[:size])
+            del self._buffer[:size]
+            if len(self._sending) >= self.store.parts_in_flight:
+                self._sending.popleft().result()  # the oldest is in, or its failure raised
             if self._upload_id is None:
                 with store_errors("storing the upload"):
                     self._upload_id = self.store.client.create_multipart_upload(
                         Bucket=self.store.bucket, Key=self.location)["UploadId"]
-            self._sending = self._sender.submit(self._send, part)
+            self._numbered += 1
+            self._sending.append(self._sender.submit(self._send, part, self._numbered))
 
     def finish(self) -> None:
         client, bucket = self.store.client, self.store.bucket
@@ -252,20 +274,27 @@ class S3Upload:
                     client.put_object(Bucket=bucket, Key=self.location, Body=bytes(self._buffer))
                 else:
                     if self._buffer or not self._parts:
-                        self._send(bytes(self._buffer))
+                        self._numbered += 1
+                        self._send(bytes(self._buffer), self._numbered)
+                    parts = sorted(self._parts, key=lambda part: part["PartNumber"])
                     client.complete_multipart_upload(
                         Bucket=bucket, Key=self.location, UploadId=self._upload_id,
-                        MultipartUpload={"Parts": self._parts})
+                        MultipartUpload={"Parts": parts})
                 self._stored = True
         finally:
             self._buffer = bytearray()
             self._sender.shutdown(wait=False)
 
     def _sent(self) -> None:
-        """Wait for the part in flight; raise its failure."""
-        sending, self._sending = self._sending, None
-        if sending is not None:
-            sending.result()
+        """Wait for every part in flight; raise the first failure."""
+        failure: BaseException | None = None
+        while self._sending:
+            try:
+                self._sending.popleft().result()
+            except BaseException as exc:  # the others are waited for all the same
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def commit(self) -> None:
         """Nothing to do: the object has had its job's key since `finish()`."""
@@ -280,7 +309,7 @@ class S3Upload:
     def _discard(self) -> None:
         try:
             with suppress(StorageUnavailable):
-                self._sent()  # abort after the last part, or that part would outlive it
+                self._sent()  # abort after the last parts, or they would outlive it
             self._sender.shutdown(wait=False)
             if self._stored:
                 self.store.remove(self.location)
@@ -289,13 +318,12 @@ class S3Upload:
         except StorageUnavailable as exc:
             log.warning("upload left for the sweep: %s", exc, extra={"key": self.location})
 
-    def _send(self, part: bytes) -> None:
+    def _send(self, part: bytes, number: int) -> None:
         client, bucket = self.store.client, self.store.bucket
         with store_errors("storing the upload"):
-            number = len(self._parts) + 1
             etag = client.upload_part(Bucket=bucket, Key=self.location, UploadId=self._upload_id,
                                       PartNumber=number, Body=part)["ETag"]
-        self._parts.append({"ETag": etag, "PartNumber": number})
+        self._parts.append({"ETag": etag, "PartNumber": number})  # list.append is atomic
 
 
 @dataclass(frozen=True)
