@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from shared.errors import ModelUnavailable
-from shared.schemas import Sound
+from shared.schemas import ClassLabel, ClipLabels, Sound
 from worker.audio import SAMPLE_RATE, to_float
 
 DATA = resources.files("worker") / "data"
@@ -83,6 +83,8 @@ SPEECH_CLASSES = ("Speech", "Child speech, kid speaking", "Conversation",
                   "Narration, monologue")
 # Music and not speech (`without_music`): music at least this sure, speech at most this.
 SURE_MUSIC, NO_SPEECH = 0.6, 0.2
+# The classes a clip's labels name (`clip_labels`), best first.
+TOP_LABELS = 5
 # Up to this many patches without a label inside a run of one label still make one sound.
 GAP_PATCHES = 2
 
@@ -217,6 +219,18 @@ def joined(sounds: list[Sound]) -> list[Sound]:
         else:
             out.append(sound)
     return out
+
+
+def clip_labels(samples: np.ndarray, top: int = TOP_LABELS) -> ClipLabels:
+    """A short clip's `top` AudioSet classes by their mean score over it, and its sounds."""
+    scores, seconds = classify(samples), samples.size / SAMPLE_RATE
+    mean = scores.mean(axis=0) if len(scores) else np.zeros(len(class_names()))
+    best = np.argsort(-mean, kind="stable")[:top]
+    return ClipLabels(
+        duration=round(seconds, 3),
+        labels=[ClassLabel(label=class_names()[k], score=round(float(mean[k]), 3))
+                for k in best if mean[k] > 0],
+        sounds=joined(merge(patch_labels(scores), 0.0, seconds)))
 
 
 def music_only(scores: np.ndarray) -> Regions:
