@@ -107,6 +107,7 @@ class StartMessage(BaseModel):
     language: str = Field(default="auto", max_length=20)
     task: Literal["transcribe", "translate"] = "transcribe"
     word_timestamps: bool = False
+    sounds: bool | None = None
     model: str | None = Field(default=None, max_length=64)
     token: str | None = Field(default=None, max_length=128)
 
@@ -131,7 +132,8 @@ def parse_start(text: str) -> tuple[StartMessage, JobOptions]:
         raise InvalidOption("A live session takes one language code, or auto.")
     try:
         options = JobOptions(language=start.language, task=start.task,
-                             word_timestamps=start.word_timestamps, model=start.model)
+                             word_timestamps=start.word_timestamps, model=start.model,
+                             sounds=start.sounds)
     except ValidationError as exc:
         raise InvalidOption(f"Unknown language {start.language!r}; use an ISO 639-1 code "
                             "or auto.") from exc

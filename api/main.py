@@ -15,7 +15,19 @@ from api.live_relay import LiveRelay
 from api.observability import ObservabilityMiddleware
 from api.quotas import Quotas
 from api.rendering import render_limiter
-from api.routes import events, health, jobs, live, models, openai, page, recording, speakers, status
+from api.routes import (
+    classify,
+    events,
+    health,
+    jobs,
+    live,
+    models,
+    openai,
+    page,
+    recording,
+    speakers,
+    status,
+)
 from api.security import SecurityHeadersMiddleware
 from api.sse import JobStreams
 from api.sweeper import sweeping
@@ -88,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(openai.router)
     app.include_router(speakers.router)
+    app.include_router(classify.router)
     app.include_router(models.router)
     app.include_router(health.router)
     if not settings.metrics_port:  # else served by `metrics.listener` on a port of its own

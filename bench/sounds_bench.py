@@ -7,6 +7,7 @@ not name), scored per label second by second (precision, recall):
 - speech: the seven recordings of tests/data (public domain, CC BY 4.0), no label;
 - music: a tune of tests/synthetic.py; the first minute of Frozen Bubble's three music tracks
   (Debian's `frozen-bubble-data`, GPL-2);
+- applause: Frozen Bubble's applause (the same package, 2 s);
 - OpenSFX (Debian's `openttd-opensfx`, CC BY 3.0 / CC0, read from its sound catalogue): the
   applauding and cheering audience ("applause", "cheering"), the explosion ("explosion"), and
   sheep, cow, horse, birds, wind, a jackhammer and a helicopter, none of which the map names.
@@ -48,7 +49,7 @@ from shared.config import Settings  # noqa: E402
 from shared.schemas import JobOptions, Segment, Sound  # noqa: E402
 from worker.audio import SAMPLE_RATE, pcm_blocks  # noqa: E402
 from worker.model import get_model  # noqa: E402
-from worker.sounds import classify, joined, merge, patch_labels  # noqa: E402
+from worker.sounds import GROUPINGS, class_names, classify, joined, merge, patch_labels  # noqa: E402
 from worker.transcriber import transcribe  # noqa: E402
 
 FROZEN = Path("/usr/share/games/frozen-bubble/snd")
@@ -88,6 +89,7 @@ def labelled_set(folder: Path) -> dict[str, tuple[Path, set[str]]]:
         for track in ("introzik", "frozen-mainzik-1p", "frozen-mainzik-2p"):
             path = write_audio(folder / f"{track}.flac", samples(FROZEN / f"{track}.ogg", 60))
             clips[f"frozen-bubble {track}"] = (path, {"music"})
+        clips["frozen-bubble applause"] = (FROZEN / "applause.ogg", {"applause"})
     else:
         print("frozen-bubble-data is not installed: its music is left out")
     if OPENSFX.is_file():
@@ -97,21 +99,30 @@ def labelled_set(folder: Path) -> dict[str, tuple[Path, set[str]]]:
     return clips
 
 
-def heard(path: Path) -> tuple[list[Sound], float]:
-    audio = samples(path)
-    seconds = audio.size / SAMPLE_RATE
-    return joined(merge(patch_labels(classify(audio)), 0.0, seconds)), seconds
+def heard(scores: np.ndarray, seconds: float, grouping: str) -> list[Sound]:
+    return joined(merge(patch_labels(scores, grouping), 0.0, seconds))
 
 
-def score(clips: dict[str, tuple[Path, set[str]]]) -> None:
+def top_classes(scores: np.ndarray, count: int = 3) -> str:
+    """The clip's best AudioSet classes by their mean score (what the model hears)."""
+    mean = scores.mean(axis=0)
+    return ", ".join(f"{class_names()[k]} {mean[k]:.2f}" for k in np.argsort(-mean)[:count])
+
+
+def score(clips: dict[str, tuple[Path, set[str]]], grouping: str, show: bool) -> None:
     """Per label, in seconds over every clip: labelled and found (true positive), found only
-    (false positive), labelled only (false negative). A clip's labels cover all of it."""
+    (false positive), labelled only (false negative). A clip's labels cover all of it. A
+    label's score is its classes' as `grouping` makes it (worker/sounds.py's GROUPINGS)."""
     counts: dict[str, list[float]] = {}
-    print(f"\n{'clip':34} {'s':>6}  labels -> found")
+    if show:
+        print(f"\n{'clip':34} {'s':>6}  labels -> found (grouping {grouping}); top classes")
     for name, (path, truth) in clips.items():
-        sounds, seconds = heard(path)
-        print(f"{name:34} {seconds:6.1f}  {sorted(truth) or '-'} -> "
-              f"{[(s.label, s.start, s.end) for s in sounds] or '-'}")
+        audio = samples(path)
+        seconds, scores = audio.size / SAMPLE_RATE, classify(audio)
+        sounds = heard(scores, seconds, grouping)
+        if show:
+            print(f"{name:34} {seconds:6.1f}  {sorted(truth) or '-'} -> "
+                  f"{[(s.label, s.start, s.end) for s in sounds] or '-'}; {top_classes(scores)}")
         found: dict[str, float] = {}
         for sound in sounds:
             found[sound.label] = found.get(sound.label, 0.0) + sound.end - sound.start
@@ -122,7 +133,8 @@ def score(clips: dict[str, tuple[Path, set[str]]]) -> None:
                 tally[2] += seconds - found.get(label, 0.0)
             else:
                 tally[1] += found[label]
-    print(f"\n{'label':12} {'precision':>9} {'recall':>7} {'s labelled':>10} {'s found':>8}")
+    print(f"\ngrouping {grouping}:\n{'label':12} {'precision':>9} {'recall':>7} "
+          f"{'s labelled':>10} {'s found':>8}")
     for label, (tp, fp, fn) in sorted(counts.items()):
         precision = f"{tp / (tp + fp):.2f}" if tp + fp else "-"
         recall = f"{tp / (tp + fn):.2f}" if tp + fn else "-"
@@ -211,7 +223,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         clips = labelled_set(folder)
-        score(clips)
+        for k, grouping in enumerate(GROUPINGS):
+            score(clips, grouping, show=k == 0)
         lyrics(clips, folder)
         cost(folder, args.repeat)
 

@@ -62,6 +62,9 @@ MaxSpeakers = Annotated[int | None, typer.Option(
 ChannelNames = Annotated[str | None, typer.Option(
     help="channels: the channels' speakers' names, comma-separated (agent,customer).",
     rich_help_panel=_SPEAKERS)]
+Sounds = Annotated[bool | None, typer.Option(
+    help="Tag music, applause, laughter and other sounds (the json's sounds, tsv rows, the "
+    "sdh preset's cues); unset: on with --preset sdh, else the server's default.")]
 Model = Annotated[str | None, typer.Option(
     help="A model the server offers (`GET /v1/models`, such as tiny.en); unset: its default.")]
 Out = Annotated[
@@ -156,7 +159,7 @@ def transcribe(
     max_cue_seconds: CueSeconds = None, min_cue_seconds: MinCueSeconds = None,
     max_chars_per_second: Cps = None, highlight_words: Highlight = False, model: Model = None,
     diarize: Diarize = None, speakers: Speakers = None, min_speakers: MinSpeakers = None,
-    max_speakers: MaxSpeakers = None, channel_names: ChannelNames = None,
+    max_speakers: MaxSpeakers = None, channel_names: ChannelNames = None, sounds: Sounds = None,
 ) -> None:
     """Transcribe each file, writing talk.mp3 -> talk.txt (or the --format) beside it."""
     who = _speaker_fields(diarize=diarize, speakers=speakers, min_speakers=min_speakers,
@@ -177,6 +180,9 @@ def transcribe(
         raise typer.BadParameter(f"{label}: {reason}", param_hint="'FILES...'")
     fields = _fields(language, task, model) | _quality_fields(multilingual, script) | who
     fields |= {"word_timestamps": "true"} if subtitles else {}
+    if sounds is None and preset == "sdh":
+        sounds = True  # the preset's cues are the transcript's sounds
+    fields |= {} if sounds is None else {"sounds": str(sounds).lower()}
     summary = _execute(server, api_key, batches.Plan(requests), fields, 1, False, subtitles)
     raise typer.Exit(1 if summary.failed else 0)
 

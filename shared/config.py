@@ -141,6 +141,10 @@ class Settings(IntegrationSettings, BaseSettings):
     """Tag sounds besides speech (music, applause, laughter, ...) in jobs that leave `sounds`
     unset, and keep the decoder off stretches sure to be music (docs/guides/sounds.md)."""
 
+    max_classify_seconds: float = Field(default=30.0, ge=1, le=600)
+    """Longest clip `POST /v1/audio/classify` labels; a longer one is refused with
+    `clip_too_long` (a recording is better sent as a job with `sounds=true`)."""
+
     multilingual: bool = False
     """Code-switching mode for jobs that leave `multilingual` unset: each stretch of speech is
     decoded in its own detected language."""

@@ -75,6 +75,13 @@ class DurationExceeded(VerbatimError):
     code = "duration_exceeded"
 
 
+class ClipTooLong(VerbatimError):
+    """A clip sent to `POST /v1/audio/classify` is longer than `max_classify_seconds`."""
+
+    status_code = 413
+    code = "clip_too_long"
+
+
 class UnsupportedMedia(VerbatimError):
     status_code = 415
     code = "unsupported_media"

@@ -28,6 +28,8 @@ TRANSCRIBE_TASK = "verbatim.transcribe"
 WINDOW_TASK = "verbatim.transcribe_window"
 # Enrolling a voice for a key's named speakers (`worker/enrolment.py`).
 ENROL_TASK = "verbatim.enrol_voice"
+# Labelling a short clip's sounds for `POST /v1/audio/classify` (`worker/classification.py`).
+CLASSIFY_TASK = "verbatim.classify_clip"
 QUEUE = "verbatim"
 MODEL_QUEUE_PREFIX = f"{QUEUE}.model."
 # The task message header carrying the id of the HTTP request that submitted the job (for the

@@ -272,6 +272,24 @@ class Sound(BaseModel):
     confidence: float = Field(ge=0, le=1, description="The classifier's mean score over it.")
 
 
+class ClassLabel(BaseModel):
+    """One of the classifier's AudioSet classes with its score over a whole clip."""
+
+    label: str = Field(description="The AudioSet class, as YAMNet names it: `Speech`, "
+                       "`Music`, `Applause`, ...")
+    score: float = Field(ge=0, le=1, description="Its mean score over the clip.")
+
+
+class ClipLabels(BaseModel):
+    """What a short clip holds (`POST /v1/audio/classify`, issue 25)."""
+
+    duration: float = Field(description="Seconds of audio classified.")
+    labels: list[ClassLabel] = Field(description="The clip's best-scoring AudioSet classes, "
+                                     "best first.")
+    sounds: list[Sound] = Field(description="The sounds heard, merged as a job's `sounds` "
+                                "are (speech is not among them).")
+
+
 class Transcript(BaseModel):
     """The one stored form of a result; every download format is rendered from it."""
 

@@ -20,7 +20,7 @@ from worker.pool import ThreadPool
 app = make_celery(get_settings(), main="verbatim-worker")
 app.conf.update(
     include=["worker.tasks", "worker.spread", "worker.webhooks", "worker.live_task",
-             "worker.enrolment"],
+             "worker.enrolment", "worker.classification"],
     # Without this Redis restores a crashed worker's message only after the visibility
     # timeout; with it a dead pool process's job goes back to the queue at once.
     task_reject_on_worker_lost=True,

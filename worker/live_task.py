@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import redis
 from celery import Task
 
@@ -36,7 +37,7 @@ from shared.errors import (
     VerbatimError,
 )
 from shared.logs import bind
-from shared.schemas import Segment
+from shared.schemas import Segment, Sound
 from shared.state.job_events import segment_data, transcript_links
 from shared.state.jobs import JobStore, utcnow
 from shared.state.live_sessions import (
@@ -51,6 +52,7 @@ from shared.state.live_sessions import (
     LIVE_TASK,
     PARTIAL,
     READ_FRAMES,
+    SOUND,
     STOP,
     LiveSession,
     claim,
@@ -66,8 +68,10 @@ from worker.heartbeat import worker_id
 from worker.job_state import charged, job_events, job_store
 from worker.live_audio import LiveDecoder, decoder_for
 from worker.live_decoder import StreamingTranscriber, Update, whisper_decode
+from worker.live_sounds import LiveSounds
 from worker.live_worker import session_done
 from worker.model import get_model
+from worker.transcriber import sounds_on
 from worker.webhooks import announce_end
 
 log = logging.getLogger(__name__)
@@ -139,6 +143,8 @@ class LiveRun:
         self._partial: str | None = None
         self._language: str | None = None
         self._last = "0-0"  # the last entry read from the audio stream
+        # What is heard besides speech, where the session asks (issue 25); else None.
+        self.sounds = LiveSounds() if sounds_on(session.options, settings) else None
 
     def run(self) -> None:
         options = self.session.options
@@ -159,6 +165,7 @@ class LiveRun:
             log.exception("unexpected error in a live session")
             error = TranscriptionError("Live transcription failed inside the worker.")
             self._publish(stream, stream.settle())
+        self._settle_sounds()
         if self._save(stream):  # else the reaper found this worker gone and ended it
             if error is None:
                 self._emit(DONE, {"job_id": self.session.job_id,
@@ -202,6 +209,8 @@ class LiveRun:
                 return IdleTimeout(
                     f"No audio arrived for {self.settings.live_idle_timeout_seconds:g} s; "
                     "the transcript so far is kept."), False
+            if self.sounds is not None:
+                self._emit_sounds(self.sounds.step())
             if stream.ready:
                 self._publish(stream, stream.step())
 
@@ -217,14 +226,19 @@ class LiveRun:
                 self._last = entry_id.decode()
                 kind = fields.get(KIND_FIELD)
                 if kind == AUDIO:
-                    stream.append(decoder.feed(fields.get(DATA_FIELD, b"")))
+                    self._append(stream, decoder.feed(fields.get(DATA_FIELD, b"")))
                 elif kind in (STOP, ABORT):
-                    stream.append(decoder.close())
+                    self._append(stream, decoder.close())
                     return True, kind
             taken = taken or bool(entries)
             if len(entries) < READ_FRAMES or (
                     stream.backlog_seconds > self.settings.live_backlog_seconds):
                 return taken, None
+
+    def _append(self, stream: StreamingTranscriber, samples: np.ndarray) -> None:
+        stream.append(samples)
+        if self.sounds is not None:
+            self.sounds.append(samples)
 
     def _read(self, block: bool) -> list[tuple[bytes, dict[bytes, Any]]]:
         key = session_key(self.session.id, "audio")
@@ -259,6 +273,20 @@ class LiveRun:
             end = update.partial[-1].end if update.partial else stream.stream_seconds
             self._emit(PARTIAL, {"text": text, "start": round(start, 3), "end": round(end, 3)})
 
+    def _emit_sounds(self, sounds: list[Sound]) -> None:
+        for sound in sounds:
+            self._emit(SOUND, {"sound": sound.model_dump(mode="json")})
+
+    def _settle_sounds(self) -> None:
+        """Classify the last of the audio and send the sounds still open, as the session
+        ends; a classifier failure then costs the sounds, never the transcript."""
+        if self.sounds is None:
+            return
+        try:
+            self._emit_sounds(self.sounds.finish())
+        except Exception:
+            log.exception("the live session's last sounds could not be classified")
+
     def _emit(self, name: str, data: dict[str, Any]) -> None:
         self.events.publish(session_key(self.session.id, "events"), name, data, KEY_TTL_SECONDS)
 
@@ -269,7 +297,8 @@ class LiveRun:
         if not take_end(self.redis, self.session.id):
             return False
         job_id = self.session.job_id
-        transcript = transcript_of(self.segments, stream.language, stream.stream_seconds)
+        transcript = transcript_of(self.segments, stream.language, stream.stream_seconds,
+                                   self.sounds.heard() if self.sounds is not None else None)
         self.store.update(job_id, audio_duration=transcript.duration)
         if self.store.complete(job_id, transcript, self.settings.result_ttl_seconds):
             job_events().completed(job_id, transcript)

@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from shared.errors import ModelUnavailable
-from shared.schemas import Sound
+from shared.schemas import ClassLabel, ClipLabels, Sound
 from worker.audio import SAMPLE_RATE, to_float
 
 DATA = resources.files("worker") / "data"
@@ -83,6 +83,8 @@ SPEECH_CLASSES = ("Speech", "Child speech, kid speaking", "Conversation",
                   "Narration, monologue")
 # Music and not speech (`without_music`): music at least this sure, speech at most this.
 SURE_MUSIC, NO_SPEECH = 0.6, 0.2
+# The classes a clip's labels name (`clip_labels`), best first.
+TOP_LABELS = 5
 # Up to this many patches without a label inside a run of one label still make one sound.
 GAP_PATCHES = 2
 
@@ -164,10 +166,30 @@ def _columns() -> tuple[list[str], np.ndarray, np.ndarray]:
     return labels, masks, np.array([name in SPEECH_CLASSES for name in names])
 
 
-def patch_labels(scores: np.ndarray) -> list[tuple[str, float] | None]:
-    """Each patch's label and its score: the best-scoring label that passes its threshold."""
+def _group_max(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, scores, 0.0).max(axis=1)  # type: ignore[no-any-return]
+
+
+def _group_sum(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.minimum(1.0, np.where(mask, scores, 0.0).sum(axis=1))
+
+
+def _group_any(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return 1.0 - np.prod(np.where(mask, 1.0 - scores, 1.0), axis=1)  # type: ignore[no-any-return]
+
+
+# How a label's score is made from its classes' (`patch_labels`): the best one's (max), their
+# sum, or the chance that any is heard (noisy-or). Max is used: on the labelled set of
+# bench/sounds_bench.py the three choose the same labels, and the other two add up the many
+# weak scores of a large group (music has 16 classes, laughter 6) into false sounds.
+GROUPINGS = {"max": _group_max, "sum": _group_sum, "noisy-or": _group_any}
+
+
+def patch_labels(scores: np.ndarray, grouping: str = "max") -> list[tuple[str, float] | None]:
+    """Each patch's label and its score: the best-scoring label that passes its threshold,
+    a label scoring its classes as `grouping` says."""
     labels, masks, _ = _columns()
-    by_label = np.stack([np.where(mask, scores, 0.0).max(axis=1) for mask in masks], axis=1)
+    by_label = np.stack([GROUPINGS[grouping](scores, mask) for mask in masks], axis=1)
     found: list[tuple[str, float] | None] = []
     for row in by_label:
         best = int(row.argmax())
@@ -217,6 +239,18 @@ def joined(sounds: list[Sound]) -> list[Sound]:
         else:
             out.append(sound)
     return out
+
+
+def clip_labels(samples: np.ndarray, top: int = TOP_LABELS) -> ClipLabels:
+    """A short clip's `top` AudioSet classes by their mean score over it, and its sounds."""
+    scores, seconds = classify(samples), samples.size / SAMPLE_RATE
+    mean = scores.mean(axis=0) if len(scores) else np.zeros(len(class_names()))
+    best = np.argsort(-mean, kind="stable")[:top]
+    return ClipLabels(
+        duration=round(seconds, 3),
+        labels=[ClassLabel(label=class_names()[k], score=round(float(mean[k]), 3))
+                for k in best if mean[k] > 0],
+        sounds=joined(merge(patch_labels(scores), 0.0, seconds)))
 
 
 def music_only(scores: np.ndarray) -> Regions:

@@ -304,6 +304,7 @@ function submit(event) {
   if ($("model").value) form.append("model", $("model").value);
   form.append("word_timestamps", "true");  // player.js seeks to words; subtitles break between them
   if ($("diarize").value) form.append("diarize", $("diarize").value);
+  if ($("sounds").value) form.append("sounds", $("sounds").value);  // the sdh cues need them
   form.append("file", state.source.blob, state.source.name);
   showProgress("Uploading…", 0);
   run(() => upload(form), state.source.name);

@@ -216,6 +216,7 @@ function buildControls() {
         <option value="broadcast" selected>Broadcast (42 columns, 2 lines, 7 s)</option>
         <option value="netflix">Streaming (42 columns, 2 lines, 20 characters/s)</option>
         <option value="mobile">Phone (32 columns, 2 lines, 6 s)</option>
+        <option value="sdh">SDH: broadcast, with [MUSIC] cues</option>
       </select>
     </label>
     <label>Line width <input id="cue-width" type="number" min="8" max="1000" inputmode="numeric"

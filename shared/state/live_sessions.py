@@ -31,7 +31,7 @@ import redis
 from pydantic import BaseModel
 
 from shared.errors import LiveWorkerLost
-from shared.schemas import JobOptions, Segment, Transcript
+from shared.schemas import JobOptions, Segment, Sound, Transcript
 from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore
 
@@ -46,6 +46,7 @@ Encoding = Literal["pcm_s16le", "webm_opus"]
 
 # Events on the session's stream, as the client receives them (`{"type": name, ...data}`).
 STARTED, PARTIAL, FINAL, ERROR, DONE = "started", "partial", "final", "error", "done"
+SOUND = "sound"  # a sound heard besides speech, once settled (a session that asks for sounds)
 ENDS = frozenset({ERROR, DONE})
 
 # Entries of the audio stream: a `kind` field, and `data` for audio.
@@ -101,14 +102,17 @@ def session_key(session_id: str, part: str = "") -> str:
     return f"verbatim:live:{session_id}" + (f":{part}" if part else "")
 
 
-def transcript_of(segments: list[Segment], language: str | None, duration: float) -> Transcript:
-    """The saved transcript of a session: its final segments, as confirmed."""
+def transcript_of(segments: list[Segment], language: str | None, duration: float,
+                  sounds: list[Sound] | None = None) -> Transcript:
+    """The saved transcript of a session: its final segments, as confirmed, and the sounds
+    heard where the session asked for them."""
     return Transcript(
         language=language,
         languages=[language] if language else [],
         duration=round(duration, 3),
         text="".join(segment.text for segment in segments).strip(),
         segments=segments,
+        sounds=sounds,
     )
 
 

@@ -37,7 +37,9 @@ def test_the_json_has_the_words_then_the_sounds(client: httpx.Client, job: dict)
     transcript = client.get(f"/v1/jobs/{job['id']}/transcript.json").json()
     assert "ask not what your country can do for you" in transcript["text"]
     labels = [(s["label"], round(s["start"])) for s in transcript["sounds"]]
-    assert labels == [("music", 11), ("cheering", 20)], transcript["sounds"]
+    # The audience twice: its quiet first and last half seconds may part it into two sounds.
+    assert labels[:2] == [("music", 11), ("cheering", 20)], transcript["sounds"]
+    assert [label for label, _ in labels[2:]] in ([], ["cheering"]), transcript["sounds"]
     assert max(s["end"] for s in transcript["segments"]) <= transcript["sounds"][0]["start"] + 0.5
 
 
@@ -46,9 +48,10 @@ def test_the_sdh_srt_holds_the_tags_between_speech(client: httpx.Client, job: di
     assert answer.status_code == 200
     cues = list(srt.parse(answer.text))
     texts = [cue.content for cue in cues]
-    assert texts[-2:] == ["[MUSIC]", "[CHEERING]"], texts
-    assert "country" in texts[-3]
-    assert cues[-3].end <= cues[-2].start < cues[-2].end <= cues[-1].start
+    music = texts.index("[MUSIC]")
+    assert texts[music + 1:] in (["[CHEERING]"], ["[CHEERING]"] * 2), texts
+    assert "country" in texts[music - 1]
+    assert cues[music - 1].end <= cues[music].start < cues[music].end <= cues[music + 1].start
     plain = client.get(f"/v1/jobs/{job['id']}/transcript.srt").text
     assert "[MUSIC]" not in plain
 
@@ -56,5 +59,7 @@ def test_the_sdh_srt_holds_the_tags_between_speech(client: httpx.Client, job: di
 def test_the_tsv_has_sound_rows(client: httpx.Client, job: dict) -> None:
     rows = client.get(f"/v1/jobs/{job['id']}/transcript.tsv").text.splitlines()
     assert rows[0] == "start\tend\ttext\tkind"
-    assert [row.split("\t")[-1] for row in rows[1:]][-2:] == ["sound", "sound"]
-    assert rows[-2].split("\t")[2] == "music"
+    kinds = [row.split("\t")[-1] for row in rows[1:]]
+    first = kinds.index("sound") + 1
+    assert set(kinds[first - 1:]) == {"sound"}, rows
+    assert [row.split("\t")[2] for row in rows[first:]][:2] == ["music", "cheering"], rows

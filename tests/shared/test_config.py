@@ -59,6 +59,8 @@ from shared.redis_connect import SentinelTarget, broker, sentinel_target
         ("max_voices_per_key", 0), ("max_voices_per_key", 1001), ("max_voices_per_key", "x"),
         ("min_reference_seconds", 0.5), ("min_reference_seconds", 61),
         ("speaker_match", 0), ("speaker_match", 1), ("speaker_match", "close"),
+        ("max_classify_seconds", 0.5), ("max_classify_seconds", 601),
+        ("max_classify_seconds", "long"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused(field: str, value: object) -> None:
