@@ -4,17 +4,21 @@ worker time of each job with and without diarization.
 
 Conversations are built as `tests/conversations.py` builds the tests' ones, from the
 LibriSpeech readers (1089, 1221, 1272, 1995, 2412; CC BY 4.0) and the LJ Speech reader (public
-domain) of `../shared/audio` (or `--audio`): 2 to 4 speakers, turns of 2 to 17 s, some
-speakers coming back. DER is pyannote.metrics' `DiarizationErrorRate` with a collar of 0.25 s
-on each side of every reference boundary (pyannote's `collar=0.5`, the total); the reference
-turns are each utterance's span from its first to its last sample above -40 dBFS. Times are
-the CPU seconds of this process (every thread) running the worker's own functions, the model
-and the embedder loaded once before: the plain job (no word timings, as a default job) against
-the diarized one. CPU time rather than wall time, because the machines this runs on are
-shared: wall time there swings by a factor of two from one run to the next.
+domain) of `../shared/audio` (or `--audio`), and the two speakers of Debian's
+`pocketsphinx-testdata` (BSD-2-Clause; `--sphinx`): a LibriVox reader of Sense and Sensibility
+and a speaker calling playing cards, whose turns are short (1 to 3.5 s). 2 to 4 speakers, turns
+of 1 to 17 s, some speakers coming back. DER is pyannote.metrics' `DiarizationErrorRate` with a
+collar of 0.25 s on each side of every reference boundary (pyannote's `collar=0.5`, the total);
+the reference turns are each utterance's span from its first to its last sample above
+-40 dBFS. Times are the CPU seconds of this process (every thread) running the worker's own
+functions, the model and the embedder loaded and one diarized job run before: the plain job
+(no word timings, as a default job) against the diarized one, and with `--split` the job with
+word timings alone between them. CPU time rather than wall time, because the machines this
+runs on are shared: wall time there swings by a factor of two from one run to the next.
 
     .venv/bin/python bench/diarization_bench.py
     .venv/bin/python bench/diarization_bench.py --only c2a c3a --audio /path/to/shared/audio
+    .venv/bin/python bench/diarization_bench.py --split --sphinx /usr/share/pocketsphinx/test/data
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conversations import DATA, Turn, build  # noqa: E402
+from conversations import AUSTEN, DATA, SPHINX, SPHINX_TWO, Turn, build  # noqa: E402
 
 from shared.config import Settings  # noqa: E402
 from shared.schemas import JobOptions, Transcript  # noqa: E402
@@ -42,6 +46,9 @@ from worker.model import get_model  # noqa: E402
 from worker.voices import get_embedder  # noqa: E402
 
 LIB, LJ = "en_librispeech/", "en_ljspeech/"
+# Files of pocketsphinx-testdata (`--sphinx`): the Sense and Sensibility reader and the
+# speaker of the cards grammar.
+SS, CARDS = "sphinx:" + AUSTEN, "sphinx:cards/"
 CONVERSATIONS: dict[str, list[tuple[str, str]]] = {
     "c2a": [("1089", LIB + "1089-134686-0000.flac"), ("LJ", LJ + "LJ001-0001.flac"),
             ("1089", LIB + "1089-134686-0001.flac"), ("LJ", LJ + "LJ001-0003.flac")],
@@ -63,6 +70,13 @@ CONVERSATIONS: dict[str, list[tuple[str, str]]] = {
             ("1272", LIB + "picovoice_1272-128104-0000.wav"),
             ("2412", LIB + "2412-153948-0000.flac"), ("LJ", LJ + "LJ001-0015.flac"),
             ("1089", LIB + "1089-134691-0001.flac")],
+    "c2d": [(who, "sphinx:" + file) for who, file in SPHINX_TWO],
+    "c3c": [("SS", SS + "0920.wav"), ("cards", CARDS + "005.wav"),
+            ("LJ", LJ + "LJ001-0016.flac"), ("SS", SS + "0930.wav"),
+            ("cards", CARDS + "004.wav"), ("LJ", LJ + "LJ001-0009.flac")],
+    "c4c": [("SS", SS + "0870.wav"), ("1272", LIB + "picovoice_1272-128104-0000.wav"),
+            ("cards", CARDS + "005.wav"), ("1995", LIB + "librispeech-1995-1837-0001.wav"),
+            ("SS", SS + "0880.wav"), ("cards", CARDS + "002.wav")],
 }  # fmt: skip
 
 
@@ -94,17 +108,36 @@ def channel_reference(path: Path) -> list[tuple[str, float, float]]:
     return turns
 
 
-def row(name: str, reference: Annotation, transcript: Transcript, plain: float,
-        diarized: float, metric: DiarizationErrorRate) -> bool:
+def row(name: str, reference: Annotation, transcript: Transcript, times: list[float],
+        metric: DiarizationErrorRate) -> bool:
+    """Print a conversation's line: `times` are the CPU seconds of the plain job, (with
+    `--split`) of the job with word timings alone, and of the diarized job."""
     parts = metric(reference, hypothesis(transcript), detailed=True)
     total = parts["total"] or 1.0
     found, truth = len(transcript.speakers or []), len(reference.labels())
     missed, alarm = parts["missed detection"] / total, parts["false alarm"] / total
+    plain, diarized = times[0], times[-1]
+    words = f"{times[1]:10.1f}" if len(times) == 3 else ""
     print(f"{name:6} {truth:4} {found:5} {100 * parts['diarization error rate']:6.1f} "
           f"{100 * missed:6.1f} {100 * alarm:6.1f} {100 * parts['confusion'] / total:6.1f} "
-          f"{transcript.duration:6.1f} {plain:11.1f} {diarized:10.1f} "
-          f"{100 * (diarized / plain - 1):+6.0f}%")
+          f"{transcript.duration:6.1f} {plain:11.1f}{words} {diarized:10.1f} "
+          f"{100 * (diarized / plain - 1):+6.0f}%", flush=True)
     return found == truth
+
+
+def resolved(file: str, audio: Path, sphinx: Path) -> Path:
+    """A conversation's file: under `sphinx` where it says `sphinx:`, else under `audio`."""
+    return sphinx / file.removeprefix("sphinx:") if file.startswith("sphinx:") else audio / file
+
+
+def runs(path: Path, diarize: str, settings: Settings, split: bool
+         ) -> tuple[Transcript, list[float]]:
+    """The plain job's CPU seconds, (`split`) the job with word timings alone's, and the
+    diarized job's, with its transcript."""
+    options = [JobOptions(), *([JobOptions(word_timestamps=True)] if split else []),
+               JobOptions(diarize=diarize)]
+    found = [timed(path, o, settings) for o in options]
+    return found[-1][0], [seconds for _, seconds in found]
 
 
 def main() -> None:
@@ -112,24 +145,34 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="conversations to run (and 'channels')")
     parser.add_argument("--audio", type=Path, default=ROOT.parent / "shared" / "audio",
                         help="the folder with en_librispeech/ and en_ljspeech/")
+    parser.add_argument("--sphinx", type=Path, default=SPHINX,
+                        help="pocketsphinx-testdata's folder (conversations using it are "
+                             "left out where it is missing)")
+    parser.add_argument("--split", action="store_true",
+                        help="also time each job with word timings alone (words_cpu_s)")
     args = parser.parse_args()
-    source = args.audio
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(device="cpu", data_dir=Path(folder))
         get_model(settings), get_embedder()
+        # One diarized job before any timing: first calls (the embedder's session, librosa's
+        # lazy imports) cost once per worker process, not per job.
+        timed(DATA / "1089-134686-0000.flac", JobOptions(diarize="voices"), settings)
         voices_metric = DiarizationErrorRate(collar=0.5, skip_overlap=False)
-        print("conv   spk  found   DER%  miss%    FA%  conf%  audio  plain_cpu_s  diar_cpu_s"
-              "  added")
+        print("conv   spk  found   DER%  miss%    FA%  conf%  audio  plain_cpu_s"
+              f"{'  words_cpu_s' if args.split else ''}  diar_cpu_s  added")
         right = total = 0
         for name, turns in CONVERSATIONS.items():
             if args.only and name not in args.only:
                 continue
+            files = [(who, resolved(f, args.audio, args.sphinx)) for who, f in turns]
+            if missing := [str(f) for _, f in files if not f.exists()]:
+                print(f"{name}: left out, missing {', '.join(missing)}", file=sys.stderr)
+                continue
             path = Path(folder) / f"{name}.flac"
-            reference: list[Turn] = build([(who, source / f) for who, f in turns], path)
-            _, plain = timed(path, JobOptions(), settings)
-            transcript, diarized = timed(path, JobOptions(diarize="voices"), settings)
+            reference: list[Turn] = build(files, path)
+            transcript, times = runs(path, "voices", settings, args.split)
             truth = annotation([(t.speaker, t.start, t.end) for t in reference])
-            right += row(name, truth, transcript, plain, diarized, voices_metric)
+            right += row(name, truth, transcript, times, voices_metric)
             total += 1
         if total:
             print(f"voices overall DER {100 * abs(voices_metric):.1f}%, count right on "
@@ -137,9 +180,8 @@ def main() -> None:
         if not args.only or "channels" in args.only:
             stereo = DATA / "stereo_diarization.flac"
             channels_metric = DiarizationErrorRate(collar=0.5, skip_overlap=False)
-            _, plain = timed(stereo, JobOptions(), settings)
-            transcript, diarized = timed(stereo, JobOptions(diarize="channels"), settings)
-            row("stereo", annotation(channel_reference(stereo)), transcript, plain, diarized,
+            transcript, times = runs(stereo, "channels", settings, args.split)
+            row("stereo", annotation(channel_reference(stereo)), transcript, times,
                 channels_metric)
 
 

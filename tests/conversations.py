@@ -13,6 +13,10 @@ import numpy as np
 from faster_whisper import decode_audio
 
 DATA = Path(__file__).resolve().parent / "data"
+# Debian's pocketsphinx-testdata (BSD-2-Clause, CMU): a LibriVox reader of Sense and
+# Sensibility (librivox/, 3 to 7 s utterances) and a speaker calling playing cards (cards/,
+# 1 to 3.5 s), each with transcripts; read where installed, never copied.
+SPHINX = Path("/usr/share/pocketsphinx/test/data")
 RATE = 16000
 PAUSE_SECONDS = (0.5, 0.7, 0.6, 0.45)  # between turns, in turn
 
@@ -31,6 +35,11 @@ TWO = [("1089", "1089-134686-0000.flac"), ("LJ", "LJ001-0001.flac"),
 THREE = [("1089", "1089-134686-0000.flac"), ("LJ", "LJ001-0005.flac"),
          ("2412", "2412-153948-0000.flac"), ("1089", "1089-134686-0001.flac"),
          ("LJ", "LJ001-0007.flac")]
+# The two pocketsphinx-testdata speakers taking turns, the card caller's turns short.
+AUSTEN = "librivox/sense_and_sensibility_01_austen_64kb-"
+SPHINX_TWO = [("SS", AUSTEN + "0870.wav"), ("cards", "cards/005.wav"),
+              ("SS", AUSTEN + "0880.wav"), ("cards", "cards/002.wav"),
+              ("SS", AUSTEN + "0890.wav"), ("cards", "cards/003.wav")]
 
 
 def build(turns: list[tuple[str, Path]], out: Path) -> list[Turn]:
@@ -67,8 +76,8 @@ def _write_flac(samples: np.ndarray, path: Path) -> None:
             container.mux(packet)
 
 
-def in_data(turns: list[tuple[str, str]]) -> list[tuple[str, Path]]:
-    return [(speaker, DATA / name) for speaker, name in turns]
+def in_data(turns: list[tuple[str, str]], folder: Path = DATA) -> list[tuple[str, Path]]:
+    return [(speaker, folder / name) for speaker, name in turns]
 
 
 def labels_per_turn(transcript: dict, turns: list[Turn]) -> list[set[str]]:

@@ -5,9 +5,10 @@ its own speech, as a recording of its own, and the segments are merged on the re
 clock, each labelled with its channel (`S1` the first, named by `channel_names`). Crosstalk
 heard on both channels stays in both. Word timings are on, as every diarized job has them.
 
-`voices`: one mixed recording. It is transcribed with word timings, then its speech is
-embedded piece by piece and clustered (`worker/voices.py`); each word takes its piece's
-speaker, and a segment in which the speaker changes is cut at that word (`shared/turns.py`).
+`voices`: one mixed recording. It is transcribed with word timings, its speech embedded piece
+by piece as each window's speech is found, and the pieces clustered (`worker/voices.py`); each
+word takes its piece's speaker, and a segment in which the speaker changes is cut at that word
+(`shared/turns.py`).
 
 A job without `diarize` is the plain transcription (`worker/transcriber.py`), unchanged.
 """
@@ -24,22 +25,16 @@ from shared.schemas import MAX_CHANNELS, JobOptions, Segment, Transcript
 from shared.state.voices import VoiceStore, job_scope, known_names
 from shared.turns import label, renumbered, speakers_of, split_at_changes
 from worker import transcriber, voices
-from worker.audio import pcm_blocks
 from worker.job_state import job_store
-from worker.speech import speech_regions
+from worker.speech import Regions, Spans, spans, to_speech_edges
 from worker.transcriber import (
     DecodedCallback,
     PartlyDone,
     ProgressCallback,
     SegmentCallback,
-    window_lengths,
 )
 from worker.voices import Piece
-from worker.windows import windows
-
-# Share of a `voices` job's progress that its transcription stands for; the embedding pass
-# after it the rest.
-TRANSCRIBING = 0.9
+from worker.windows import Window
 
 
 def mode(options: JobOptions, settings: Settings) -> str:
@@ -87,12 +82,20 @@ def by_channel(
         def progress(fraction: float, done: int = channel) -> None:
             on_progress((done + fraction) / count)
 
+        speech: Spans = []
+
+        def heard_speech(window: Window, regions: Regions, into: Spans = speech) -> None:
+            into.extend(spans(window, regions))
+
         try:
-            heard.append(transcriber.transcribe(
+            one = transcriber.transcribe(
                 model, audio, timed, settings, progress, expected_seconds,
-                on_decoded=on_decoded if channel == 0 else None, channel=channel))
+                on_decoded=on_decoded if channel == 0 else None, channel=channel,
+                on_speech=heard_speech)
         except PartlyDone as exc:  # the key's day ran out on the first pass: keep what it has
             raise PartlyDone(exc.error, merged([exc.transcript], options)) from None
+        heard.append(one.model_copy(
+            update={"segments": to_speech_edges(one.segments, speech)}))
     transcript = merged(heard, options)
     for segment in transcript.segments:
         if on_segment is not None:
@@ -131,18 +134,22 @@ def by_voice(
     on_segment: SegmentCallback | None, on_decoded: DecodedCallback | None,
     owner: str | None = None, job_id: str | None = None,
 ) -> Transcript:
-    """The recording transcribed with word timings, then its speech embedded and clustered,
-    each word labelled with its piece's speaker; segments published once labelled."""
+    """The recording transcribed with word timings, its speech embedded window by window on
+    the speech regions the transcription found, then clustered, each word labelled with its
+    piece's speaker; segments published once labelled."""
     timed = options.model_copy(update={"word_timestamps": True})
+    embedder, found = voices.get_embedder(), list[Piece]()
+
+    def embed(window: Window, speech: Regions) -> None:
+        found.extend(voices.pieces(window, embedder, speech))
+
     try:
-        heard = transcriber.transcribe(model, audio, timed, settings,
-                                       lambda f: on_progress(f * TRANSCRIBING),
-                                       expected_seconds, None, on_decoded)
+        heard = transcriber.transcribe(model, audio, timed, settings, on_progress,
+                                       expected_seconds, None, on_decoded, on_speech=embed)
     except PartlyDone as exc:  # the key's day ran out: what was decoded, unlabelled
         raise PartlyDone(exc.error, exc.transcript.model_copy(update={"speakers": []})
                          ) from None
-    transcript = by_pieces(heard, embedded(audio, options, settings), options, settings, owner,
-                           job_id)
+    transcript = by_pieces(heard, found, options, settings, owner, job_id)
     for segment in transcript.segments:
         if on_segment is not None:
             on_segment(segment)
@@ -168,16 +175,6 @@ def by_pieces(heard: Transcript, found: list[Piece], options: JobOptions, settin
                     {label(n): name for n, name in names.items()})
 
 
-def embedded(audio: MediaSource, options: JobOptions, settings: Settings) -> list[Piece]:
-    """The recording's speech pieces and their embeddings, window after window."""
-    embedder = voices.get_embedder()
-    blocks = pcm_blocks(audio, settings.max_audio_seconds)
-    found: list[Piece] = []
-    for window in windows(blocks, *window_lengths(options, settings), speech_regions):
-        found.extend(voices.pieces(window, embedder))
-    return found
-
-
 def labelled(heard: Transcript, found: list[Piece], numbers: list[int], keep_words: bool,
              names: dict[str, str] | None = None) -> Transcript:
     """The transcript with each word labelled as the piece it falls in (else the nearest),
@@ -191,6 +188,7 @@ def labelled(heard: Transcript, found: list[Piece], numbers: list[int], keep_wor
             segments.append(segment.model_copy(update={"speaker": who}))
             continue
         segments.extend(split_at_changes(segment.model_copy(update={"words": words})))
+    segments = to_speech_edges(segments, voices.speech_of(found))
     if not keep_words:
         segments = [s.model_copy(update={"words": None}) for s in segments]
     ordered = renumbered(segments)

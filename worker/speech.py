@@ -12,10 +12,13 @@ import numpy as np
 from faster_whisper.transcribe import Segment as FWSegment
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+from shared.schemas import Segment
 from worker.audio import SAMPLE_RATE, to_float
 from worker.windows import Window
 
 Regions = list[tuple[int, int]]
+# Speech as (start, end) seconds on the recording's clock.
+Spans = list[tuple[float, float]]
 
 # The loudest int16 sample a window may hold and still be silence (-80 dBFS).
 SILENCE_PEAK = 3
@@ -72,3 +75,30 @@ def doubtful(segment: FWSegment) -> bool:
 def silent(samples: np.ndarray) -> bool:
     """Digital silence: no sample above -80 dBFS (dither at most)."""
     return not samples.size or int(np.abs(samples).max()) <= SILENCE_PEAK
+
+
+def spans(window: Window, speech: Regions) -> Spans:
+    """A window's speech regions as seconds on the recording's clock."""
+    return [((window.start + a) / SAMPLE_RATE, (window.start + b) / SAMPLE_RATE)
+            for a, b in speech]
+
+
+def to_speech_edges(segments: list[Segment], speech: Spans) -> list[Segment]:
+    """The segments (in time order) with each start moved back to the start of the speech it
+    begins in, and each end on to the end of the speech it ends in, never over the segment
+    before or after it; words untouched. Whisper's word timings end a turn early (the last
+    word's fading sound, and faster-whisper cuts a sentence's last word to twice the median
+    word length), so a speaker's turn (`diarize`) would miss the end of its speech."""
+    ordered = sorted(speech)
+    fitted: list[Segment] = []
+    for i, segment in enumerate(segments):
+        floor = fitted[-1].end if fitted else 0.0
+        ceiling = segments[i + 1].start if i + 1 < len(segments) else float("inf")
+        start, end = segment.start, segment.end
+        for a, b in ordered:
+            if a <= segment.start <= b and max(a, floor) < start:
+                start = round(max(a, floor), 3)
+            if a <= segment.end <= b and min(b, ceiling) > end:
+                end = round(min(b, ceiling), 3)
+        fitted.append(segment.model_copy(update={"start": start, "end": end}))
+    return fitted

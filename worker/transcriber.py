@@ -45,6 +45,8 @@ ProgressCallback = Callable[[float], None]
 SegmentCallback = Callable[[Segment], None]
 # Told the seconds decoded so far; an error it returns stops the decoding there.
 DecodedCallback = Callable[[float], VerbatimError | None]
+# Told each window with speech and its speech regions, before it is decoded.
+SpeechCallback = Callable[[Window, Regions], None]
 
 
 class PartlyDone(Exception):
@@ -95,6 +97,7 @@ def transcribe(
     on_segment: SegmentCallback | None = None,
     on_decoded: DecodedCallback | None = None,
     channel: int | None = None,
+    on_speech: SpeechCallback | None = None,
 ) -> Transcript:
     """Run the model over the recording (one `channel` of it, where given) window by window
     (`worker/windows.py`), reporting progress as segments arrive against `expected_seconds`
@@ -109,8 +112,10 @@ def transcribe(
 
     `on_decoded` hears how many seconds are decoded as each block is; where it returns an error
     (a key's daily audio spent), the decoding stops after that block, what was decoded is
-    transcribed, and `PartlyDone` carries both."""
+    transcribed, and `PartlyDone` carries both. `on_speech` is given each window's speech as
+    voice-activity detection found it (the speaker embedder's input)."""
     job = _Job(model, options, settings)
+    job.on_speech = on_speech
     stopped: list[VerbatimError] = []
     blocks = _metered(pcm_blocks(audio, settings.max_audio_seconds, channel), on_decoded,
                       stopped)
@@ -211,6 +216,7 @@ class _Job:
         self.segments: list[Segment] = []
         # What the sound classifier heard, where the job asks (issue 25); else None.
         self.sounds: list[Sound] | None = [] if sounds_on(options, settings) else None
+        self.on_speech: SpeechCallback | None = None
 
     def cut(self) -> tuple[float, float]:
         return window_lengths(self.options, self.settings)
@@ -257,6 +263,8 @@ class _Job:
             music = music_only(scores)
         if not speech:
             return
+        if self.on_speech is not None:
+            self.on_speech(window, speech)
         for part, language in self.parts(window, speech):
             yield from self.decode(part, language, within(speech, part, window),
                                    within(music, part, window))

