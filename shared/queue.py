@@ -19,6 +19,7 @@ from celery import Celery, Signature
 from kombu import Queue
 from kombu.transport.redis import Channel
 
+from shared import broker_transport
 from shared.config import Settings
 from shared.models import DEFAULT_CATALOGUE
 from shared.redis_connect import broker
@@ -65,6 +66,9 @@ def model_queues(settings: Settings) -> list[Queue]:
 
 
 def make_celery(settings: Settings, main: str = "verbatim") -> Celery:
+    """The Celery app of `main`, on the Redis broker of `settings`; its channels outlive a lost
+    broker connection holding unacknowledged messages (`shared/broker_transport.py`)."""
+    broker_transport.install()
     url, sentinel_options = broker(settings.redis_url)
     app = Celery(main, broker=url)
     app.conf.update(

@@ -1,8 +1,8 @@
 """Redis Sentinel (issue 23): the API, a worker and the I/O worker on
 `VERBATIM_REDIS_URL=sentinel://...` carry on when the primary is killed under load and a replica
 is promoted. Every accepted job completes and no client sees a 500; a media URL being fetched
-when the primary dies is stored and transcribed (its webhook is not sent yet: the I/O worker
-dies, see the xfail below); a client following a job's events keeps receiving them,
+when the primary dies is stored and transcribed, and the I/O worker, which held its message,
+carries on and sends its webhook; a client following a job's events keeps receiving them,
 reconnecting with `Last-Event-ID` as the `verbatim` command does. The time to recover is
 printed.
 
@@ -258,13 +258,6 @@ def test_a_media_url_fetched_across_the_failover_is_transcribed(failover: Outcom
     assert "printing" in text
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "celery 5.7 / kombu 5.7: a worker that holds an unacknowledged message while its BRPOP is "
-    "outstanding (the I/O worker, fetching) dies with `Unrecoverable error: AttributeError "
-    "'NoneType' object has no attribute 'hostname'` when the broker connection is lost: the "
-    "consumer's collect() leaves the channel open and drops the transport's client, and the "
-    "close() after it restores the unacknowledged message through it. Its webhooks then wait "
-    "for an I/O worker to be started again."))
 def test_the_io_worker_outlives_the_failover_and_sends_the_webhook(failover: Outcome) -> None:
     wait_for_job(failover.http, failover.url_job)
     assert failover.hook is not None
