@@ -1,7 +1,7 @@
 """The sound classifier (issue 25) with the real YAMNet export and the real base model: speech,
-then music, then an audience, tagged in order and in place; music alone decodes to no words;
-speech under loud music keeps its words; over music one sign of a failed decoding drops a
-segment."""
+then music, then clapping, then an audience, tagged in order and in place; music alone
+decodes to no words; speech under loud music keeps its words; over music one sign of a failed
+decoding drops a segment."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from faster_whisper.transcribe import Segment as FWSegment
 from support import DATA, write_audio
-from synthetic import RATE, melody
+from synthetic import RATE, applause, melody
 
 from shared.config import Settings
 from shared.schemas import JobOptions, Sound, Transcript
@@ -22,7 +22,8 @@ from worker.model import get_model
 from worker.speech import doubtful, is_speech
 from worker.transcriber import transcribe
 
-JFK_SECONDS, MUSIC_SECONDS = 11.0, 8.0
+JFK_SECONDS, MUSIC_SECONDS, CLAPPING_SECONDS = 11.0, 8.0, 6.0
+CLAPPING_END = JFK_SECONDS + MUSIC_SECONDS + CLAPPING_SECONDS
 
 
 def samples(path: Path) -> np.ndarray:
@@ -31,10 +32,11 @@ def samples(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def mix() -> np.ndarray:
-    """JFK's 11 s, 8 s of a tune, then an enthusiastic audience (tests/data/applause.flac)
-    twice: 26.4 s."""
+    """JFK's 11 s, 8 s of a tune, 6 s of clapping, then an enthusiastic audience
+    (tests/data/applause.flac) twice: 32.4 s."""
     audience = samples(DATA / "applause.flac")
-    return np.concatenate([samples(DATA / "jfk.flac"), melody(MUSIC_SECONDS), audience, audience])
+    return np.concatenate([samples(DATA / "jfk.flac"), melody(MUSIC_SECONDS),
+                           applause(CLAPPING_SECONDS), audience, audience])
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +53,31 @@ def test_every_class_the_labels_name_is_one_the_model_has() -> None:
     assert {c for classes in sounds.SOUND_CLASSES.values() for c in classes} <= names
 
 
-def test_speech_then_music_then_the_audience_in_place(transcript: Transcript) -> None:
+def test_generated_clapping_is_heard_as_applause_over_its_span() -> None:
+    clip = sounds.clip_labels(applause(CLAPPING_SECONDS))
+    assert clip.labels[0].label == "Applause", clip.labels
+    assert [s.label for s in clip.sounds] == ["applause"], clip.sounds
+    assert clip.sounds[0].start <= 0.5
+    assert clip.sounds[0].end >= CLAPPING_SECONDS - 0.5
+
+
+def test_speech_then_music_then_applause_then_the_audience_in_place(
+    transcript: Transcript,
+) -> None:
     assert "ask not what your country can do for you" in transcript.text
     assert all(s.end <= JFK_SECONDS + 0.5 for s in transcript.segments), transcript.segments
     heard = transcript.sounds or []
-    # The audience twice: its quiet first and last half seconds may part it into two sounds.
-    assert [s.label for s in heard] in (["music", "cheering"], ["music", *["cheering"] * 2]), heard
-    music, audience = heard[0], heard[-1]
+    # The real audience claps and cheers, and the model hears it cheer; twice, its quiet first
+    # and last half seconds may part it into two sounds.
+    assert [s.label for s in heard] in (["music", "applause", "cheering"],
+                                        ["music", "applause", *["cheering"] * 2]), heard
+    music, clapping, audience = heard[0], heard[1], heard[-1]
     assert JFK_SECONDS - 0.5 <= music.start <= JFK_SECONDS + 1.0, music
     assert JFK_SECONDS + MUSIC_SECONDS - 1.0 <= music.end <= JFK_SECONDS + MUSIC_SECONDS + 1.0
     assert music.confidence >= 0.7
-    assert audience.start >= music.end
+    assert music.end <= clapping.start <= JFK_SECONDS + MUSIC_SECONDS + 1.5, clapping
+    assert CLAPPING_END - 1.0 <= clapping.end <= CLAPPING_END + 0.5, clapping
+    assert audience.start >= clapping.end
     assert audience.end <= transcript.duration
 
 
@@ -139,7 +155,7 @@ def test_a_live_stream_hears_what_a_job_hears_and_settles_each_sound_once_over(
     mix: np.ndarray,
 ) -> None:
     """Fed 0.1 s at a time, as a live session's frames arrive: the tune is handed out while
-    the audience still plays, the audience at the end, and together they are the job's."""
+    the clapping still plays, the audience at the end, and together they are the job's."""
     live = LiveSounds()
     settled: list[tuple[float, Sound]] = []
     for start in range(0, mix.size, RATE // 10):
@@ -148,8 +164,9 @@ def test_a_live_stream_hears_what_a_job_hears_and_settles_each_sound_once_over(
     settled += [(mix.size / RATE, sound) for sound in live.finish()]
     whole = sounds.merge(sounds.patch_labels(sounds.classify(mix)), 0.0, mix.size / RATE)
     assert [sound for _, sound in settled] == whole == live.heard()
-    (music_at, music), (_, audience) = settled[:2]
-    assert [sound.label for _, sound in settled[1:]] in (["cheering"], ["cheering"] * 2)
+    (music_at, music), (_, clapping) = settled[:2]
+    assert [sound.label for _, sound in settled[1:]] in (["applause", "cheering"],
+                                                         ["applause", *["cheering"] * 2])
     assert music.label == "music"
-    assert music.end < music_at < audience.start + 2.0, "sent soon after the tune ends"
+    assert music.end < music_at < clapping.start + 2.0, "sent soon after the tune ends"
     assert live.finish() == []
