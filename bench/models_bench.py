@@ -1,13 +1,16 @@
 """Every model of the catalogue (issue 22), through the service and bare, in the same run.
 
 For each model: bare faster-whisper in a process of its own (the model loaded as the worker
-loads it, each file transcribed with the worker's own arguments), then the service on a Redis
-of its own (the API and one worker serving that model alone, `VERBATIM_WORKER_MODELS`), the same
-files sent one after another through `POST /v1/jobs` with `model`. Prints per model: WER over
+loads it, each file transcribed with the worker's own arguments) and the service on a Redis of
+its own (the API and one worker serving that model alone, `VERBATIM_WORKER_MODELS`), file by
+file in turn, so that both meet the same load on a shared machine: each file decoded bare, then
+sent through `POST /v1/jobs` with `model` and followed on its events stream as a user would (no
+polling on the same cores), the order swapped every other file. Prints per model: WER over
 the files with a reference, speed (audio seconds per second: bare decode time; the service's
 job time from `started_at` to `finished_at`, and from submission to the end), the service's
-throughput against bare, load time and resident memory once loaded (the bare process, the
-worker's pool process), and `tiny.en` against `base` on speed.
+throughput against bare on the clock and in CPU seconds (the bare process's; the worker's pool
+process's, from /proc, over each job), load time and resident memory once loaded (the bare
+process, the worker's pool process), and `tiny.en` against `base` on speed.
 
     .venv/bin/python bench/models_bench.py [--audio ../shared/audio] [--models base tiny.en]
                                            [--limit N]
@@ -24,9 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jiwer
@@ -38,6 +44,7 @@ from shared.schemas import JobOptions
 
 OPTIONS = JobOptions(language="en")  # the recordings are English; no detection either way
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+_ENDS = {"completed", "failed", "deleted"}
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Run:
     load_seconds: float = 0.0
     rss_mb: float = 0.0
     seconds: list[float] = field(default_factory=list)  # decode (bare) or job (service)
+    cpu: list[float] = field(default_factory=list)  # CPU seconds of the process decoding
     wall: list[float] = field(default_factory=list)  # service: submission to end
     texts: list[str] = field(default_factory=list)
 
@@ -67,8 +75,17 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def bare(name: str, files: list[str]) -> Run:
-    """In a process of its own: load `name` as the worker does and transcribe `files`."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process `pid`, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_bare: dict[str, Any] = {}  # in the bare process: the model and the worker's arguments
+
+
+def bare_load(name: str) -> tuple[float, float]:
+    """In the bare process: load `name` as the worker does; (seconds, resident MB)."""
     from faster_whisper import WhisperModel
 
     from worker import concurrency
@@ -76,25 +93,51 @@ def bare(name: str, files: list[str]) -> Run:
     from worker.transcriber import whisper_kwargs
 
     settings = Settings(data_dir=Path(os.environ["BENCH_DATA_DIR"]))
-    run = Run()
     started = time.perf_counter()
     device, compute_type = resolve_device(settings, name)
-    model = WhisperModel(resolve_model_path(settings, name), device=device,
-                         compute_type=compute_type,
-                         cpu_threads=concurrency.threads_per_job(settings))
-    run.load_seconds = time.perf_counter() - started
-    run.rss_mb = rss_mb(os.getpid())
-    for file in files:
-        started = time.perf_counter()
-        segments, _ = model.transcribe(file, **whisper_kwargs(OPTIONS, settings))
-        run.texts.append("".join(segment.text for segment in segments).strip())
-        run.seconds.append(time.perf_counter() - started)
-    return run
+    _bare["model"] = WhisperModel(resolve_model_path(settings, name), device=device,
+                                  compute_type=compute_type,
+                                  cpu_threads=concurrency.threads_per_job(settings))
+    _bare["kwargs"] = whisper_kwargs(OPTIONS, settings)
+    return time.perf_counter() - started, rss_mb(os.getpid())
 
 
-def service(name: str, files: list[Path], tmp: Path) -> Run:
-    """The API and one worker serving `name` alone; the files sent one after another."""
-    run = Run()
+def bare_one(file: str) -> tuple[str, float, float]:
+    """In the bare process: transcribe `file`; (text, seconds, CPU seconds)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    segments, _ = _bare["model"].transcribe(file, **_bare["kwargs"])
+    text = "".join(segment.text for segment in segments).strip()
+    return text, time.perf_counter() - started, time.process_time() - cpu
+
+
+def measure(name: str, files: list[Path], tmp: Path) -> tuple[Run, Run]:
+    """Bare and through the service, file by file in turn."""
+    alone, served = Run(), Run()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        alone.load_seconds, alone.rss_mb = pool.apply(bare_load, (name,))
+        with _service(name, tmp, served) as (http, worker):
+            for number, file in enumerate(files):
+                bare_first = number % 2 == 0
+                if bare_first:
+                    _bare_one(pool, file, alone)
+                _one(http, file, name, worker, served)
+                if not bare_first:
+                    _bare_one(pool, file, alone)
+        pool.close()
+        pool.join()
+    return alone, served
+
+
+def _bare_one(pool: Any, file: Path, run: Run) -> None:
+    text, seconds, cpu = pool.apply(bare_one, (str(file),))
+    run.texts.append(text)
+    run.seconds.append(seconds)
+    run.cpu.append(cpu)
+
+
+@contextmanager
+def _service(name: str, tmp: Path, run: Run) -> Iterator[tuple[httpx.Client, int]]:
+    """The API and one worker serving `name` alone: a client and the pool process's pid."""
     server = LocalRedis(tmp / f"redis-{name}").start()
     env = {**os.environ, "VERBATIM_REDIS_URL": server.url, "VERBATIM_DATA_DIR": str(tmp / "data"),
            "VERBATIM_WORKER_MODELS": name, "VERBATIM_WORKER_METRICS_PORT": "0",
@@ -109,16 +152,14 @@ def service(name: str, files: list[Path], tmp: Path) -> Run:
     try:
         wait_healthy(url)
         with httpx.Client(base_url=url, timeout=60) as http:
-            loaded = _wait_loaded(http, name)
+            pid = int(_wait_loaded(http, name).split(":")[1])
             run.load_seconds = _load_seconds(log)
-            run.rss_mb = rss_mb(int(loaded.split(":")[1]))
-            for file in files:
-                _one(http, file, name, run)
+            run.rss_mb = rss_mb(pid)
+            yield http, pid
     finally:
         stop_process(worker, 30)
         stop_process(api, 20)
         server.stop()
-    return run
 
 
 def _wait_loaded(http: httpx.Client, name: str) -> str:
@@ -138,22 +179,32 @@ def _load_seconds(log: Path) -> float:
     return float("nan")
 
 
-def _one(http: httpx.Client, file: Path, name: str, run: Run) -> None:
-    started = time.perf_counter()
+def _one(http: httpx.Client, file: Path, name: str, worker: int, run: Run) -> None:
+    started, cpu = time.perf_counter(), cpu_seconds(worker)
     with file.open("rb") as f:
         response = http.post("/v1/jobs", files={"file": (file.name, f)},
                              data={"model": name, "language": "en"})
     response.raise_for_status()
     job_id = response.json()["id"]
-    while (job := http.get(f"/v1/jobs/{job_id}").json())["status"] not in ("completed",
-                                                                           "failed"):
-        time.sleep(0.02)
+    _follow(http, job_id)
     run.wall.append(time.perf_counter() - started)
+    run.cpu.append(cpu_seconds(worker) - cpu)
+    job = http.get(f"/v1/jobs/{job_id}").json()
     if job["status"] != "completed":
         raise SystemExit(f"{file.name} on {name}: {job['error']}")
     begun, ended = (datetime.fromisoformat(job[k]) for k in ("started_at", "finished_at"))
     run.seconds.append((ended - begun).total_seconds())
     run.texts.append(http.get(f"/v1/jobs/{job_id}/transcript").json()["text"])
+
+
+def _follow(http: httpx.Client, job_id: str) -> None:
+    """Until the job ends, on its events stream."""
+    with http.stream("GET", f"/v1/jobs/{job_id}/events") as events:
+        events.raise_for_status()
+        for line in events.iter_lines():
+            if line.startswith("event:") and line.split(":", 1)[1].strip() in _ENDS:
+                return
+    raise SystemExit(f"the events of job {job_id} ended before the job")
 
 
 def wer(texts: list[str], references: list[str]) -> float:
@@ -175,27 +226,26 @@ def main() -> None:
           f"English; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start. "
           "Speed in audio seconds per second.", flush=True)
     print(f"{'model':>8} {'WER bare':>8} {'service':>8} {'bare x':>7} {'job x':>7} "
-          f"{'e2e x':>7} {'job/bare':>8} {'load bare':>9} {'service':>8} {'RSS bare':>8} "
-          f"{'worker':>7}")
-    speeds = {}
+          f"{'e2e x':>7} {'job/bare':>8} {'CPU':>6} {'load bare':>9} {'service':>8} "
+          f"{'RSS bare':>8} {'worker':>7}")
+    speeds, cpu = {}, {}  # audio seconds per second of bare decoding, and per CPU second
     with tempfile.TemporaryDirectory(prefix="verbatim-models-") as folder:
         tmp = Path(folder)
         os.environ["BENCH_DATA_DIR"] = str(tmp / "data")
-        spawn = multiprocessing.get_context("spawn")
         for name in args.models:
-            with spawn.Pool(1) as pool:
-                alone = pool.apply(bare, (name, [str(f) for f in files]))
-            served = service(name, files, tmp)
+            alone, served = measure(name, files, tmp)
             bare_x = audio_seconds / sum(alone.seconds)
             job_x = audio_seconds / sum(served.seconds)
-            speeds[name] = bare_x
+            speeds[name], cpu[name] = bare_x, audio_seconds / sum(alone.cpu)
             print(f"{name:>8} {wer(alone.texts, references):>8.3f} "
                   f"{wer(served.texts, references):>8.3f} {bare_x:>7.1f} {job_x:>7.1f} "
                   f"{audio_seconds / sum(served.wall):>7.1f} {job_x / bare_x:>8.1%} "
+                  f"{sum(alone.cpu) / sum(served.cpu):>6.1%} "
                   f"{alone.load_seconds:>8.2f}s {served.load_seconds:>7.2f}s "
                   f"{alone.rss_mb:>6.0f}MB {served.rss_mb:>5.0f}MB", flush=True)
     if "base" in speeds and "tiny.en" in speeds:
-        print(f"tiny.en is {speeds['tiny.en'] / speeds['base']:.2f}x as fast as base (bare).")
+        print(f"tiny.en is {speeds['tiny.en'] / speeds['base']:.2f}x as fast as base (bare; "
+              f"{cpu['tiny.en'] / cpu['base']:.2f}x in CPU seconds).")
 
 
 if __name__ == "__main__":
