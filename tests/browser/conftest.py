@@ -11,7 +11,7 @@ from pathlib import Path
 
 import av
 import pytest
-from live_client import Streamer, open_session, pcm16, receive, ws_url
+from live_client import Streamer, events_until_end, open_session, pcm16, receive, ws_url
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 from support import Process, debian_tool
 
@@ -103,8 +103,12 @@ def live_lag(api_url: str, live_worker: Process) -> float:
             if "countr" in shown.lower() or event["type"] in ("done", "error"):
                 break
         assert "countr" in shown.lower(), event
+        streamer.thread.join()  # then it sends `stop`
         assert streamer.finished_at is not None
-        return max(0.0, time.monotonic() - streamer.finished_at)
+        lag = max(0.0, time.monotonic() - streamer.finished_at)
+        # The live worker holds one session: this one ends before a page asks for its own.
+        assert events_until_end(ws)[-1][1]["type"] == "done"
+        return lag
 
 
 @dataclass

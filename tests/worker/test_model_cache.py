@@ -118,9 +118,10 @@ def test_a_model_on_cpu_costs_what_resident_memory_grew_by(tmp_path: Path) -> No
     grown = (cache._resident() - before) / MiB
     cost = cache.held_mb()["base"]
     assert cost == pytest.approx(grown, abs=2)
-    # Not the weights on disk (145 MB): INT8 on CPU holds less.
+    # What the process grew by, not the weights on disk (145 MB): INT8 on CPU holds less, but
+    # a process's first load also sets CTranslate2 up, so it may come near or above them.
     weights = (Path(cache.resolve_model_path(settings, "base")) / "model.bin").stat().st_size
-    assert 20 < cost < weights / MiB
+    assert 20 < cost < 2 * weights / MiB
 
 
 def test_memory_an_unloaded_model_freed_is_not_counted_as_free_for_the_next(
