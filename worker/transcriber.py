@@ -40,6 +40,10 @@ SPARSE_SPEECH = 0.1
 # and it is decoded in that language where detection is at least this sure of it.
 REGION_SECONDS = 1.5
 SWITCH_PROBABILITY = 0.6
+# Speech (VAD's) of at least this many seconds that the model passed over, returning no segment
+# for it, is decoded again alone (issue 21: with word timings, faster-whisper can end a
+# window's decoding early and drop a whole turn that the job without them keeps).
+MISSED_SPEECH = 1.0
 
 ProgressCallback = Callable[[float], None]
 SegmentCallback = Callable[[Segment], None]
@@ -232,16 +236,24 @@ class _Job:
         found = self._detect(window.samples, speech)
         return split_by_language(window, speech, self._region_languages(window, speech, found))
 
-    def decode(self, part: Window, language: str, speech: Regions,
-               music: Regions) -> Iterator[Segment]:
+    def decode(self, part: Window, language: str, speech: Regions, music: Regions,
+               again: bool = True) -> Iterator[Segment]:
         """Decode one stretch in `language`: the segments kept, on the recording's clock, as
         the model produces them (so progress moves within a window). Over `music` (sure music,
-        no speech heard), one sign of a failed decoding drops a segment."""
+        no speech heard), one sign of a failed decoding drops a segment. Where `again`, speech
+        the model passed over is decoded alone, its segments in their place (`_missed`)."""
         kwargs = {**self.kwargs, "language": language, **self._prompt(language)}
+        if not again:  # decoded alone, its last frames would be read as its text again
+            kwargs["condition_on_previous_text"] = False
         if sum(b - a for a, b in speech) < SPARSE_SPEECH * part.samples.size:
             kwargs.setdefault("temperature", 0.0)
         found, _ = self.decoder(to_float(part.samples), **kwargs)
+        heard = 0  # samples of `part` up to the end of the last segment the model returned
         for raw in found:
+            if again:
+                yield from self._missed(part, language, speech, music, heard,
+                                        int(raw.start * SAMPLE_RATE))
+            heard = max(heard, int(raw.end * SAMPLE_RATE))
             if not is_speech(raw, speech) or (
                     over_music(raw.start, raw.end, music) and doubtful(raw)):
                 continue
@@ -249,6 +261,24 @@ class _Job:
             segment = in_script(segment, self.options.script)
             self.segments.append(segment)
             yield segment
+        if again:
+            yield from self._missed(part, language, speech, music, heard, part.samples.size)
+
+    def _missed(self, part: Window, language: str, speech: Regions, music: Regions,
+                start: int, end: int) -> Iterator[Segment]:
+        """The segments of the speech between samples `start` and `end` of `part`, where the
+        model returned none, decoded alone where there are `MISSED_SPEECH` seconds of it: the
+        same options, language and prompt, its segments through the same filters."""
+        least = MISSED_SPEECH * SAMPLE_RATE
+        missed = [(max(a, start), min(b, end)) for a, b in speech if a < end and b > start]
+        # The rest of a region that a segment covers in part is missed where it is long alone.
+        missed = [(a, b) for a, b in missed if (a, b) in speech or b - a >= least]
+        if sum(b - a for a, b in missed) < least:
+            return
+        gap = Window(part.index, part.start + missed[0][0],
+                     part.samples[missed[0][0]:missed[-1][1]])
+        yield from self.decode(gap, language, within(speech, gap, part),
+                               within(music, gap, part), again=False)
 
     def hear(self, window: Window) -> Iterator[Segment]:
         """The window's segments as decoded; none where it is silent or VAD hears no speech
