@@ -20,6 +20,13 @@ from shared.localredis import LocalRedis
 from shared.queue import make_celery
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of its own: the session's has the session workers' BRPOPs on it."""
+    with LocalRedis(tmp_path_factory.mktemp("broker-redis")) as server:
+        yield server.url
+
+
 @pytest.fixture
 def connection(redis_url: str) -> Iterator[Connection]:
     broker_transport.install()
