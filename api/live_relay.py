@@ -299,7 +299,7 @@ class LiveRelay:
             if token is not None and self.settings.auth == "required":
                 group.start_soon(watch_key)
             try:
-                await self._events(websocket, session, ended)
+                await self._events(websocket, session, ended, broken)
             except (TimeoutError, WebSocketDisconnect, RuntimeError):
                 await abort()
             group.cancel_scope.cancel()
@@ -368,7 +368,11 @@ class LiveRelay:
                 return
 
     async def _events(self, websocket: WebSocket, session: LiveSession,
-                      ended: anyio.Event) -> None:
+                      ended: anyio.Event, broken: list[VerbatimError]) -> None:
+        """The worker's events to the client, until its last; none once the client's side has
+        broken the session (`broken`): the worker's `done` for the abort may come before this
+        task is cancelled, and the client is owed the error, not `done`."""
+
         async def lost(last: str) -> Event | None:
             return await self._lost(session, last)
 
@@ -376,6 +380,8 @@ class LiveRelay:
                                            lost, LOST_CHECK_SECONDS):
             if event.name in ENDS:
                 ended.set()
+            if broken:
+                return
             await send(websocket, event.name, event.data)
             if event.name in ENDS:
                 return

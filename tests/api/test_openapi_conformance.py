@@ -19,6 +19,10 @@ from shared.state.jobs import JobStore, new_job_id
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_SECONDS = 25
 MAX_EXAMPLES = 10
+# One fixed seed, so a run is the same run every time: schemathesis 4.32 draws some seeds whose
+# multipart bodies its own generator cannot build ("Runtime Error: Unsupported type: 'Binary'"
+# on POST /v1/jobs), which fails the test without any mismatch in the API.
+SEED = "20261207"
 
 
 def completed_job(url: str) -> str:
@@ -44,7 +48,8 @@ def test_schemathesis_finds_no_mismatch(
         result = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run",
              f"{base}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
-             "--max-time", str(MAX_SECONDS), "--generation-database", "none", "--no-color"],
+             "--max-time", str(MAX_SECONDS), "--generation-database", "none", "--no-color",
+             "--seed", SEED],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=MAX_SECONDS + 60,
             check=False,
         )  # fmt: skip
