@@ -12,8 +12,10 @@ from support import submit, wait_for_job
 
 # The first segment must come this much (of the time the worker spent on the job, from its
 # `processing` status to `completed`: time in the queue says nothing of it) before the end, or
-# it was not sent as it was decoded.
-EARLY_FRACTION = 0.2
+# it was not sent as it was decoded. The first 30 s window holds 84 % of the 35.8 s recording,
+# so its segments arrive about 16 % of the worker's time before the end (measured 19 % on a
+# quiet machine).
+EARLY_FRACTION = 0.1
 
 
 def segments(received: list[Received]) -> list[Received]:
