@@ -40,9 +40,6 @@ from shared.state.relay import BEGINNING, STREAM_ID, Event, EventHub
 
 log = logging.getLogger(__name__)
 
-# Longest a client may take to accept one event before its stream is dropped.
-SEND_TIMEOUT_SECONDS = 30
-
 # A key's open streams, on every replica: `verbatim:streams:{key id}`, a sorted set of slot ids
 # scored with the (Redis) time their lease ends. A stream renews its lease as it checks its key;
 # one whose process died is forgotten once its lease ends. KEYS: the set. ARGV: the slot id,
@@ -104,8 +101,9 @@ class JobStreams:
         self.key_check_seconds = settings.events_key_check_seconds
         self.max_listeners = settings.events_max_listeners
         self.max_per_key = settings.events_max_streams_per_key
+        self.send_timeout_seconds = settings.events_send_timeout_seconds
         # Long enough for a renewal that waits on a slow client's send, then two more checks.
-        self.lease_seconds = SEND_TIMEOUT_SECONDS + 3 * self.key_check_seconds
+        self.lease_seconds = self.send_timeout_seconds + 3 * self.key_check_seconds
         self.listeners = 0
         self._take = self.redis.register_script(_TAKE)
         self._renew = self.redis.register_script(_RENEW)
@@ -181,7 +179,7 @@ class JobStreams:
     ) -> EventSourceResponse:
         """`events` as `text/event-stream`, with comment heartbeats while it is idle."""
         return EventSourceResponse(events, ping=self.ping_seconds, headers=headers,
-                                   send_timeout=SEND_TIMEOUT_SECONDS)
+                                   send_timeout=self.send_timeout_seconds)
 
 
 async def as_sse(events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:

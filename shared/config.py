@@ -265,7 +265,11 @@ class Settings(IntegrationSettings, BaseSettings):
     """Event streams (`GET /v1/jobs/{id}/events`, OpenAI's `stream=true`) one API key may have
     open at once, counted over every API replica in Redis; more are refused with 429
     `too_many_streams`. A stream whose API process died stops counting within
-    `30 + 3 * events_key_check_seconds` seconds."""
+    `events_send_timeout_seconds + 3 * events_key_check_seconds` seconds."""
+
+    events_send_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    """Longest a client may take to accept one event before its stream is dropped. A stream
+    holds its key's slot for this long plus three key checks after its API process dies."""
 
     events_key_check_seconds: float = Field(default=5.0, gt=0, le=60)
     """How often an open event stream checks its API key: a revoked key's streams end within
