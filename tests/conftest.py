@@ -28,11 +28,29 @@ from support import (
 )
 
 from cli.serve import io_worker_command, live_worker_command
+from file_costs import read_costs
 from shared.localredis import LocalRedis, free_port
 
 # Today's open behaviour for every `Settings()` the tests build in this process (and, through
 # `service_env`, for the session's API); tests of API keys ask for `auth="required"` themselves.
 os.environ["VERBATIM_AUTH"] = "off"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slowest files first, as measured in `file_costs.txt`. pytest-xdist hands whole files to
+    its processes in collection order (`--dist loadfile --no-loadscope-reorder`, as `make test`
+    runs it), each taking the next when it is nearly done: a long file left for last would
+    keep one process working alone while the other idles. Tests keep their order in a file."""
+    costs = read_costs()
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::")[0], index)
+
+    def rank(item: pytest.Item) -> tuple[float, int]:
+        path = item.nodeid.split("::")[0]
+        return -costs.get(path, 0.0), first[path]
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
