@@ -13,8 +13,9 @@ SDH label stands for), and runs of one label become sounds. Where the model is s
 hears no speech, a segment needs more than elsewhere to be kept (`over_music`, used by the
 transcriber with `worker/speech.py`'s `doubtful`): Whisper sings along and makes lyrics up, and
 voice-activity detection can take singing for speech. Not more than that: under music as loud
-as the voice this model hears no speech at all (its speech score falls to 0.000 where the base
-model still decodes the words), so a stretch it calls music alone is not taken from the speech.
+as the voice this model hears next to no speech (its speech score stays at or below 0.08 where
+the base model still decodes the words), so a stretch it calls music alone is not taken from the
+speech.
 """
 
 from __future__ import annotations
