@@ -53,6 +53,14 @@ def test_every_class_the_labels_name_is_one_the_model_has() -> None:
     assert {c for classes in sounds.SOUND_CLASSES.values() for c in classes} <= names
 
 
+def test_a_recording_scores_the_same_in_batches_as_patch_by_patch(mix: np.ndarray) -> None:
+    scores = sounds.classify(mix)
+    patches = sounds.patches(mix)
+    assert len(scores) == len(patches) > sounds.BATCH
+    one_by_one = [sounds._model().run(None, {"patches": patch[None]})[0][0] for patch in patches]
+    np.testing.assert_array_equal(scores, np.array(one_by_one))
+
+
 def test_generated_clapping_is_heard_as_applause_over_its_span() -> None:
     clip = sounds.clip_labels(applause(CLAPPING_SECONDS))
     assert clip.labels[0].label == "Applause", clip.labels
