@@ -4,8 +4,11 @@
 in a `threads` pool's one process (which is then its own node, and runs several jobs under one
 beat). Either must return quickly (the first within 4 seconds), so the load
 happens in a background thread; a job that arrives meanwhile waits in `get_model` for that
-same load. A load that fails is tried again every `heartbeat_interval_seconds` until it
-succeeds (a job's own load may succeed first: the model is cached, so the next try finds it).
+same load. While it loads, the process beats as `STARTING`, which the reapers count alive and
+`/readyz` does not: a load slower than `heartbeat_timeout_seconds` (a large model, a busy
+host) must not get the job it holds taken from it and run a second time elsewhere. A load
+that fails is tried again every `heartbeat_interval_seconds` until it succeeds (a job's own
+load may succeed first: the model is cached, so the next try finds it).
 Once the model is loaded the thread beats every `heartbeat_interval_seconds`
 (`shared/state/heartbeats.py`), which is what `/readyz` counts. On a clean exit `stop()` ends the
 thread, which withdraws the beat itself, after its last one; a killed process's beat expires
@@ -26,7 +29,9 @@ from shared.errors import ModelUnavailable
 from shared.state.heartbeats import (
     CONNECT_TIMEOUT_SECONDS,
     SOCKET_TIMEOUT_SECONDS,
+    STARTING,
     Heartbeats,
+    WorkerBeat,
     beat_client,
     beat_until,
     withdraw_quietly,
@@ -95,15 +100,46 @@ def _running(parent: int | None) -> bool:
 
 
 def _run(settings: Settings, celery: Celery, parent: int | None) -> None:
-    if not _load_model(settings, parent):
-        return
     beats = Heartbeats(beat_client(settings.redis_url))
+    starting = Heartbeats(beats.redis, STARTING)
     try:
-        _beat(beats, settings, celery, parent)
-        if _stop.is_set():  # a clean exit; an orphan's beat just expires
+        if _load_while_starting(settings, starting, parent):
+            _beat(beats, settings, celery, parent, starting)
+        if _stop.is_set():  # a clean exit; an orphan's beats just expire
             withdraw_quietly(beats, worker_id())
+            withdraw_quietly(starting, worker_id())
     finally:
         beats.redis.close()
+
+
+def _load_while_starting(settings: Settings, starting: Heartbeats, parent: int | None) -> bool:
+    """Load the model (`_load_model`) while another thread beats as `STARTING`. That beat is
+    withdrawn after the first beat as a loaded worker (`_beat`), so the process is never
+    missing from both groups."""
+    loaded = threading.Event()
+
+    def fields() -> dict[str, object]:
+        return {"hostname": socket.gethostname(), "pid": os.getpid(),
+                "model": settings.served_models[0], "device": "", "compute_type": "",
+                "jobs_done": 0, "node": node_id(parent)}
+
+    thread = threading.Thread(
+        target=beat_until, name="verbatim-starting-beat",
+        args=(starting, worker_id(), settings, fields, lambda: None,
+              lambda: not loaded.is_set() and _running(parent), loaded.wait), daemon=True)
+    thread.start()
+    try:
+        return _load_model(settings, parent)
+    finally:
+        loaded.set()
+        thread.join(timeout=STOP_TIMEOUT_SECONDS)
+
+
+def alive(beats: Heartbeats, timeout_seconds: float) -> list[WorkerBeat]:
+    """The transcription worker processes the reapers count alive: those that beat as loaded,
+    and those still loading their model (`STARTING`)."""
+    return (beats.live(timeout_seconds)
+            + Heartbeats(beats.redis, STARTING).live(timeout_seconds))
 
 
 def _load_model(settings: Settings, parent: int | None) -> bool:
@@ -123,7 +159,8 @@ def _load_model(settings: Settings, parent: int | None) -> bool:
 
 
 def _beat(
-    beats: Heartbeats, settings: Settings, celery: Celery, parent: int | None
+    beats: Heartbeats, settings: Settings, celery: Celery, parent: int | None,
+    starting: Heartbeats,
 ) -> None:
     first = settings.served_models[0]
     device, compute_type = resolve_device(settings, first)
@@ -137,8 +174,14 @@ def _beat(
                 "node": node_id(parent), "models": ",".join(settings.served_models),
                 "loaded": ",".join(loaded_models())}
 
+    starting_withdrawn = False
+
     def reap() -> None:
-        live = beats.live(timeout)
+        nonlocal starting_withdrawn
+        if not starting_withdrawn:  # the first beat as loaded is in: starting is over
+            withdraw_quietly(starting, worker_id())
+            starting_withdrawn = True
+        live = alive(beats, timeout)
         nodes = {beat.node for beat in live if beat.node}
         default = settings.default_model
         requeue_orphans(deliveries, {beat.id for beat in live}, nodes, celery, timeout, default)

@@ -11,6 +11,11 @@ with the same loop (`beat_until`), each kind in a group of its own (`IO`: `verba
 `/readyz` does not count. After each beat of an I/O worker, the reapers of its kind requeue what
 a gone one held. A live worker's beat names the models it serves, so that the API refuses a
 session for a model that no running live worker serves (`api/model_choice.py`).
+
+A transcription worker process whose model is still loading beats in a group of its own
+(`STARTING`: `verbatim:starting-workers`, `verbatim:starting-worker:{id}`) until its first
+beat as a loaded worker. It may already hold a job, which waits for that same load: the reapers
+count it alive, `/readyz` does not count it ready.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class Group(NamedTuple):
 TRANSCRIPTION = Group(WORKERS_KEY, "verbatim:worker:")
 IO = Group(IO_WORKERS_KEY, "verbatim:io-worker:")
 LIVE = Group(LIVE_WORKERS_KEY, "verbatim:live-worker:")
+STARTING = Group("verbatim:starting-workers", "verbatim:starting-worker:")
 
 # A beat's own Redis connection: a beat never waits longer than these on a Redis that is away.
 CONNECT_TIMEOUT_SECONDS = 2

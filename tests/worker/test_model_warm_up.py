@@ -1,5 +1,6 @@
 """A pool process whose model cannot be prepared fails its jobs with `model_unavailable`, says
-why in its JSON log, and tries again: once the model loads it reports in for `/readyz`."""
+why in its JSON log, and tries again: once the model loads it reports in for `/readyz`. While
+it loads it beats as starting, so the reapers never take a job it holds from it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from shared.config import Settings
 from shared.localredis import LocalRedis
 from shared.queue import TRANSCRIBE_TASK, make_celery
 from shared.schemas import Job, JobOptions
-from shared.state.heartbeats import Heartbeats
+from shared.state.heartbeats import STARTING, Heartbeats
 from shared.state.jobs import JobStore, new_job_id
 
 TIMEOUT_SECONDS = 2.0
@@ -71,6 +72,7 @@ def test_a_model_that_cannot_be_prepared_fails_jobs_until_a_retry_loads_it(
     settings: Settings, worker: Process
 ) -> None:
     heartbeats = Heartbeats(JobStore.from_url(settings.redis_url).redis)
+    starting = Heartbeats(heartbeats.redis, STARTING)
     job = run_job(settings, worker)
     assert job.status == "failed"
     assert job.error is not None
@@ -78,7 +80,9 @@ def test_a_model_that_cannot_be_prepared_fails_jobs_until_a_retry_loads_it(
     assert str(settings.model_dir) in job.error.message
     assert "writ" in job.error.message
     wait_until(lambda: len(failed_loads(worker)) >= 2, "the load is tried again", worker)
-    assert not heartbeats.live(TIMEOUT_SECONDS)
+    assert not heartbeats.live(TIMEOUT_SECONDS)  # not ready, but alive for the reapers:
+    [loading] = starting.live(TIMEOUT_SECONDS)
+    assert loading.node == f"{loading.hostname}:{worker.popen.pid}"  # a pool process of it
     assert "Exception in thread" not in worker.output()
     for record in failed_loads(worker):  # one line per try, with the reason
         assert record["level"] == "ERROR"
@@ -94,5 +98,7 @@ def test_a_model_that_cannot_be_prepared_fails_jobs_until_a_retry_loads_it(
     assert len(failed_loads(worker)) == tries
     [beat] = heartbeats.live(TIMEOUT_SECONDS)
     assert beat.jobs_done >= 1
+    assert beat.id == loading.id
+    assert not starting.live(TIMEOUT_SECONDS)  # withdrawn once it beat as loaded
     assert sum(r["message"] == "model loaded" for r in worker.records()) == 1
     assert not [r for r in worker.records() if "exc_info" in r]
