@@ -25,7 +25,7 @@ the plain job against all the references in order, and of each channel against i
 
     .venv/bin/python bench/diarization_bench.py
     .venv/bin/python bench/diarization_bench.py --only c2a c3a --audio /path/to/shared/audio
-    .venv/bin/python bench/diarization_bench.py --only call --repeat 2
+    .venv/bin/python bench/diarization_bench.py --only call --repeat 2 [--rounds 2]
     .venv/bin/python bench/diarization_bench.py --split --sphinx /usr/share/pocketsphinx/test/data
 """
 
@@ -181,11 +181,13 @@ def wer(references: list[str], said: str) -> float:
     return jiwer.wer(norm(" ".join(references)), norm(said))
 
 
-def long_call(audio: Path, folder: Path, settings: Settings, split: bool, repeat: int) -> None:
+def long_call(audio: Path, folder: Path, settings: Settings, split: bool, repeat: int,
+              rounds: int) -> None:
     """The long two-party call's lines, `repeat` times: DER of `channels`, the CPU seconds of
     the plain job (the file mixed to mono) and of the channels job; then the word error rates
-    of the last run's."""
-    files = [(channel, audio / (LJ if f.startswith("LJ") else LIB) / f) for channel, f in CALL]
+    of the last run's. The call is `CALL` said `rounds` times over."""
+    files = [(channel, audio / (LJ if f.startswith("LJ") else LIB) / f)
+             for channel, f in CALL * rounds]
     if missing := [str(f) for _, f in files if not f.exists()]:
         print(f"call: left out, missing {', '.join(missing)}", file=sys.stderr)
         return
@@ -225,6 +227,8 @@ def main() -> None:
                         help="also time each job with word timings alone (words_cpu_s)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="times to run the long call's jobs (each a line)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="the long call's turns said this many times over (a longer call)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(device="cpu", data_dir=Path(folder))
@@ -259,7 +263,8 @@ def main() -> None:
             row("stereo", annotation(channel_reference(stereo)), transcript, times,
                 channels_metric)
         if not args.only or "call" in args.only:
-            long_call(args.audio, Path(folder), settings, args.split, args.repeat)
+            long_call(args.audio, Path(folder), settings, args.split, args.repeat,
+                      args.rounds)
 
 
 if __name__ == "__main__":
