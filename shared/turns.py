@@ -7,7 +7,7 @@ the labels, or the names a download asks for, `S1=Ann,S2=Bob`) and the names sav
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from shared.schemas import Segment, Speaker, Transcript, Word
 
@@ -23,14 +23,37 @@ def split_at_changes(segment: Segment) -> list[Segment]:
     words = segment.words or []
     if not words or any(w.speaker is None for w in words):
         return [segment]
+    runs = _runs(words, lambda before, word: before.speaker != word.speaker)
+    if len(runs) == 1:
+        return [segment.model_copy(update={"speaker": words[0].speaker})]
+    return [piece.model_copy(update={"speaker": run[0].speaker})
+            for piece, run in zip(_pieces(segment, runs), runs, strict=True)]
+
+
+def split_at_pauses(segment: Segment, pause: float) -> list[Segment]:
+    """The segment cut between words at least `pause` seconds apart. A channel of a call is
+    decoded as its speech run together, so one segment can hold words from both sides of the
+    other party's turn (`diarize=channels`); cut there, neither piece spans that turn."""
+    words = segment.words or []
+    runs = _runs(words, lambda before, word: word.start - before.end >= pause)
+    return [segment] if len(runs) <= 1 else _pieces(segment, runs)
+
+
+def _runs(words: list[Word], cut: Callable[[Word, Word], bool]) -> list[list[Word]]:
+    """The words in runs, a new one started at each word `cut` says to (given the word
+    before it)."""
     runs: list[list[Word]] = []
     for word in words:
-        if runs and runs[-1][-1].speaker == word.speaker:
+        if runs and not cut(runs[-1][-1], word):
             runs[-1].append(word)
         else:
             runs.append([word])
-    if len(runs) == 1:
-        return [segment.model_copy(update={"speaker": words[0].speaker})]
+    return runs
+
+
+def _pieces(segment: Segment, runs: list[list[Word]]) -> list[Segment]:
+    """The segment as one piece per run of its words, the first starting and the last ending
+    where it does, each with its words' text."""
     pieces = []
     for i, run in enumerate(runs):
         text = "".join(w.word for w in run)
@@ -39,7 +62,7 @@ def split_at_changes(segment: Segment) -> list[Segment]:
         pieces.append(segment.model_copy(update={
             "start": segment.start if i == 0 else run[0].start,
             "end": segment.end if i == len(runs) - 1 else run[-1].end,
-            "text": text, "words": run, "speaker": run[0].speaker,
+            "text": text, "words": run,
         }))
     return pieces
 

@@ -1,7 +1,8 @@
 """Conversations with known turns, built from real speech of different people (issue 21):
 each turn one whole utterance of one reader, turns apart by a short pause, some speakers
-coming back after others. Used by tests/e2e/test_voices.py and bench/diarization_bench.py;
-built at set-up, never committed."""
+coming back after others; and two-party calls, one party on each channel of a stereo file.
+Used by tests/e2e/test_voices.py, tests/worker/test_channel_calls.py and
+bench/diarization_bench.py; built at set-up, never committed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ DATA = Path(__file__).resolve().parent / "data"
 SPHINX = Path("/usr/share/pocketsphinx/test/data")
 RATE = 16000
 PAUSE_SECONDS = (0.5, 0.7, 0.6, 0.45)  # between turns, in turn
+# In a call, every third change of speaker starts this long before the other stops speaking.
+CROSSTALK_SECONDS = 0.8
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,34 @@ def build(turns: list[tuple[str, Path]], out: Path) -> list[Turn]:
     return reference
 
 
+def build_call(turns: list[tuple[int, Path]], out: Path) -> list[Turn]:
+    """Write a two-party call as 16 kHz stereo FLAC at `out`, each turn (channel, utterance) on
+    its channel and the other channel silent, turns apart by `PAUSE_SECONDS` between their
+    speech, but every third change of speaker `CROSSTALK_SECONDS` into the speech before it
+    (both talk at once); return the reference turns, speakers `S1` (channel 0) and `S2`."""
+    placed: list[tuple[int, int, np.ndarray]] = []  # (channel, first sample, samples)
+    reference: list[Turn] = []
+    ends, spoken_to, changes = [0, 0], 0.0, 0
+    for i, (channel, path) in enumerate(turns):
+        samples = decode_audio(str(path), sampling_rate=RATE)
+        first, last = _spoken(samples)
+        gap = PAUSE_SECONDS[i % len(PAUSE_SECONDS)]
+        if i and channel != turns[i - 1][0]:
+            changes += 1
+            gap = -CROSSTALK_SECONDS if changes % 3 == 0 else gap
+        at = max(int((spoken_to + gap - first) * RATE), ends[channel], 0) if i else 0
+        placed.append((channel, at, samples))
+        ends[channel] = at + samples.size
+        reference.append(Turn(f"S{channel + 1}", round(float(at / RATE + first), 3),
+                              round(float(at / RATE + last), 3)))
+        spoken_to = max(spoken_to, at / RATE + last)
+    pcm = np.zeros((2, max(ends)), np.float32)
+    for channel, at, samples in placed:
+        pcm[channel, at:at + samples.size] = samples
+    _write_flac(pcm, out)
+    return sorted(reference, key=lambda t: t.start)
+
+
 def _spoken(samples: np.ndarray) -> tuple[float, float]:
     """Seconds from the start to the first and the last sample louder than -40 dBFS."""
     loud = np.flatnonzero(np.abs(samples) > 0.01)
@@ -67,10 +98,12 @@ def _spoken(samples: np.ndarray) -> tuple[float, float]:
 
 
 def _write_flac(samples: np.ndarray, path: Path) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+    """Mono `samples`, or stereo as two rows, as 16-bit FLAC."""
+    layout = "stereo" if samples.ndim == 2 else "mono"
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).T.reshape(1, -1)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("flac", rate=RATE, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        stream = container.add_stream("flac", rate=RATE, layout=layout)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
         frame.sample_rate = RATE
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)

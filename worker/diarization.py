@@ -3,7 +3,9 @@
 `channels`: a call recorded with each party on a channel of its own. Each channel is decoded on
 its own speech, as a recording of its own, and the segments are merged on the recording's
 clock, each labelled with its channel (`S1` the first, named by `channel_names`). Crosstalk
-heard on both channels stays in both. Word timings are on, as every diarized job has them.
+heard on both channels stays in both. Word timings are on, as every diarized job has them: a
+channel's speech is decoded run together, the other party's turns left out, so a segment can
+hold words from before and after one of them, and it is cut where its words pause.
 
 `voices`: one mixed recording. It is transcribed with word timings, its speech embedded piece
 by piece as each window's speech is found, and the pieces clustered (`worker/voices.py`); each
@@ -23,7 +25,7 @@ from shared.media.opening import MediaSource
 from shared.media.probe import probe_channels
 from shared.schemas import MAX_CHANNELS, JobOptions, Segment, Transcript
 from shared.state.voices import VoiceStore, job_scope, known_names
-from shared.turns import label, renumbered, speakers_of, split_at_changes
+from shared.turns import label, renumbered, speakers_of, split_at_changes, split_at_pauses
 from worker import transcriber, voices
 from worker.job_state import job_store
 from worker.speech import Regions, Spans, spans, to_speech_edges
@@ -35,6 +37,11 @@ from worker.transcriber import (
 )
 from worker.voices import Piece
 from worker.windows import Window
+
+# Words of one channel at least this far apart are in two segments (`split_at_pauses`): the
+# other party's turn can lie between them. faster-whisper runs a channel's speech together
+# wherever it pauses for 2 s or more (1.2 s, less its padding).
+CHANNEL_PAUSE_SECONDS = 1.0
 
 
 def mode(options: JobOptions, settings: Settings) -> str:
@@ -95,7 +102,7 @@ def by_channel(
         except PartlyDone as exc:  # the key's day ran out on the first pass: keep what it has
             raise PartlyDone(exc.error, merged([exc.transcript], options)) from None
         heard.append(one.model_copy(
-            update={"segments": to_speech_edges(one.segments, speech)}))
+            update={"segments": to_speech_edges(_at_pauses(one.segments), speech)}))
     transcript = merged(heard, options)
     for segment in transcript.segments:
         if on_segment is not None:
@@ -110,7 +117,7 @@ def merged(channels: list[Transcript], options: JobOptions) -> Transcript:
     segments: list[Segment] = []
     for channel, heard in enumerate(channels):
         who = label(channel)
-        for segment in heard.segments:
+        for segment in _at_pauses(heard.segments):
             words = None
             if options.word_timestamps and segment.words is not None:
                 words = [w.model_copy(update={"speaker": who}) for w in segment.words]
@@ -126,6 +133,10 @@ def merged(channels: list[Transcript], options: JobOptions) -> Transcript:
             {label(i): i for i in range(len(channels))}),
         "languages": list(dict.fromkeys(lang for t in channels for lang in t.languages)),
     })
+
+
+def _at_pauses(segments: list[Segment]) -> list[Segment]:
+    return [p for s in segments for p in split_at_pauses(s, CHANNEL_PAUSE_SECONDS)]
 
 
 def by_voice(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -11,6 +11,8 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.transcribe import Segment as FWSegment
 from faster_whisper.transcribe import Word as FWWord
+from faster_whisper.transcribe import restore_speech_timestamps
+from faster_whisper.vad import collect_chunks
 
 from shared.config import Settings
 from shared.errors import VerbatimError
@@ -21,7 +23,17 @@ from worker.detection import Detection, detect, ranked
 from worker.model import resolve_device
 from worker.script import in_script
 from worker.sounds import classify, joined, merge, music_only, over_music, patch_labels
-from worker.speech import Regions, doubtful, is_speech, silent, speech_regions, within
+from worker.speech import (
+    Regions,
+    activity,
+    decoded_speech,
+    doubtful,
+    is_speech,
+    regions_of,
+    silent,
+    speech_regions,
+    within,
+)
 from worker.windows import Window, split_by_language, windows
 
 # `batch_size` where neither the job nor the settings choose one. On CPU, sequential decoding
@@ -237,17 +249,19 @@ class _Job:
         return split_by_language(window, speech, self._region_languages(window, speech, found))
 
     def decode(self, part: Window, language: str, speech: Regions, music: Regions,
-               again: bool = True) -> Iterator[Segment]:
+               again: bool = True, chunks: list[dict[str, int]] | None = None
+               ) -> Iterator[Segment]:
         """Decode one stretch in `language`: the segments kept, on the recording's clock, as
         the model produces them (so progress moves within a window). Over `music` (sure music,
         no speech heard), one sign of a failed decoding drops a segment. Where `again`, speech
-        the model passed over is decoded alone, its segments in their place (`_missed`)."""
+        the model passed over is decoded alone, its segments in their place (`_missed`).
+        `chunks`, where given, is the speech `vad_filter` keeps of `part` (`decoded_speech`)."""
         kwargs = {**self.kwargs, "language": language, **self._prompt(language)}
         if not again:  # decoded alone, its last frames would be read as its text again
             kwargs["condition_on_previous_text"] = False
         if sum(b - a for a, b in speech) < SPARSE_SPEECH * part.samples.size:
             kwargs.setdefault("temperature", 0.0)
-        found, _ = self.decoder(to_float(part.samples), **kwargs)
+        found = self._decoded(to_float(part.samples), kwargs, chunks)
         heard = 0  # samples of `part` up to the end of the last segment the model returned
         for raw in found:
             if again:
@@ -263,6 +277,17 @@ class _Job:
             yield segment
         if again:
             yield from self._missed(part, language, speech, music, heard, part.samples.size)
+
+    def _decoded(self, audio: np.ndarray, kwargs: dict[str, Any],
+                 chunks: list[dict[str, int]] | None) -> Iterable[FWSegment]:
+        """The model's segments of `audio`, timed on it. Given its `chunks`, faster-whisper's
+        `vad_filter` is done here as it does it (the chunks run together, the times put back),
+        so it need not run the VAD model over the audio again."""
+        if chunks is None or not kwargs["vad_filter"] or self.batched:
+            return self.decoder(audio, **kwargs)[0]
+        kept = np.concatenate(collect_chunks(audio, chunks)[0])
+        found, _ = self.decoder(kept, **{**kwargs, "vad_filter": False})
+        return restore_speech_timestamps(found, chunks, SAMPLE_RATE) if chunks else found
 
     def _missed(self, part: Window, language: str, speech: Regions, music: Regions,
                 start: int, end: int) -> Iterator[Segment]:
@@ -286,7 +311,8 @@ class _Job:
         and segments over music are held to more (`decode`)."""
         if silent(window.samples):
             return
-        speech, music = speech_regions(window.samples), []
+        probabilities = activity(window.samples)
+        speech, music = regions_of(probabilities, window.samples.size), []
         if self.sounds is not None:
             scores = classify(window.samples)
             self.sounds += merge(patch_labels(scores), window.start_seconds, window.end_seconds)
@@ -296,8 +322,10 @@ class _Job:
         if self.on_speech is not None:
             self.on_speech(window, speech)
         for part, language in self.parts(window, speech):
+            whole = part.samples.size == window.samples.size  # else its own VAD pass
+            chunks = decoded_speech(probabilities, part.samples.size) if whole else None
             yield from self.decode(part, language, within(speech, part, window),
-                                   within(music, part, window))
+                                   within(music, part, window), chunks=chunks)
 
     def transcript(self, duration: float) -> Transcript:
         return assemble(self.segments, self.detection, self.heard, self.options, self.settings,

@@ -20,7 +20,7 @@ from shared.output.subtitles import SubtitleOptions
 from shared.schemas import Job, JobOptions, JobStatus, Segment, Transcript, Word
 from shared.state.job_events import completed_data, segment_data
 from shared.state.webhooks import event_body
-from shared.turns import parse_renames, speakers_of, split_at_changes
+from shared.turns import parse_renames, speakers_of, split_at_changes, split_at_pauses
 
 
 def _word(start: float, end: float, text: str, who: str) -> Word:
@@ -50,6 +50,18 @@ def test_a_segment_is_split_at_the_word_where_the_speaker_changes() -> None:
     assert (second.speaker, second.start, second.end, second.text) == (
         "S2", 2.2, 4.0, " Yes, all day.")
     assert {w.speaker for w in first.words or []} == {"S1"}
+
+
+def test_a_segment_is_split_where_its_words_pause_and_nowhere_else() -> None:
+    """One channel's segment that ran over the other party's turn (4.0 to 9.0 s)."""
+    words = [_word(2.0, 2.5, " Right,", "S1"), _word(2.6, 4.0, " go on.", "S1"),
+             _word(9.0, 9.4, " And", "S1"), _word(9.4, 10.0, " then?", "S1")]
+    spanning = Segment(id=0, start=2.0, end=10.0, text=" Right, go on. And then?", words=words)
+    first, second = split_at_pauses(spanning, 1.0)
+    assert (first.start, first.end, first.text) == (2.0, 4.0, " Right, go on.")
+    assert (second.start, second.end, second.text) == (9.0, 10.0, " And then?")
+    assert split_at_pauses(spanning, 5.5) == [spanning]
+    assert split_at_pauses(LATER, 1.0) == [LATER]  # no words: nothing to cut at
 
 
 def test_the_speakers_list_counts_talk_time_and_turns() -> None:

@@ -1,0 +1,60 @@
+"""A call diarized by channel (issue 21), with the real base model on real speech: the left
+party's sentence runs on after the right party's turn, and each channel's speech is decoded run
+together, so before its segments were cut where their words pause, one segment of the left
+party's spanned the right party's whole turn (bench/diarization_bench.py's `call`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conversations import Turn, build_call
+
+from shared.config import Settings
+from shared.schemas import JobOptions, Transcript
+from worker.diarization import transcribe
+from worker.model import get_model
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+# LJ Speech's reader on the left (public domain), LibriSpeech's 2412 on the right (CC BY 4.0);
+# LJ001-0008 ends the sentence LJ001-0007 begins.
+CALL = [(0, "LJ001-0007.flac"), (1, "2412-153948-0000.flac"), (0, "LJ001-0008.flac")]
+
+
+def words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z']+", text.lower()))
+
+
+@pytest.fixture(scope="module")
+def call(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Turn], Transcript]:
+    path = tmp_path_factory.mktemp("call") / "call.flac"
+    turns = build_call([(channel, DATA / name) for channel, name in CALL], path)
+    settings = Settings()
+    options = JobOptions(diarize="channels")
+    return turns, transcribe(get_model(settings), path, options, settings, lambda _: None)
+
+
+def test_no_segment_of_one_party_spans_the_others_turn(
+        call: tuple[list[Turn], Transcript]) -> None:
+    turns, transcript = call
+    right = turns[1]
+    left = [s for s in transcript.segments if s.speaker == "S1"]
+    assert left, transcript.segments
+    # At most the edges overlap: a segment reaches the end of the speech it is in.
+    assert all(min(s.end, right.end) - max(s.start, right.start) < 0.5 for s in left), left
+
+
+def test_each_party_keeps_its_own_words_in_order(
+        call: tuple[list[Turn], Transcript]) -> None:
+    turns, transcript = call
+    said = {who: words(" ".join(s.text for s in transcript.segments if s.speaker == who))
+            for who in ("S1", "S2")}
+    assert "has never been surpassed" in said["S1"], said
+    assert "if the reader will excuse me" in said["S2"], said
+    assert "reader" not in said["S1"], said
+    assert "surpassed" not in said["S2"], said
+    last = [s for s in transcript.segments if "surpassed" in words(s.text)]
+    assert len(last) == 1, last
+    assert last[0].start >= turns[1].end - 0.5, last
+    assert [s.id for s in transcript.segments] == list(range(len(transcript.segments)))
