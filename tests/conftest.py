@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import redis
 from faster_whisper import decode_audio
+from file_costs import read_costs
 from media_samples import KINDS, make_sample
 from objectstore import SeaweedStore
 from support import (
@@ -28,7 +29,6 @@ from support import (
 )
 
 from cli.serve import io_worker_command, live_worker_command
-from file_costs import read_costs
 from shared.localredis import LocalRedis, free_port
 
 # Today's open behaviour for every `Settings()` the tests build in this process (and, through

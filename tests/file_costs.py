@@ -15,8 +15,9 @@ from pathlib import Path
 
 COSTS = Path(__file__).with_name("file_costs.txt")
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)s (?:setup|call|teardown)\s+(tests/\S+?\.py)::")
-HEADER = ("# Seconds each test file took in one run, slowest first: files are handed to the test\n"
-          "# processes in this order. Written by tests/file_costs.py; a file not listed counts 0.\n")
+HEADER = ("# Seconds each test file took in one run, slowest first: files are handed to the\n"
+          "# test processes in this order. Written by tests/file_costs.py; a file not listed\n"
+          "# counts 0.\n")
 
 
 def file_costs(report: str) -> Counter[str]:
