@@ -1,10 +1,12 @@
 """Incremental decoding of a live stream on a rolling buffer (the policy of `agreement.py`).
 
-Audio is taken into the buffer in steps (`live_step_seconds` at least, `live_max_step_seconds`
-at most, so that a client ahead of real time is worked through, never skipped) and the whole
-buffer is decoded after each step, prompted with the confirmed text that has already left it.
-Confirmed words are grouped into final segments at a sentence's end, or once they span
-`live_segment_seconds` (cut at the last comma, if any). The buffer is trimmed once it is longer
+Audio is taken into the buffer in steps (the model's live step at least: its catalogue entry's
+`live_step_seconds`, else the setting; `live_max_step_seconds` at most, so that a client ahead of
+real time is worked through, never skipped) and the whole buffer is decoded after each step,
+prompted with the confirmed text that has already left it. Confirmed words are grouped into
+final segments at a sentence's end, at a pause in speech (`live_pause_seconds` between a word
+and the next, or after the last word heard), or once they span `live_segment_seconds` (cut at
+the last comma, if any). The buffer is trimmed once it is longer
 than `live_buffer_seconds`: at the end of a decoded segment that is wholly confirmed, else at
 the last confirmed word; a buffer in which nothing is confirmed for two buffers' length (music,
 noise) has its hypothesis settled and is cut, so it stays within Whisper's 30 s window.
@@ -82,9 +84,10 @@ class StreamingTranscriber:
     """A session's buffer, agreement and segments."""
 
     def __init__(self, decode: Decode, settings: Settings, language: str | None,
-                 word_timestamps: bool) -> None:
+                 word_timestamps: bool, step_seconds: float | None = None) -> None:
         self.decode = decode
         self.settings = settings
+        self.step_seconds = step_seconds or settings.live_step_seconds
         self.language = language
         self.word_timestamps = word_timestamps
         self.agreement = LocalAgreement()
@@ -107,7 +110,7 @@ class StreamingTranscriber:
 
     @property
     def ready(self) -> bool:
-        return self.backlog_seconds >= self.settings.live_step_seconds
+        return self.backlog_seconds >= self.step_seconds
 
     def append(self, samples: np.ndarray) -> None:
         """Add 16 kHz int16 samples that just arrived."""
@@ -182,6 +185,8 @@ class StreamingTranscriber:
             cut = next((i for i, w in enumerate(self._open)
                         if w.text.rstrip().endswith(SENTENCE_ENDS)), None)
             if cut is None:
+                cut = self._pause()
+            if cut is None:
                 span = self._open[-1].end - self._open[0].start
                 if not everything and span < self.settings.live_segment_seconds:
                     break
@@ -191,6 +196,18 @@ class StreamingTranscriber:
             finals.append(self._segment(self._open[:cut + 1]))
             del self._open[:cut + 1]
         return finals
+
+    def _pause(self) -> int | None:
+        """The first open word that the speaker paused after, if any: the next word (confirmed
+        or not) starts `live_pause_seconds` or more after it ends, or the last decode heard
+        that long past it and no word there."""
+        following = [w.start for w in self._open[1:] + self.agreement.tentative[:1]]
+        heard_to = self.offset + len(self.buffer) / RATE
+        for i, word in enumerate(self._open):
+            after = following[i] if i < len(following) else heard_to
+            if after - word.end >= self.settings.live_pause_seconds:
+                return i
+        return None
 
     def _segment(self, words: list[TimedWord]) -> Segment:
         segment = Segment(
