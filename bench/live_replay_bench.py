@@ -46,7 +46,7 @@ def replay(stream: StreamingTranscriber, samples: np.ndarray,
     """Each final's clock and text."""
     clock, sent, finals = 0.0, 0, []
     while sent < len(samples):
-        end = min(len(samples), int(clock * RATE) // CHUNK * CHUNK)
+        end = min(len(samples), round(clock * RATE) // CHUNK * CHUNK)
         if end > sent:
             stream.append(samples[sent:end])
             sent = end
