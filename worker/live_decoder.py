@@ -5,8 +5,8 @@ Audio is taken into the buffer in steps (the model's live step at least: its cat
 real time is worked through, never skipped) and the whole buffer is decoded after each step,
 prompted with the confirmed text that has already left it. Confirmed words are grouped into
 final segments at a sentence's end, at a pause in speech (`live_pause_seconds` between a word
-and the next, or after the last word heard), or once they span `live_segment_seconds` (cut at
-the last comma, if any). The buffer is trimmed once it is longer
+and the next, or after the last word with no speech there by VAD), or once they span
+`live_segment_seconds` (cut at the last comma, if any). The buffer is trimmed once it is longer
 than `live_buffer_seconds`: at the end of a decoded segment that is wholly confirmed, else at
 the last confirmed word; a buffer in which nothing is confirmed for two buffers' length (music,
 noise) has its hypothesis settled and is cut, so it stays within Whisper's 30 s window.
@@ -25,6 +25,7 @@ import numpy as np
 from shared.config import Settings
 from shared.schemas import Segment, Word
 from worker.agreement import LocalAgreement, TimedWord
+from worker.speech import speech_regions
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ PROMPT_CHARS = 200
 # Latin and CJK (ideographic and full-width) sentence and clause marks.
 SENTENCE_ENDS = (".", "?", "!", "\u3002", "\uff1f", "\uff01")
 CLAUSE_ENDS = (",", ";", ":", "\uff0c", "\u3001")
+# Speech this far past a word's end is still taken for the word (its end is loosely timed).
+PAUSE_EDGE_SECONDS = 0.2
 
 
 @dataclass
@@ -199,15 +202,27 @@ class StreamingTranscriber:
 
     def _pause(self) -> int | None:
         """The first open word that the speaker paused after, if any: the next word (confirmed
-        or not) starts `live_pause_seconds` or more after it ends, or the last decode heard
-        that long past it and no word there."""
+        or not) starts `live_pause_seconds` or more after it ends, or the buffer runs on that
+        long past the last word and Silero VAD hears no speech there (Whisper often leaves out
+        the words at a buffer's end, so no word there alone is no pause)."""
         following = [w.start for w in self._open[1:] + self.agreement.tentative[:1]]
-        heard_to = self.offset + len(self.buffer) / RATE
+        pause = self.settings.live_pause_seconds
         for i, word in enumerate(self._open):
-            after = following[i] if i < len(following) else heard_to
-            if after - word.end >= self.settings.live_pause_seconds:
+            if i < len(following):
+                if following[i] - word.end >= pause:
+                    return i
+            elif self._quiet_after(word.end, pause):
                 return i
         return None
+
+    def _quiet_after(self, moment: float, pause: float) -> bool:
+        """Whether the buffer holds `pause` seconds or more after `moment` with no speech
+        beyond the word's loosely timed end (`PAUSE_EDGE_SECONDS`)."""
+        tail = self.buffer[max(0, int((moment - self.offset) * RATE)):]
+        if len(tail) < pause * RATE:
+            return False
+        regions = speech_regions((tail * 32767).astype(np.int16))
+        return all(end <= PAUSE_EDGE_SECONDS * RATE for _, end in regions)
 
     def _segment(self, words: list[TimedWord]) -> Segment:
         segment = Segment(
