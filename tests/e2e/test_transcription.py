@@ -142,8 +142,9 @@ def test_model_loaded_once_per_worker_process(client: httpx.Client, worker: Proc
     references = " ".join(REFERENCES[path.name] for path in files)
     assert wer(references, " ".join(texts)) <= 0.15
     records = worker.records()
-    loads = [r["pid"] for r in records if r["message"] == "model loaded"]
+    # Each process loads each model it is asked for once (tests before may have used tiny.en).
+    loads = [(r["pid"], r["model"]) for r in records if r["message"] == "model loaded"]
     jobs_done = sum(r.get("event") == "completed" for r in records)
     assert loads, worker.output()[-2000:]
-    assert len(loads) == len(set(loads)), f"a process loaded the model twice: {loads}"
+    assert len(loads) == len(set(loads)), f"a process loaded a model twice: {loads}"
     assert jobs_done > len(loads) >= 1
