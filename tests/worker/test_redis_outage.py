@@ -41,7 +41,9 @@ def test_a_job_survives_redis_restarting_under_it(
     api, url = start_api(env, tmp_path / "api.log")
     worker: Process = start_worker(env, tmp_path / "worker.log", name="outage")
     try:
-        with httpx.Client(base_url=url, timeout=10) as http:
+        # The first download starts the API's render processes (`api/rendering.py`): seconds
+        # of imports, which a busy machine stretches well past 10 s.
+        with httpx.Client(base_url=url, timeout=60) as http:
             job_id = submit(http, long_recording)["id"]
             job_when(http, job_id, ("processing",))
             redis_server.stop()
