@@ -15,7 +15,8 @@ On the connection error Celery's consumer calls `Connection.collect()`, then `cl
    `AttributeError`, which no one catches.
 
 Kombu's own transports (`kombu/transport/redis.py`) are kept; their channels change in two
-places:
+places (and the Sentinel channel's connections are `shared/redis_connect.py`'s, which ask the
+Sentinels where the primary is whenever they reconnect):
 
 - A `BRPOP` reply lost with the connection does not stop the close: the channel restores its
   unacknowledged messages at once, through a new client, while it still knows the broker. The
@@ -43,6 +44,8 @@ from typing import Any
 import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
+
+from shared.redis_connect import PrimaryConnection
 
 LOST_CLIENT = "the broker connection of this channel was closed after it was lost"
 
@@ -74,7 +77,8 @@ class Channel(_SurvivesLoss, kombu_redis.Channel):
 
 
 class SentinelChannel(_SurvivesLoss, kombu_redis.SentinelChannel):
-    pass
+    # A command retried after the primary died asks the Sentinels where the new one is.
+    connection_class = PrimaryConnection
 
 
 class Transport(kombu_redis.Transport):

@@ -73,6 +73,32 @@ def check_url(url: str) -> str:
     return url
 
 
+class PrimaryConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to the primary that asks the Sentinels where it is whenever it reconnects.
+
+    redis-py's own asks them only when its pool hands it out (`connect`). A command that fails
+    once handed out is tried again by the client's `Retry` through `send_packed_command`, which
+    reconnects to the address the connection had: when the primary dies under a command, every
+    try goes to the dead primary, for the whole retry budget, though the Sentinels promote a
+    replica within seconds. A worker's job store (`redis_retry_seconds`) then gave its job up
+    with `Error 111 connecting to <the old primary>`. Here that reconnection asks the Sentinels
+    first, once: a failure is the command's to retry, as any other."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self._connect_retry()
+        super().send_packed_command(command, check_health)
+
+
+class AsyncPrimaryConnection(redis.asyncio.sentinel.SentinelManagedConnection):
+    """`PrimaryConnection` for asyncio clients."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self.is_connected:
+            await self._connect_retry()
+        await super().send_packed_command(command, check_health)
+
+
 def _sentinel(target: SentinelTarget, module: Any) -> Any:
     return module.Sentinel(target.sentinels, sentinel_kwargs={
         "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
@@ -86,7 +112,8 @@ def sync_client(url: str, **options: Any) -> redis.Redis:
     if target is None:
         return redis.Redis.from_url(url, **options)
     client: redis.Redis = _sentinel(target, redis.sentinel).master_for(
-        target.master, db=target.db, password=target.password, **options)
+        target.master, db=target.db, password=target.password,
+        connection_class=PrimaryConnection, **options)
     return client
 
 
@@ -104,9 +131,9 @@ def async_client(url: str, max_connections: int, timeout: float, **options: Any
             url, max_connections=max_connections, timeout=timeout, **options)
         return redis.asyncio.Redis(connection_pool=pool)
     client: redis.asyncio.Redis = _sentinel(target, redis.asyncio.sentinel).master_for(
-        target.master, connection_pool_class=_BlockingSentinelPool, db=target.db,
-        password=target.password, max_connections=max_connections, timeout=timeout,
-        **options)
+        target.master, connection_pool_class=_BlockingSentinelPool,
+        connection_class=AsyncPrimaryConnection, db=target.db, password=target.password,
+        max_connections=max_connections, timeout=timeout, **options)
     return client
 
 
