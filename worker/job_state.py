@@ -1,26 +1,34 @@
 """What every task of a job shares in its process: the job store, events, requeue marks and
-audio allowance (one client each, made on first use), and how a job that ends in failure or is
-deleted under a task is recorded. The transcription task (`worker/tasks.py`), the window tasks
-(`worker/spread.py`) and the live session task (`worker/live_task.py`) build on it.
+audio allowance (one client each, made on first use), how a job that ends in failure or is
+deleted under a task is recorded, and how a task that lost Redis puts its job back. The
+transcription task (`worker/tasks.py`), the window tasks (`worker/spread.py`) and the live
+session task (`worker/live_task.py`) build on it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 import redis
+from celery import Celery
+from kombu.exceptions import OperationalError
 
 from shared.config import Settings, get_settings
 from shared.errors import QuotaExceeded, VerbatimError
 from shared.media.storage import media_store
+from shared.queue import REQUEUED_PRIORITY, enqueue_transcription
 from shared.schemas import Transcript
 from shared.state.allowance import WHOLE, AudioAllowance
 from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore
 from shared.state.requeue import Deliveries
 from worker import heartbeat, metrics
+from worker.pool import check_stopping
+from worker.reaper import model_of
 from worker.transcriber import DecodedCallback
 
 # Named as the tasks' own: a job's log lines come from one logger however its task ended.
@@ -31,6 +39,13 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 # store restart then costs no attempt beyond the one it broke, however many tasks it broke.
 STORE_WAIT_SECONDS = 60.0
 STORE_POLL_SECONDS = 0.5
+# How long a task that lost Redis keeps trying to put its job back (`requeue_held`). Redis is the
+# broker too: until it answers, this process has nothing else it could run.
+REQUEUE_WAIT_SECONDS = 3600.0
+# Connection errors of the broker, as Celery raises them when it cannot send a message.
+BROKER_DOWN = (*REDIS_DOWN, OperationalError)
+
+T = TypeVar("T")
 
 
 def wait_for_store() -> None:
@@ -39,6 +54,37 @@ def wait_for_store() -> None:
     deadline = time.monotonic() + STORE_WAIT_SECONDS
     while not store.ready() and time.monotonic() < deadline:
         time.sleep(STORE_POLL_SECONDS)
+
+
+def requeue_held(job_id: str, generation: int, celery: Celery) -> None:
+    """Put the job this process holds, by a message of `generation`, back on the queue under a
+    new generation, through connections made now, once Redis answers; `BROKER_DOWN` when it
+    has not answered within `REQUEUE_WAIT_SECONDS`, `Stopped` when a `threads` pool stops.
+
+    Not by rejecting the message: it came by a broker connection that was lost with Redis, and
+    Celery does not move it to the new one, so the reject fails (kombu logs "Couldn't reject")
+    and the message waits out the visibility timeout, its job `processing` on a live worker
+    that no reaper takes over. The old message, when it comes back, is stale and skipped."""
+    settings = get_settings()
+    deadline = time.monotonic() + REQUEUE_WAIT_SECONDS
+
+    def once_redis_answers(step: Callable[[], T]) -> T:
+        while True:
+            try:
+                return step()
+            except BROKER_DOWN:
+                if time.monotonic() > deadline:
+                    raise
+                check_stopping()
+                time.sleep(STORE_POLL_SECONDS)
+
+    model = once_redis_answers(lambda: model_of(job_store(), job_id, settings.default_model))
+    new = once_redis_answers(
+        lambda: deliveries().requeue_if_held(job_id, heartbeat.worker_id(), generation))
+    if new:  # else another message runs it, or it ended, or it is gone: nothing to put back
+        once_redis_answers(lambda: enqueue_transcription(
+            celery, job_id, model, priority=REQUEUED_PRIORITY, generation=new))
+        log.warning("job requeued once Redis answered", extra={"event": "requeued"})
 
 
 class JobDeleted(Exception):

@@ -23,6 +23,7 @@ from worker import heartbeat, metrics
 from worker.celery_app import app
 from worker.diarization import transcribe as run_whisper
 from worker.job_state import (
+    BROKER_DOWN,
     REDIS_DOWN,
     JobDeleted,
     charged,
@@ -31,6 +32,7 @@ from worker.job_state import (
     job_events,
     job_store,
     log_deleted,
+    requeue_held,
     wait_for_store,
 )
 from worker.model import get_model
@@ -56,10 +58,16 @@ def transcribe(self: Task, job_id: str) -> None:
             _deliver(job_id, generation)
         except REDIS_DOWN as exc:
             # Redis stayed away past `redis_retry_seconds`: the job cannot be recorded either
-            # way, so its message goes back on the queue rather than being acknowledged.
-            log.error("Redis unreachable; the job goes back on the queue",
+            # way, so it goes back on the queue once Redis answers, under a new message (see
+            # `requeue_held`), and this one is acknowledged. Should Redis stay away longer
+            # still, the message is rejected, which reaches Redis only if the broker
+            # connection it came by outlived the outage.
+            log.error("Redis unreachable; the job goes back on the queue once it answers",
                       extra={"event": "requeued"})
-            raise Reject(exc, requeue=True) from exc
+            try:
+                requeue_held(job_id, generation, app)
+            except (*BROKER_DOWN, Stopped) as still:
+                raise Reject(still, requeue=True) from exc
         except StorageUnavailable as exc:
             # The media store is down: not the job's fault, so it goes back on the queue once
             # the store answers, and this delivery does not count against `max_attempts` (up to

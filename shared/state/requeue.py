@@ -91,6 +91,31 @@ for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return redis.call('HINCRBY', KEYS[1], 'generation', 1)
 """
 
+# KEYS: job, received hash, then the status indexes (the waiting one first). ARGV: id, the worker
+# (JSON) giving the job back, its message's generation, the running status (JSON), the waiting
+# status (JSON), then field/value pairs. Puts back a job that message still holds: running on
+# that worker, or still waiting (its message taken but not started). Returns the new
+# generation, or 0 (a newer message was sent, another worker runs it, it ended or is gone).
+_REQUEUE_IF_HELD = LUA_TRACK_QUEUED + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') > tonumber(ARGV[3]) then
+  return 0
+end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == ARGV[4] then
+  if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
+elseif status ~= ARGV[5] then
+  return 0
+end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+track_queued(KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[1], 'worker')
+redis.call('ZADD', KEYS[3], '+inf', ARGV[1])
+for i = 4, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return redis.call('HINCRBY', KEYS[1], 'generation', 1)
+"""
+
 # KEYS: job, received hash. ARGV: id, the mark it must still carry, the waiting status (JSON).
 # Drops the mark; returns the new generation when the job still waits to run, else 0.
 _REQUEUE_IF_RECEIVED_BY = """
@@ -116,6 +141,7 @@ class Deliveries:
         self._give_back = client.register_script(_GIVE_BACK_ATTEMPT)
         self._requeue_running = client.register_script(_REQUEUE_IF_RUN_BY)
         self._requeue_received = client.register_script(_REQUEUE_IF_RECEIVED_BY)
+        self._requeue_held = client.register_script(_REQUEUE_IF_HELD)
 
     @classmethod
     def of_fetches(cls, store: JobStore) -> Deliveries:
@@ -177,6 +203,18 @@ class Deliveries:
         fields = {"status": self.waiting_status, "progress": 0.0}
         args = [job_id, json.dumps(worker), json.dumps(self.running_status), *_flat(fields)]
         return int(self._requeue_running(keys=keys, args=args))
+
+    def requeue_if_held(self, job_id: str, worker: str, generation: int) -> int:
+        """Put back to queued a job that `worker`, by a message of `generation`, runs or has yet
+        to start; the new generation, or 0 when the job is not so held (see `_REQUEUE_IF_HELD`).
+        The worker then sends the new message itself (`worker/job_state.py`)."""
+        keys = [self.store.job_key(job_id), self.received_key,
+                *self.store._index_keys(self.waiting_status)]
+        fields = {"status": self.waiting_status, "progress": 0.0}
+        args: list[str | int] = [job_id, json.dumps(worker), generation,
+                                 json.dumps(self.running_status),
+                                 json.dumps(self.waiting_status), *_flat(fields)]
+        return int(self._requeue_held(keys=keys, args=args))
 
     def requeue_if_received_by(self, job_id: str, mark: str) -> int:
         """Take back the message of a job still waiting, held under `mark`; the new

@@ -88,3 +88,37 @@ def test_a_delivery_ended_by_a_store_outage_is_given_back_a_bounded_number_of_ti
     assert deliveries.store.get(job_id).attempts == 2  # type: ignore[union-attr]
     assert not deliveries.give_back_attempt(f"{99:032x}")  # no such job
     assert not deliveries.store.redis.exists(deliveries.store.job_key(f"{99:032x}"))
+
+
+def test_a_job_its_worker_holds_is_put_back_by_that_worker_once(deliveries: Deliveries) -> None:
+    """`requeue_if_held`: a task that lost Redis puts its running job back itself."""
+    job_id = create(deliveries, 50)
+    assert deliveries.begin_attempt(job_id, 0) == 1
+    deliveries.store.update(job_id, status=JobStatus.processing, worker="host:11")
+    assert deliveries.requeue_if_held(job_id, "host:12", 0) == 0  # another process runs it
+    assert deliveries.requeue_if_held(job_id, "host:11", 0) == 1
+    assert deliveries.store.get(job_id).status == JobStatus.queued  # type: ignore[union-attr]
+    assert deliveries.running() == []
+    assert deliveries.store.count_by_status()[JobStatus.queued] == 1
+    assert deliveries.requeue_if_held(job_id, "host:11", 0) == 0  # its message is now stale
+    assert deliveries.begin_attempt(job_id, 0) == STALE
+    assert deliveries.begin_attempt(job_id, 1) == 2
+
+
+def test_a_job_received_but_not_started_is_put_back_by_its_holder(
+    deliveries: Deliveries,
+) -> None:
+    job_id = create(deliveries, 51)
+    deliveries.mark_received(job_id, "host:10")
+    assert deliveries.requeue_if_held(job_id, "host:11", 0) == 1
+    assert deliveries.received() == []  # no reaper requeues it a second time
+
+
+def test_a_finished_or_deleted_job_is_not_put_back(deliveries: Deliveries) -> None:
+    job_id = create(deliveries, 52)
+    deliveries.store.update(job_id, status=JobStatus.processing, worker="host:11")
+    deliveries.store.update(job_id, status=JobStatus.completed)
+    assert deliveries.requeue_if_held(job_id, "host:11", 0) == 0
+    assert deliveries.store.get(job_id).status == JobStatus.completed  # type: ignore[union-attr]
+    assert deliveries.requeue_if_held(f"{99:032x}", "host:11", 0) == 0  # no such job
+    assert not deliveries.store.redis.exists(deliveries.store.job_key(f"{99:032x}"))

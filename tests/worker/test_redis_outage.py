@@ -1,4 +1,5 @@
-"""Redis restarting while a job runs: the job is not lost, it completes once Redis is back."""
+"""Redis restarting while a job runs: the job is not lost, it completes once Redis is back, also
+when the worker gave up waiting for Redis before it came back."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from support import JOB_TIMEOUT_SECONDS, Process, start_api, start_worker, submi
 from shared.localredis import LocalRedis
 
 OUTAGE_SECONDS = 5
+# A worker that waits this long for Redis, then an outage well past it.
+SHORT_RETRY_SECONDS = 2
+LONG_OUTAGE_SECONDS = 8
+# After Redis is back: the job given back is delivered again at once and decoded (about 36 s of
+# audio), well within this.
+RERUN_SECONDS = 60
 
 
 @pytest.fixture
@@ -22,9 +29,10 @@ def redis_server(tmp_path: Path) -> Iterator[LocalRedis]:
     server.stop()
 
 
-def job_when(http: httpx.Client, job_id: str, done: tuple[str, ...]) -> dict:
+def job_when(http: httpx.Client, job_id: str, done: tuple[str, ...],
+             timeout: float = JOB_TIMEOUT_SECONDS) -> dict:
     """Poll through the outage (the API answers 503 meanwhile) until the status is in `done`."""
-    deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = http.get(f"/v1/jobs/{job_id}")
         if response.status_code == 200 and (job := response.json())["status"] in done:
@@ -53,6 +61,36 @@ def test_a_job_survives_redis_restarting_under_it(
             assert job["status"] == "completed", job
             text = http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
         assert "printing" in text
+    finally:
+        worker.stop()
+        api.stop()
+
+
+def test_a_job_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
+    redis_server: LocalRedis, service_env: dict[str, str], tmp_path: Path,
+    long_recording: Path,
+) -> None:
+    """The task stops waiting for Redis (`redis_retry_seconds`) while it is away; its message,
+    given back through the broker connection it came by, would be lost with that connection
+    and the job left `processing` until the visibility timeout. It runs again instead."""
+    env = service_env | {"VERBATIM_REDIS_URL": redis_server.url,
+                         "VERBATIM_REDIS_RETRY_SECONDS": str(SHORT_RETRY_SECONDS)}
+    api, url = start_api(env, tmp_path / "api.log")
+    worker: Process = start_worker(env, tmp_path / "worker.log", name="gave-up")
+    try:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            job_id = submit(http, long_recording)["id"]
+            job_when(http, job_id, ("processing",))
+            redis_server.stop()
+            time.sleep(LONG_OUTAGE_SECONDS)
+            redis_server.start()
+            back = time.monotonic()
+            job = job_when(http, job_id, ("completed", "failed"), RERUN_SECONDS)
+            assert job["status"] == "completed", job
+            assert time.monotonic() - back < RERUN_SECONDS
+            text = http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
+        assert "printing" in text
+        assert "Redis unreachable" in worker.output()  # the task did give up on it
     finally:
         worker.stop()
         api.stop()
