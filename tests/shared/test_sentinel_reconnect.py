@@ -23,7 +23,9 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from sentinels import SentinelGroup
 
-from shared.redis_connect import async_client
+from shared.config import Settings
+from shared.queue import make_celery
+from shared.redis_connect import PrimaryConnection, async_client
 from shared.state.jobs import JobStore
 
 # Longer than a failover takes here (about 3 s; more on a loaded machine), far shorter than the
@@ -99,3 +101,15 @@ def test_a_command_under_way_when_the_primary_dies_is_retried_on_the_new_one(
     except redis.ConnectionError as exc:
         pytest.fail(f"a client kept to the dead primary (port {old}): {exc}")
     assert store.redis.get("before") == b"kept"
+
+
+def test_the_broker_reaches_the_primary_through_connections_that_ask_the_sentinels(
+    group: SentinelGroup,
+) -> None:
+    """Celery's broker channel on a `sentinel://` URL retries a command the same way."""
+    app = make_celery(Settings(redis_url=group.url))
+    with app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        assert client.ping()
+        assert issubclass(client.connection_pool.connection_class, PrimaryConnection)
+        assert client.connection_pool.get_master_address()[1] == group.ports["primary"]
