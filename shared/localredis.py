@@ -115,7 +115,7 @@ class LocalRedis:
                 try:
                     if client.ping():
                         return
-                except redis.ConnectionError:
+                except (redis.ConnectionError, redis.TimeoutError):  # not up, or still loading
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"redis-server did not answer on {self.url}")
