@@ -39,8 +39,8 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 # store restart then costs no attempt beyond the one it broke, however many tasks it broke.
 STORE_WAIT_SECONDS = 60.0
 STORE_POLL_SECONDS = 0.5
-# How long a task that lost Redis keeps trying to put its job back (`requeue_held`). Redis is the
-# broker too: until it answers, this process has nothing else it could run.
+# How long a task that lost Redis keeps trying to put its job back (`when_redis_answers`). Redis
+# is the broker too: until it answers, this process has nothing else it could run.
 REQUEUE_WAIT_SECONDS = 3600.0
 # Connection errors of the broker, as Celery raises them when it cannot send a message.
 BROKER_DOWN = (*REDIS_DOWN, OperationalError)
@@ -56,33 +56,34 @@ def wait_for_store() -> None:
         time.sleep(STORE_POLL_SECONDS)
 
 
+def when_redis_answers(step: Callable[[], T], seconds: float = REQUEUE_WAIT_SECONDS) -> T:
+    """`step()`, tried again every `STORE_POLL_SECONDS` while Redis (the broker too) does not
+    answer, for up to `seconds`; then its `BROKER_DOWN` error. `Stopped` when a `threads` pool
+    stops meanwhile."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return step()
+        except BROKER_DOWN:
+            if time.monotonic() > deadline:
+                raise
+            check_stopping()
+            time.sleep(STORE_POLL_SECONDS)
+
+
 def requeue_held(job_id: str, generation: int, celery: Celery) -> None:
     """Put the job this process holds, by a message of `generation`, back on the queue under a
-    new generation, through connections made now, once Redis answers; `BROKER_DOWN` when it
-    has not answered within `REQUEUE_WAIT_SECONDS`, `Stopped` when a `threads` pool stops.
+    new generation, through connections made now, once Redis answers (`when_redis_answers`).
 
     Not by rejecting the message: it came by a broker connection that was lost with Redis, and
     Celery does not move it to the new one, so the reject fails (kombu logs "Couldn't reject")
     and the message waits out the visibility timeout, its job `processing` on a live worker
     that no reaper takes over. The old message, when it comes back, is stale and skipped."""
-    settings = get_settings()
-    deadline = time.monotonic() + REQUEUE_WAIT_SECONDS
-
-    def once_redis_answers(step: Callable[[], T]) -> T:
-        while True:
-            try:
-                return step()
-            except BROKER_DOWN:
-                if time.monotonic() > deadline:
-                    raise
-                check_stopping()
-                time.sleep(STORE_POLL_SECONDS)
-
-    model = once_redis_answers(lambda: model_of(job_store(), job_id, settings.default_model))
-    new = once_redis_answers(
+    model = when_redis_answers(lambda: model_of(job_store(), job_id, get_settings().default_model))
+    new = when_redis_answers(
         lambda: deliveries().requeue_if_held(job_id, heartbeat.worker_id(), generation))
     if new:  # else another message runs it, or it ended, or it is gone: nothing to put back
-        once_redis_answers(lambda: enqueue_transcription(
+        when_redis_answers(lambda: enqueue_transcription(
             celery, job_id, model, priority=REQUEUED_PRIORITY, generation=new))
         log.warning("job requeued once Redis answered", extra={"event": "requeued"})
 

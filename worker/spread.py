@@ -65,7 +65,7 @@ from shared.logs import bind
 from shared.media.opening import MediaSource
 from shared.media.probe import probe_channels
 from shared.media.storage import media_store, window_prefix
-from shared.queue import WINDOW_TASK, window_signature
+from shared.queue import REQUEUED_PRIORITY, WINDOW_TASK, window_signature
 from shared.schemas import MAX_CHANNELS, Job, LanguageProbability, Segment, Sound, Transcript
 from shared.state.jobs import JobStore
 from shared.state.spread_plans import DONE, GONE, STALE, Spreads
@@ -74,6 +74,7 @@ from worker.audio import SAMPLE_RATE, pcm_blocks
 from worker.celery_app import app
 from worker.detection import Detection
 from worker.job_state import (
+    BROKER_DOWN,
     REDIS_DOWN,
     JobDeleted,
     charged,
@@ -82,9 +83,11 @@ from worker.job_state import (
     job_store,
     log_deleted,
     wait_for_store,
+    when_redis_answers,
 )
 from worker.model import get_model
 from worker.pool import Stopped, check_stopping
+from worker.reaper import model_of
 from worker.speech import speech_regions
 from worker.transcriber import (
     assemble,
@@ -248,10 +251,26 @@ def transcribe_window_task(self: Task, job_id: str, plan: int, index: int) -> No
     with bind(job_id=job_id, window=index), metrics.in_flight():
         try:
             _window(self, job_id, plan, index)
-        except (*REDIS_DOWN, Stopped, StorageUnavailable) as exc:  # as `transcribe`: requeued
+        except REDIS_DOWN as exc:
+            # As `transcribe`'s (`requeue_held`): the message came by a broker connection lost
+            # with Redis, so the window is sent again once Redis answers. A window is
+            # idempotent: the old message, should it come back too, finds it done or redoes it.
+            log.error("Redis unreachable; the window goes back on the queue once it answers",
+                      extra={"event": "requeued"})
+            try:
+                when_redis_answers(lambda: _send_again(job_id, plan, index))
+            except (*BROKER_DOWN, Stopped) as still:
+                raise Reject(still, requeue=True) from exc
+        except (Stopped, StorageUnavailable) as exc:  # as `transcribe`: requeued
             if isinstance(exc, StorageUnavailable):
                 wait_for_store()
             raise Reject(exc, requeue=True) from exc
+
+
+def _send_again(job_id: str, plan: int, index: int) -> None:
+    model = model_of(job_store(), job_id, get_settings().default_model)
+    window_signature(app, job_id, model, plan, index, REQUEUED_PRIORITY).apply_async()
+    log.warning("window requeued once Redis answered", extra={"event": "requeued"})
 
 
 @signals.task_received.connect

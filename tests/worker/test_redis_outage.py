@@ -9,17 +9,27 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import JOB_TIMEOUT_SECONDS, Process, start_api, start_worker, submit
+from support import (
+    JOB_TIMEOUT_SECONDS,
+    Process,
+    start_api,
+    start_worker,
+    submit,
+    wait_until,
+)
 
 from shared.localredis import LocalRedis
 
 OUTAGE_SECONDS = 5
 # A worker that waits this long for Redis, then an outage well past it.
-SHORT_RETRY_SECONDS = 2
-LONG_OUTAGE_SECONDS = 8
+SHORT_RETRY_SECONDS = 1
+LONG_OUTAGE_SECONDS = 6
 # After Redis is back: the job given back is delivered again at once and decoded (about 36 s of
 # audio), well within this.
 RERUN_SECONDS = 60
+# The recording (about 36 s) spread over windows of at most 30 s: two.
+SPREAD = {"VERBATIM_SPLIT_SECONDS": "30", "VERBATIM_WINDOW_SECONDS": "30",
+          "VERBATIM_WINDOW_SEARCH_SECONDS": "10"}
 
 
 @pytest.fixture
@@ -80,7 +90,9 @@ def test_a_job_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
     try:
         with httpx.Client(base_url=url, timeout=10) as http:
             job_id = submit(http, long_recording)["id"]
-            job_when(http, job_id, ("processing",))
+            # Decoding, so that it reports its progress (or completes) during the outage.
+            wait_until(lambda: http.get(f"/v1/jobs/{job_id}").json()["progress"] > 0,
+                       "the job's progress", worker)
             redis_server.stop()
             time.sleep(LONG_OUTAGE_SECONDS)
             redis_server.start()
@@ -91,6 +103,32 @@ def test_a_job_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
             text = http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
         assert "printing" in text
         assert "Redis unreachable" in worker.output()  # the task did give up on it
+    finally:
+        worker.stop()
+        api.stop()
+
+
+def test_a_window_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
+    redis_server: LocalRedis, service_env: dict[str, str], tmp_path: Path,
+    long_recording: Path,
+) -> None:
+    """As above, for a window of a recording spread over the workers (`worker/spread.py`)."""
+    env = service_env | SPREAD | {"VERBATIM_REDIS_URL": redis_server.url,
+                                  "VERBATIM_REDIS_RETRY_SECONDS": str(SHORT_RETRY_SECONDS)}
+    api, url = start_api(env, tmp_path / "api.log")
+    worker: Process = start_worker(env, tmp_path / "worker.log", name="window-gave-up")
+    try:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            job_id = submit(http, long_recording)["id"]
+            wait_until(lambda: "window started" in worker.output(), "a window's start", worker)
+            redis_server.stop()
+            time.sleep(LONG_OUTAGE_SECONDS)
+            redis_server.start()
+            job = job_when(http, job_id, ("completed", "failed"), RERUN_SECONDS)
+            assert job["status"] == "completed", job
+            text = http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
+        assert "printing" in text
+        assert "Redis unreachable" in worker.output()
     finally:
         worker.stop()
         api.stop()
