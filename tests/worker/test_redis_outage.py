@@ -21,6 +21,9 @@ from support import (
 from shared.localredis import LocalRedis
 
 OUTAGE_SECONDS = 5
+# The first download starts the API's render processes (`api/rendering.py`): seconds of imports,
+# which a busy machine stretches well past 10 s.
+HTTP_TIMEOUT_SECONDS = 60
 # A worker that waits this long for Redis, then an outage well past it.
 SHORT_RETRY_SECONDS = 1
 LONG_OUTAGE_SECONDS = 6
@@ -59,9 +62,7 @@ def test_a_job_survives_redis_restarting_under_it(
     api, url = start_api(env, tmp_path / "api.log")
     worker: Process = start_worker(env, tmp_path / "worker.log", name="outage")
     try:
-        # The first download starts the API's render processes (`api/rendering.py`): seconds
-        # of imports, which a busy machine stretches well past 10 s.
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as http:
             job_id = submit(http, long_recording)["id"]
             job_when(http, job_id, ("processing",))
             redis_server.stop()
@@ -88,7 +89,7 @@ def test_a_job_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
     api, url = start_api(env, tmp_path / "api.log")
     worker: Process = start_worker(env, tmp_path / "worker.log", name="gave-up")
     try:
-        with httpx.Client(base_url=url, timeout=10) as http:
+        with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as http:
             job_id = submit(http, long_recording)["id"]
             # Decoding, so that it reports its progress (or completes) during the outage.
             wait_until(lambda: http.get(f"/v1/jobs/{job_id}").json()["progress"] > 0,
@@ -118,7 +119,7 @@ def test_a_window_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
     api, url = start_api(env, tmp_path / "api.log")
     worker: Process = start_worker(env, tmp_path / "worker.log", name="window-gave-up")
     try:
-        with httpx.Client(base_url=url, timeout=10) as http:
+        with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as http:
             job_id = submit(http, long_recording)["id"]
             wait_until(lambda: "window started" in worker.output(), "a window's start", worker)
             redis_server.stop()
