@@ -91,6 +91,28 @@ def build_call(turns: list[tuple[int, Path]], out: Path) -> list[Turn]:
     return sorted(reference, key=lambda t: t.start)
 
 
+def build_back_to_back(turns: list[tuple[int, Path]], out: Path) -> list[Turn]:
+    """Write a call as 16 kHz stereo FLAC at `out` with no pause anywhere: each turn (channel,
+    utterance) only its speech (`_spoken`), starting where the turn before ends, the first at
+    the file's start and the last ending it; return the reference turns (`S1` channel 0)."""
+    pieces: list[tuple[int, int, np.ndarray]] = []
+    reference: list[Turn] = []
+    at = 0
+    for channel, path in turns:
+        samples = decode_audio(str(path), sampling_rate=RATE)
+        first, last = _spoken(samples)
+        said = samples[int(first * RATE):int(last * RATE)]
+        pieces.append((channel, at, said))
+        reference.append(Turn(f"S{channel + 1}", round(at / RATE, 3),
+                              round((at + said.size) / RATE, 3)))
+        at += said.size
+    pcm = np.zeros((2, at), np.float32)
+    for channel, begin, said in pieces:
+        pcm[channel, begin:begin + said.size] = said
+    _write_flac(pcm, out)
+    return reference
+
+
 def _spoken(samples: np.ndarray) -> tuple[float, float]:
     """Seconds from the start to the first and the last sample louder than -40 dBFS."""
     loud = np.flatnonzero(np.abs(samples) > 0.01)

@@ -1,11 +1,17 @@
 """Who said what (issue 21): a job's transcription with speaker labels, as `diarize` asks.
 
-`channels`: a call recorded with each party on a channel of its own. Each channel is decoded on
-its own speech, as a recording of its own, and the segments are merged on the recording's
-clock, each labelled with its channel (`S1` the first, named by `channel_names`). Crosstalk
-heard on both channels stays in both. Word timings are on, as every diarized job has them: a
-channel's speech is decoded run together, the other party's turns left out, so a segment can
-hold words from before and after one of them, and it is cut where its words pause.
+`channels`: a call recorded with each party on a channel of its own. The channels are decoded
+one after another as one recording (`worker/channel_join.py`), each on its own speech, and the
+segments taken back to their channels and merged on the recording's clock, each labelled with
+its channel (`S1` the first, named by `channel_names`). Crosstalk heard on both channels stays
+in both. Word timings are on, as every diarized job has them: a channel's speech is decoded run
+together, the other party's turns left out, so a segment can hold words from before and after
+one of them, and it is cut where its words pause. The language is detected once for the call,
+as for any recording (the job's `language` skips it); a call whose parties speak different
+languages wants the code-switching mode (`multilingual`), where each window and each run of one
+language in it is detected on its own. A call long enough to be spread over workers
+(`worker/spread.py`) is not joined: it is cut into windows channel by channel, its language
+found on its first window with speech, and merged the same way.
 
 `voices`: one mixed recording. It is transcribed with word timings, its speech embedded piece
 by piece as each window's speech is found, and the pieces clustered (`worker/voices.py`); each
@@ -27,7 +33,9 @@ from shared.schemas import MAX_CHANNELS, JobOptions, Segment, Transcript
 from shared.state.voices import VoiceStore, job_scope, known_names
 from shared.turns import label, renumbered, speakers_of, split_at_changes, split_at_pauses
 from worker import transcriber, voices
+from worker.channel_join import ChannelStream
 from worker.job_state import job_store
+from worker.sounds import joined
 from worker.speech import Regions, Spans, spans, to_speech_edges
 from worker.transcriber import (
     DecodedCallback,
@@ -74,36 +82,37 @@ def by_channel(
     on_progress: ProgressCallback, expected_seconds: float | None,
     on_segment: SegmentCallback | None, on_decoded: DecodedCallback | None,
 ) -> Transcript:
-    """Each channel transcribed on its own, merged on the recording's clock and labelled.
+    """The channels transcribed one after another in one stream (`worker/channel_join.py`),
+    taken back apart, merged on the recording's clock and labelled.
 
-    The key's daily audio is charged once, on the first channel's pass; segments are
-    published once merged, in time order, so that their numbers are the transcript's."""
+    The key's daily audio is charged once, for the first channel's seconds; where its day
+    runs out, what was decoded is kept (`PartlyDone`). Progress counts every channel's
+    seconds. Segments are published once merged, in time order, so that their numbers are the
+    transcript's."""
     count = probe_channels(audio)
     if count < 2:
         raise NotMultichannel("diarize=channels needs a recording with a channel per speaker; "
                               "this one has one channel.")
-    count = min(count, MAX_CHANNELS)
+    stream = ChannelStream(audio, min(count, MAX_CHANNELS), settings.max_audio_seconds,
+                           on_decoded)
+    speech: Spans = []
+
+    def heard_speech(window: Window, regions: Regions) -> None:
+        speech.extend(spans(window, regions))
+
     timed = options.model_copy(update={"word_timestamps": True})
-    heard: list[Transcript] = []
-    for channel in range(count):
-        def progress(fraction: float, done: int = channel) -> None:
-            on_progress((done + fraction) / count)
-
-        speech: Spans = []
-
-        def heard_speech(window: Window, regions: Regions, into: Spans = speech) -> None:
-            into.extend(spans(window, regions))
-
-        try:
-            one = transcriber.transcribe(
-                model, audio, timed, settings, progress, expected_seconds,
-                on_decoded=on_decoded if channel == 0 else None, channel=channel,
-                on_speech=heard_speech)
-        except PartlyDone as exc:  # the key's day ran out on the first pass: keep what it has
-            raise PartlyDone(exc.error, merged([exc.transcript], options)) from None
-        heard.append(one.model_copy(
-            update={"segments": to_speech_edges(_at_pauses(one.segments), speech)}))
-    transcript = merged(heard, options)
+    heard = transcriber.transcribe_blocks(
+        model, stream.blocks(), timed, settings, on_progress,
+        stream.expected(expected_seconds), on_speech=heard_speech)
+    parts = stream.apart(heard, speech)
+    transcript = merged([one.model_copy(update={
+        "segments": to_speech_edges(_at_pauses(one.segments), spoken)})
+        for one, spoken in parts], options)
+    if heard.sounds is not None:  # a sound heard on any channel is heard on the call
+        transcript = transcript.model_copy(update={
+            "sounds": joined([s for one, _ in parts for s in one.sounds or []])})
+    if stream.stopped:  # the key's day ran out on the first channel: keep what it has
+        raise PartlyDone(stream.stopped[0], transcript)
     for segment in transcript.segments:
         if on_segment is not None:
             on_segment(segment)

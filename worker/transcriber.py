@@ -112,10 +112,33 @@ def transcribe(
     expected_seconds: float | None = None,
     on_segment: SegmentCallback | None = None,
     on_decoded: DecodedCallback | None = None,
-    channel: int | None = None,
     on_speech: SpeechCallback | None = None,
 ) -> Transcript:
-    """Run the model over the recording (one `channel` of it, where given) window by window
+    """Run the model over the recording (`transcribe_blocks`), all its channels mixed.
+
+    `on_decoded` hears how many seconds are decoded as each block is; where it returns an error
+    (a key's daily audio spent), the decoding stops after that block, what was decoded is
+    transcribed, and `PartlyDone` carries both."""
+    stopped: list[VerbatimError] = []
+    blocks = metered(pcm_blocks(audio, settings.max_audio_seconds), on_decoded, stopped)
+    heard = transcribe_blocks(model, blocks, options, settings, on_progress, expected_seconds,
+                              on_segment, on_speech)
+    if stopped:
+        raise PartlyDone(stopped[0], heard)
+    return heard
+
+
+def transcribe_blocks(
+    model: WhisperModel,
+    blocks: Iterable[np.ndarray],
+    options: JobOptions,
+    settings: Settings,
+    on_progress: ProgressCallback,
+    expected_seconds: float | None = None,
+    on_segment: SegmentCallback | None = None,
+    on_speech: SpeechCallback | None = None,
+) -> Transcript:
+    """Run the model over a recording's samples (int16 `blocks`, 16 kHz mono) window by window
     (`worker/windows.py`), reporting progress as segments arrive against `expected_seconds`
     (the probed duration), and each segment to `on_segment` as soon as it is decoded, on the
     recording's clock.
@@ -125,16 +148,10 @@ def transcribe(
     code-switching mode every window, and every run of one language in it, is detected and
     decoded on its own. Each window after the first is prompted with the text before it in
     the same language, as faster-whisper's own `condition_on_previous_text` would.
-
-    `on_decoded` hears how many seconds are decoded as each block is; where it returns an error
-    (a key's daily audio spent), the decoding stops after that block, what was decoded is
-    transcribed, and `PartlyDone` carries both. `on_speech` is given each window's speech as
-    voice-activity detection found it (the speaker embedder's input)."""
+    `on_speech` is given each window's speech as voice-activity detection found it (the
+    speaker embedder's input)."""
     job = _Job(model, options, settings)
     job.on_speech = on_speech
-    stopped: list[VerbatimError] = []
-    blocks = _metered(pcm_blocks(audio, settings.max_audio_seconds, channel), on_decoded,
-                      stopped)
     report = _monotonic(_throttled(on_progress, settings.progress_interval_seconds))
     end = 0.0
     for window in windows(blocks, *job.cut(), find_speech=speech_regions):
@@ -144,13 +161,11 @@ def transcribe(
             if on_segment is not None:
                 on_segment(segment)
             report(min(segment.end / total, 1.0) if total else 1.0)
-    if stopped:
-        raise PartlyDone(stopped[0], job.transcript(end))
     return job.transcript(end)
 
 
-def _metered(blocks: Iterator[np.ndarray], on_decoded: DecodedCallback | None,
-             stopped: list[VerbatimError]) -> Iterator[np.ndarray]:
+def metered(blocks: Iterator[np.ndarray], on_decoded: DecodedCallback | None,
+            stopped: list[VerbatimError]) -> Iterator[np.ndarray]:
     """`blocks`, each told to `on_decoded` as it is decoded; the last is the one it refused
     (its error put in `stopped`)."""
     decoded = 0
