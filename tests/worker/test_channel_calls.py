@@ -14,9 +14,11 @@ import pytest
 from conversations import Turn, build_back_to_back, build_call
 
 from shared.config import Settings
+from shared.errors import QuotaExceeded, VerbatimError
 from shared.schemas import JobOptions, Transcript
 from worker.diarization import transcribe
 from worker.model import get_model
+from worker.transcriber import PartlyDone
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 # LJ Speech's reader on the left (public domain), LibriSpeech's 2412 on the right (CC BY 4.0);
@@ -33,12 +35,29 @@ def words(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def call(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Turn], Transcript]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Turn], Path]:
     path = tmp_path_factory.mktemp("call") / "call.flac"
-    turns = build_call([(channel, DATA / name) for channel, name in CALL], path)
+    return build_call([(channel, DATA / name) for channel, name in CALL], path), path
+
+
+@pytest.fixture(scope="module")
+def charged(built: tuple[list[Turn], Path]) -> tuple[list[float], Transcript]:
+    """The call transcribed, with every charge of the key's daily audio (seconds so far)."""
+    seconds: list[float] = []
+
+    def on_decoded(decoded: float) -> VerbatimError | None:
+        seconds.append(decoded)
+        return None
+
     settings = Settings()
-    options = JobOptions(diarize="channels")
-    return turns, transcribe(get_model(settings), path, options, settings, lambda _: None)
+    return seconds, transcribe(get_model(settings), built[1], JobOptions(diarize="channels"),
+                               settings, lambda _: None, on_decoded=on_decoded)
+
+
+@pytest.fixture(scope="module")
+def call(built: tuple[list[Turn], Path], charged: tuple[list[float], Transcript]
+         ) -> tuple[list[Turn], Transcript]:
+    return built[0], charged[1]
 
 
 def test_no_segment_of_one_party_spans_the_others_turn(
@@ -65,6 +84,32 @@ def test_each_party_keeps_its_own_words_in_order(
     assert last[0].start >= turns[1].end - 0.5, last
     assert [s.id for s in transcript.segments] == list(range(len(transcript.segments)))
 
+
+
+def test_the_key_is_charged_once_for_the_calls_seconds(
+        charged: tuple[list[float], Transcript]) -> None:
+    seconds, transcript = charged
+    assert seconds == sorted(seconds), seconds
+    assert seconds[-1] == pytest.approx(transcript.duration, abs=0.01), seconds
+
+
+def test_a_call_stopped_by_the_keys_day_keeps_the_first_channels_words(
+        built: tuple[list[Turn], Path]) -> None:
+    turns, path = built
+    settings = Settings()
+
+    def spent(seconds: float) -> VerbatimError | None:
+        return QuotaExceeded("The key's day is spent.", 60)
+
+    with pytest.raises(PartlyDone) as stopped:
+        transcribe(get_model(settings), path, JobOptions(diarize="channels"), settings,
+                   lambda _: None, on_decoded=spent)
+    kept = stopped.value.transcript
+    assert stopped.value.error.code == "quota_exceeded"
+    assert {s.speaker for s in kept.segments} == {"S1"}, kept.segments
+    assert "has never been surpassed" in words(kept.text), kept.text
+    last = [s for s in kept.segments if "surpassed" in words(s.text)]
+    assert last[0].start >= turns[1].end - 0.5, last
 
 def test_a_party_starting_where_the_other_stops_keeps_its_words_and_times(
         tmp_path: Path) -> None:
