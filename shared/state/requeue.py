@@ -76,19 +76,27 @@ redis.call('HINCRBY', KEYS[1], 'attempts', -1)
 return 1
 """
 
+# The job (KEYS[1], id ARGV[1]) back to waiting: the field/value pairs from ARGV[first] on set,
+# no worker, in the waiting index KEYS[waiting] and out of the later ones; its new generation.
+_LUA_PUT_BACK = LUA_TRACK_QUEUED + """
+local function put_back(waiting, first)
+  redis.call('HSET', KEYS[1], unpack(ARGV, first))
+  track_queued(KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[1], 'worker')
+  redis.call('ZADD', KEYS[waiting], '+inf', ARGV[1])
+  for i = waiting + 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+  return redis.call('HINCRBY', KEYS[1], 'generation', 1)
+end
+"""
+
 # KEYS: job, then the status indexes (the waiting one first). ARGV: id, the worker (JSON) the
 # job must still be marked as running on, the running status (JSON), then field/value pairs.
 # Compare-and-set: of several workers that find the same orphan, one puts it back (and, when it
 # goes back to `queued`, into its owner's queue). Returns the new generation, or 0.
-_REQUEUE_IF_RUN_BY = LUA_TRACK_QUEUED + """
+_REQUEUE_IF_RUN_BY = _LUA_PUT_BACK + """
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[3] then return 0 end
 if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-track_queued(KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[1], 'worker')
-redis.call('ZADD', KEYS[2], '+inf', ARGV[1])
-for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
-return redis.call('HINCRBY', KEYS[1], 'generation', 1)
+return put_back(2, 4)
 """
 
 # KEYS: job, received hash, then the status indexes (the waiting one first). ARGV: id, the worker
@@ -96,7 +104,7 @@ return redis.call('HINCRBY', KEYS[1], 'generation', 1)
 # status (JSON), then field/value pairs. Puts back a job that message still holds: running on
 # that worker, or still waiting (its message taken but not started). Returns the new
 # generation, or 0 (a newer message was sent, another worker runs it, it ended or is gone).
-_REQUEUE_IF_HELD = LUA_TRACK_QUEUED + """
+_REQUEUE_IF_HELD = _LUA_PUT_BACK + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') > tonumber(ARGV[3]) then
   return 0
@@ -108,12 +116,7 @@ elseif status ~= ARGV[5] then
   return 0
 end
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-track_queued(KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[1], 'worker')
-redis.call('ZADD', KEYS[3], '+inf', ARGV[1])
-for i = 4, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
-return redis.call('HINCRBY', KEYS[1], 'generation', 1)
+return put_back(3, 6)
 """
 
 # KEYS: job, received hash. ARGV: id, the mark it must still carry, the waiting status (JSON).
