@@ -39,6 +39,11 @@ DATA = Path(__file__).resolve().parent / "data"
 SPEECH_FILES = ("jfk.flac", "LJ001-0001.flac", "1089-134686-0000.flac", "LJ001-0003.flac",
                 "LJ001-0005.flac", "1089-134686-0001.flac", "LJ001-0007.flac")
 JOB_TIMEOUT_SECONDS = 180
+# For a service of a test's own whose transcripts only need to hold a few words (the test is of
+# requeueing, stopping, reaping, not of the model): `tiny.en` alone, which loads and decodes in
+# about half `base`'s time (bench/README.md, `model_cost_bench.py`); a live worker then warms
+# up that one model, not the whole catalogue.
+TINY_MODEL = {"VERBATIM_MODEL": "tiny.en", "VERBATIM_WORKER_MODELS": "tiny.en"}
 APT_TIMEOUT_SECONDS = 900
 APT_LOCK = "/tmp/verbatim-tests-apt.lock"
 

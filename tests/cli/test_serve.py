@@ -15,6 +15,7 @@ from live_client import events_until_end, pcm16, started_session, stop, ws_url
 from support import (
     DATA,
     JOB_TIMEOUT_SECONDS,
+    TINY_MODEL,
     Process,
     answers_ok,
     spawn,
@@ -42,7 +43,7 @@ def start_serve(data_dir: Path, log: Path, pool: str,
         "VERBATIM_WORKER_METRICS_PORT": str(free_port()),
         "VERBATIM_PROGRESS_INTERVAL_SECONDS": "0",
         "VERBATIM_WORKER_POOL": pool,
-    } | (extra or {})
+    } | TINY_MODEL | (extra or {})
     process = spawn([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: answers_ok(f"{url}/readyz"), "verbatim serve readiness", process, 90)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 from kombu.transport.redis import Channel
-from support import DATA, Process, start_api, start_worker, submit, wait_for_job
+from support import DATA, TINY_MODEL, Process, start_api, start_worker, submit, wait_for_job
 from test_worker_loss import FAST_HEARTBEATS, job_when, kill_whole_worker
 
 from shared.localredis import LocalRedis
@@ -27,7 +27,7 @@ from shared.state.jobs import RECEIVED_KEY
 @pytest.fixture
 def env(service_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
     with LocalRedis(tmp_path / "redis-data") as server:
-        yield service_env | FAST_HEARTBEATS | {"VERBATIM_REDIS_URL": server.url}
+        yield service_env | FAST_HEARTBEATS | TINY_MODEL | {"VERBATIM_REDIS_URL": server.url}
 
 
 def wait_for(check: object, what: str, timeout: float = 60) -> None:
@@ -40,7 +40,7 @@ def wait_for(check: object, what: str, timeout: float = 60) -> None:
 def requeued(client: redis.Redis) -> list[str]:
     """Job ids waiting in the queue's most urgent list (Celery's message protocol 2: the body
     is the base64 JSON of [args, kwargs, embed])."""
-    queue = queue_for("base")
+    queue = queue_for(TINY_MODEL["VERBATIM_MODEL"])
     name = f"{queue}{Channel.sep}{REQUEUED_PRIORITY}" if REQUEUED_PRIORITY else queue
     messages = [json.loads(raw) for raw in client.lrange(name, 0, -1)]
     return sorted(json.loads(base64.b64decode(m["body"]))[0][0] for m in messages)

@@ -13,6 +13,7 @@ import pytest
 from sse_client import Received, events
 from support import (
     JOB_TIMEOUT_SECONDS,
+    TINY_MODEL,
     Process,
     kill_whole_worker,
     start_api,
@@ -31,7 +32,7 @@ FAST_HEARTBEATS = {
 @pytest.fixture
 def env(service_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
     with LocalRedis(tmp_path / "redis-data") as server:
-        yield service_env | FAST_HEARTBEATS | {"VERBATIM_REDIS_URL": server.url}
+        yield service_env | FAST_HEARTBEATS | TINY_MODEL | {"VERBATIM_REDIS_URL": server.url}
 
 
 def job_when(http: httpx.Client, job_id: str, done: tuple[str, ...]) -> dict:
