@@ -45,8 +45,11 @@ from shared.localredis import LocalRedis
 from shared.state.spread_plans import plan_key
 
 # Recordings past 30 s are spread, in windows of at most 30 s: the test recording (about 64 s)
-# makes three.
+# makes three. The cutting, stitching and requeueing are the model's own whatever the model:
+# its jobs run on `tiny.en` (half `base`'s cost, `support.TINY_MODEL`) unless a test asks for
+# `base`, as those of languages and voices do.
 SPREAD = {
+    "VERBATIM_MODEL": "tiny.en",
     "VERBATIM_SPLIT_SECONDS": "30",
     "VERBATIM_WINDOW_SECONDS": "30",
     "VERBATIM_WINDOW_SEARCH_SECONDS": "10",
@@ -103,8 +106,9 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def unsplit(client: httpx.Client, recording: Path) -> dict:
-    """The recording's transcript decoded in one task (the session's worker, default settings)."""
-    job = wait_for_job(client, submit(client, recording)["id"])
+    """The recording's transcript decoded in one task (the session's worker, default settings
+    but the spread stack's model)."""
+    job = wait_for_job(client, submit(client, recording, model=SPREAD["VERBATIM_MODEL"])["id"])
     assert job["status"] == "completed", job
     return client.get(f"/v1/jobs/{job['id']}/transcript.json").json()
 
@@ -185,7 +189,7 @@ def test_a_spread_conversation_keeps_one_label_per_speaker_across_windows(
 ) -> None:
     """Issue 21: each window embeds its speech; the join clusters all of it once."""
     turns = build(in_data(THREE), tmp_path / "three.flac")  # 44 s: two windows of 30 s at most
-    job = wait_for_job(spread.http, submit(spread.http, tmp_path / "three.flac",
+    job = wait_for_job(spread.http, submit(spread.http, tmp_path / "three.flac", model="base",
                                            diarize="voices", word_timestamps="true")["id"])
     assert job["status"] == "completed", job
     ran = set().union(*({r["window"] for r in window_lines(w, job["id"])}
@@ -247,7 +251,8 @@ def test_each_window_of_a_code_switching_recording_hears_its_own_languages(
     parts = [piece for part in english for piece in (part, gap)]
     path = write_audio(tmp_path / "en-de.flac",
                        np.concatenate([*parts, speech("de", german, tmp_path), gap]))
-    job = wait_for_job(spread.http, submit(spread.http, path, multilingual="true")["id"])
+    job = wait_for_job(spread.http, submit(spread.http, path, model="base",
+                                           multilingual="true")["id"])
     assert job["status"] == "completed", job
     assert job["languages"] == ["en", "de"], job
     cut = spread.http.get(f"/v1/jobs/{job['id']}/transcript.json").json()
