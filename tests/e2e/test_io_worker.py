@@ -19,6 +19,7 @@ from receivers import Receiver, media_server, webhook_receiver
 from standardwebhooks.webhooks import Webhook
 from support import (
     DATA,
+    TINY_MODEL,
     Process,
     keyed_client,
     kill_whole_worker,
@@ -77,8 +78,8 @@ class Stack:
 def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("io-worker")
     with LocalRedis(logs / "redis") as server:
-        env = service_env | ENV | {"VERBATIM_REDIS_URL": server.url,
-                                   "VERBATIM_DATA_DIR": str(logs / "data")}
+        env = service_env | ENV | TINY_MODEL | {"VERBATIM_REDIS_URL": server.url,
+                                                "VERBATIM_DATA_DIR": str(logs / "data")}
         api, url = start_auth_api(env, logs / "api.log")
         worker = start_worker(env, logs / "worker.log", name="io-stack")
         client = redis.Redis.from_url(server.url)

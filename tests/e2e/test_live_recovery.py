@@ -26,7 +26,15 @@ from live_client import (
     ws_url,
 )
 from receivers import Receiver, webhook_receiver
-from support import Process, keyed_client, spawn, start_api, start_worker, wait_until
+from support import (
+    TINY_MODEL,
+    Process,
+    keyed_client,
+    spawn,
+    start_api,
+    start_worker,
+    wait_until,
+)
 from websockets.exceptions import ConnectionClosed
 
 from cli.serve import io_worker_command, live_worker_command
@@ -65,7 +73,7 @@ def stack(service_env: dict[str, str],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("recovery-logs")
     with LocalRedis(tmp_path_factory.mktemp("recovery-redis")) as server:
-        env = service_env | {
+        env = service_env | TINY_MODEL | {
             "VERBATIM_REDIS_URL": server.url,
             "VERBATIM_DATA_DIR": str(tmp_path_factory.mktemp("recovery-data")),
             "VERBATIM_AUTH": "required",

@@ -23,6 +23,7 @@ from objectstore import SeaweedStore
 from receivers import Receiver, media_server, webhook_receiver
 from support import (
     DATA,
+    TINY_MODEL,
     Process,
     kill_whole_worker,
     pool_children,
@@ -76,7 +77,7 @@ def hosts(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     dirs = {name: root / f"data-{name}" for name in HOSTS}
     processes: list[Process] = []
     with LocalRedis(root / "redis") as server:
-        env = service_env | ENV | store.env() | {"VERBATIM_REDIS_URL": server.url}
+        env = service_env | ENV | TINY_MODEL | store.env() | {"VERBATIM_REDIS_URL": server.url}
 
         def on(host: str) -> dict[str, str]:
             return env | {"VERBATIM_DATA_DIR": str(dirs[host])}
