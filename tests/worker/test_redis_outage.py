@@ -4,7 +4,7 @@ when the worker gave up waiting for Redis before it came back."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -77,23 +77,21 @@ def test_a_job_survives_redis_restarting_under_it(
         api.stop()
 
 
-def test_a_job_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
-    redis_server: LocalRedis, service_env: dict[str, str], tmp_path: Path,
-    long_recording: Path,
+def runs_again_after_giving_up(
+    redis_server: LocalRedis, env: dict[str, str], tmp_path: Path, recording: Path,
+    decoding: Callable[[httpx.Client, str, Process], bool],
 ) -> None:
-    """The task stops waiting for Redis (`redis_retry_seconds`) while it is away; its message,
-    given back through the broker connection it came by, would be lost with that connection
-    and the job left `processing` until the visibility timeout. It runs again instead."""
-    env = service_env | {"VERBATIM_REDIS_URL": redis_server.url,
-                         "VERBATIM_REDIS_RETRY_SECONDS": str(SHORT_RETRY_SECONDS)}
+    """A job on a worker that waits `SHORT_RETRY_SECONDS` for Redis: Redis stopped for longer
+    once `decoding` says the job is being decoded, then started again; the job completes with
+    its words within `RERUN_SECONDS`, and the worker did give up on Redis meanwhile."""
+    env = env | {"VERBATIM_REDIS_URL": redis_server.url,
+                 "VERBATIM_REDIS_RETRY_SECONDS": str(SHORT_RETRY_SECONDS)}
     api, url = start_api(env, tmp_path / "api.log")
     worker: Process = start_worker(env, tmp_path / "worker.log", name="gave-up")
     try:
         with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as http:
-            job_id = submit(http, long_recording)["id"]
-            # Decoding, so that it reports its progress (or completes) during the outage.
-            wait_until(lambda: http.get(f"/v1/jobs/{job_id}").json()["progress"] > 0,
-                       "the job's progress", worker)
+            job_id = submit(http, recording)["id"]
+            wait_until(lambda: decoding(http, job_id, worker), "the job's decoding", worker)
             redis_server.stop()
             time.sleep(LONG_OUTAGE_SECONDS)
             redis_server.start()
@@ -109,27 +107,24 @@ def test_a_job_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
         api.stop()
 
 
+def test_a_job_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
+    redis_server: LocalRedis, service_env: dict[str, str], tmp_path: Path,
+    long_recording: Path,
+) -> None:
+    """The task stops waiting for Redis (`redis_retry_seconds`) while it is away; its message,
+    given back through the broker connection it came by, would be lost with that connection
+    and the job left `processing` until the visibility timeout. It runs again instead."""
+    # Decoding, so that it reports its progress (or completes) during the outage.
+    runs_again_after_giving_up(
+        redis_server, service_env, tmp_path, long_recording,
+        lambda http, job_id, _: http.get(f"/v1/jobs/{job_id}").json()["progress"] > 0)
+
+
 def test_a_window_whose_worker_gave_up_on_redis_runs_again_once_redis_is_back(
     redis_server: LocalRedis, service_env: dict[str, str], tmp_path: Path,
     long_recording: Path,
 ) -> None:
     """As above, for a window of a recording spread over the workers (`worker/spread.py`)."""
-    env = service_env | SPREAD | {"VERBATIM_REDIS_URL": redis_server.url,
-                                  "VERBATIM_REDIS_RETRY_SECONDS": str(SHORT_RETRY_SECONDS)}
-    api, url = start_api(env, tmp_path / "api.log")
-    worker: Process = start_worker(env, tmp_path / "worker.log", name="window-gave-up")
-    try:
-        with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as http:
-            job_id = submit(http, long_recording)["id"]
-            wait_until(lambda: "window started" in worker.output(), "a window's start", worker)
-            redis_server.stop()
-            time.sleep(LONG_OUTAGE_SECONDS)
-            redis_server.start()
-            job = job_when(http, job_id, ("completed", "failed"), RERUN_SECONDS)
-            assert job["status"] == "completed", job
-            text = http.get(f"/v1/jobs/{job_id}/transcript.txt").text.lower()
-        assert "printing" in text
-        assert "Redis unreachable" in worker.output()
-    finally:
-        worker.stop()
-        api.stop()
+    runs_again_after_giving_up(
+        redis_server, service_env | SPREAD, tmp_path, long_recording,
+        lambda _, __, worker: "window started" in worker.output())
