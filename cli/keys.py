@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
 
 from shared.config import get_settings
-from shared.redis_connect import sync_client
-from shared.state.keys import KeyLimits, KeyStore
+
+if TYPE_CHECKING:
+    from shared.state.keys import KeyStore
 
 app = typer.Typer(help="Create, list and revoke API keys (in the configured Redis).",
                   no_args_is_help=True)
 
 
 def _store() -> KeyStore:
+    # Redis's client library is loaded by the commands that use it, not by every `verbatim`.
+    from shared.redis_connect import sync_client
+    from shared.state.keys import KeyStore
 
     return KeyStore(sync_client(get_settings().redis_url, socket_connect_timeout=5))
 
@@ -40,6 +44,8 @@ def create(
 ) -> None:
     """Make a key and print its token, once: it is stored only as a hash. The secret that
     signs its webhook events is printed (to stderr) once too."""
+    from shared.state.keys import KeyLimits
+
     try:
         limits = KeyLimits(rate_per_minute=rate_per_minute, max_active_jobs=max_active_jobs,
                            max_audio_hours_per_day=max_audio_hours_per_day)

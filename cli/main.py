@@ -17,7 +17,6 @@ from cli.outputs import output_paths
 from cli.transcribe import Request
 from shared.output.formatters import FORMATS
 from shared.output.subtitles import PresetName, SubtitleOptions
-from shared.redis_connect import sync_client
 from shared.schemas import JobOptions
 
 app = typer.Typer(
@@ -142,6 +141,7 @@ def webhook_secret() -> None:
     """Print the deployment's webhook signing secret (made on first use unless set)."""
 
     from shared.config import get_settings
+    from shared.redis_connect import sync_client
     from shared.state.webhooks import signing_secret
 
     settings = get_settings()

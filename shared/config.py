@@ -19,7 +19,7 @@ from shared.models import (
     implicit_entry,
     implicit_name,
 )
-from shared.redis_connect import check_url
+from shared.redis_url import check_url
 
 GiB = 1024**3
 S3_MAX_PARTS = 10_000  # S3's most parts of one multipart upload

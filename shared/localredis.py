@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import redis
-
 START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -102,6 +100,9 @@ class LocalRedis:
         return self
 
     def _wait_until_ready(self) -> None:
+        # Loaded here, not by every `verbatim` command (`cli/serve.py` imports this module).
+        import redis
+
         assert self.process is not None
         client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS

@@ -1,10 +1,10 @@
 """Every Redis client of the service, from the one `VERBATIM_REDIS_URL` (issue 23).
 
-The URL names one Redis (`redis://`, `rediss://`, `unix://`), or Redis Sentinels and the name
-of the primary they watch: `sentinel://[:password@]host:port[,host:port...]/master[/db]`. Then
-each client asks the Sentinels where the primary is, and asks again when a connection to it
-fails, so that when the primary dies and Sentinel promotes a replica the API, the workers and
-the Celery broker (kombu's own Sentinel transport) carry on against the new one.
+The URL names one Redis, or Redis Sentinels and the name of the primary they watch (its form:
+`shared/redis_url.py`). Then each client asks the Sentinels where the primary is, and asks
+again when a connection to it fails, so that when the primary dies and Sentinel promotes a
+replica the API, the workers and the Celery broker (kombu's own Sentinel transport) carry on
+against the new one.
 
 Redis Cluster is not supported: kombu's Redis transport moves each message between keys in one
 command (`BRPOP` over the priority lists, the unacked hash and its index), and the job store's
@@ -14,10 +14,8 @@ different hash slots, which Redis refuses (`CROSSSLOT`).
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import redis
 import redis.asyncio
@@ -25,52 +23,14 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from limits.storage import RedisSentinelStorage, RedisStorage
 
-SENTINEL_SCHEME = "sentinel://"
+from shared.redis_url import SentinelTarget, sentinel_target
+
 # Timeouts of the questions asked of the Sentinels themselves.
 SENTINEL_TIMEOUT_SECONDS = 2.0
-_HOST = r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]"
-_SENTINEL = re.compile(
-    rf"sentinel://(?::(?P<password>[^@/]*)@)?(?P<hosts>(?:(?:{_HOST}):\d{{1,5}},?)+)"
-    r"/(?P<master>[A-Za-z0-9_.\-]+)(?:/(?P<db>\d{1,2}))?/?"
-)
-
-
-@dataclass(frozen=True)
-class SentinelTarget:
-    sentinels: list[tuple[str, int]]
-    master: str
-    db: int = 0
-    password: str | None = None
-
-
-def sentinel_target(url: str) -> SentinelTarget | None:
-    """The Sentinels and primary a `sentinel://` URL names; None for a URL of one Redis.
-    `ValueError` for a `sentinel://` URL that is malformed."""
-    if not url.startswith(SENTINEL_SCHEME):
-        return None
-    match = _SENTINEL.fullmatch(url)
-    if match is None:
-        raise ValueError("a Sentinel URL reads sentinel://[:password@]host:port[,host:port...]"
-                         "/master_name[/db]")
-    sentinels = []
-    for address in filter(None, match["hosts"].split(",")):
-        host, _, port = address.rpartition(":")
-        if not 0 < int(port) < 65536:
-            raise ValueError(f"the Sentinel port {port} is out of range")
-        sentinels.append((host.strip("[]"), int(port)))
-    password = unquote(match["password"]) if match["password"] else None
-    return SentinelTarget(sentinels, match["master"], int(match["db"] or 0), password)
 
 
 def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def check_url(url: str) -> str:
-    """`url` if it names one Redis or well-formed Sentinels; `ValueError` otherwise."""
-    if sentinel_target(url) is None and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("redis_url must start with redis://, rediss://, unix:// or sentinel://")
-    return url
 
 
 class PrimaryConnection(redis.sentinel.SentinelManagedConnection):

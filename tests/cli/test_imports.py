@@ -1,4 +1,6 @@
-"""The command imports shared/ only: a client machine needs neither the web nor the model stack."""
+"""The command imports shared/ only: a client machine needs neither the web nor the model stack,
+nor Redis's client library (only `keys` and `webhook-secret` load it, when they run), which
+each start of `verbatim` would pay for."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-HEAVY = ("api", "worker", "fastapi", "uvicorn", "celery", "faster_whisper", "ctranslate2", "av")
+HEAVY = ("api", "worker", "fastapi", "uvicorn", "celery", "faster_whisper", "ctranslate2", "av",
+         "redis", "limits")
 
 
 def test_the_command_imports_neither_the_api_nor_the_worker() -> None:

@@ -7,7 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from shared.config import Settings
-from shared.redis_connect import SentinelTarget, broker, sentinel_target
+from shared.redis_connect import broker
+from shared.redis_url import SentinelTarget, sentinel_target
 
 
 @pytest.mark.parametrize(
