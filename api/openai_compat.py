@@ -13,16 +13,14 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from api.errors import openai_error
 from shared.errors import InvalidRequest
 from shared.languages import language_name
 from shared.output.formatters import FORMATS
 from shared.output.formatters import render as render_format
 from shared.output.subtitles import SubtitleOptions
-from shared.schemas import ErrorInfo, Job, JobOptions, Segment, Transcript
+from shared.schemas import JobOptions, Segment, Transcript
 from shared.state.voices import NAME
 
 Task = Literal["transcribe", "translate"]
@@ -345,16 +343,3 @@ class OpenAIError(BaseModel):
     """Every error under `/v1/audio/`; `code` is the service's stable code."""
 
     error: OpenAIErrorDetail
-
-
-# A job that failed in the worker: the input's fault (400) or the service's.
-_FAILED_STATUS = {"decode_error": 400, "model_unavailable": 503}
-
-
-def failed(job: Job, headers: dict[str, str]) -> JSONResponse:
-    """OpenAI's error for a failed job, with the job's error code. The failure is recorded, so
-    `x-should-retry: false` stops OpenAI's SDKs from uploading the same file again."""
-    error = job.error or ErrorInfo(code="transcription_error", message="The job failed.")
-    status = _FAILED_STATUS.get(error.code, 500)
-    message = f"{error.message} (job {job.id})"
-    return openai_error(status, error.code, message, headers=headers | {"x-should-retry": "false"})

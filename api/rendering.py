@@ -14,11 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_process
-from starlette.requests import Request
 
 from api import openai_compat
 from shared.output.formatters import render
@@ -26,6 +25,9 @@ from shared.output.subtitles import SubtitleOptions
 from shared.schemas import Speaker
 from shared.state.jobs import JobStore
 from shared.state.speaker_names import save_names
+
+if TYPE_CHECKING:  # the render processes import this module: they need none of the web stack
+    from starlette.requests import Request
 
 T = TypeVar("T")
 

@@ -18,6 +18,7 @@ from api import openai_compat
 from api.auth import Identity, owner_of
 from api.deps import JobStoreDep, QueueDep, SettingsDep, run_sync
 from api.enrolment import enrol, paced
+from api.errors import openai_error
 from api.intake import REPLAYED_HEADER, IdempotencyKey, once
 from api.openai_compat import (
     GRANULARITIES,
@@ -36,7 +37,7 @@ from shared.config import Settings
 from shared.errors import JobNotFound
 from shared.languages import codes_pattern
 from shared.media.storage import MediaStore, media_store
-from shared.schemas import Job, JobStatus
+from shared.schemas import ErrorInfo, Job, JobStatus
 from shared.state.idempotency import fingerprint
 from shared.state.jobs import JobStore
 from shared.state.keys import ApiKey
@@ -208,7 +209,7 @@ async def _answer(
     job = await _wait(request, store, job.id, settings.openai_wait_seconds)
     headers = {JOB_HEADER: job.id}
     if job.status is JobStatus.failed:
-        return openai_compat.failed(job, headers)
+        return _failed(job, headers)
     if job.status is JobStatus.completed:
         answer = await off_loop(request, openai_answer, settings.redis_url, job.id, form)
         if answer is None:
@@ -233,3 +234,16 @@ async def _wait(request: Request, store: JobStore, job_id: str, seconds: float) 
         await anyio.sleep(min(delay, left))
         # Short jobs answer quickly; many long waits do not poll Redis at 5 Hz each.
         delay = min(delay * 1.5, MAX_POLL_SECONDS)
+
+
+# A job that failed in the worker: the input's fault (400) or the service's.
+_FAILED_STATUS = {"decode_error": 400, "model_unavailable": 503}
+
+
+def _failed(job: Job, headers: dict[str, str]) -> JSONResponse:
+    """OpenAI's error for a failed job, with the job's error code. The failure is recorded, so
+    `x-should-retry: false` stops OpenAI's SDKs from uploading the same file again."""
+    error = job.error or ErrorInfo(code="transcription_error", message="The job failed.")
+    status = _FAILED_STATUS.get(error.code, 500)
+    message = f"{error.message} (job {job.id})"
+    return openai_error(status, error.code, message, headers=headers | {"x-should-retry": "false"})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from shared.state.jobs import JobStore, new_job_id
 HOURS = 4
 DOWNLOADS = ["txt", "json", "srt", "vtt", "tsv", "ass", "srt?preset=broadcast",
              "vtt?preset=broadcast", "ass?preset=broadcast"]
+ROOT = Path(__file__).resolve().parents[2]
 WORDS = "the quick brown fox jumps over the lazy dog and then runs far away home".split()
 
 
@@ -87,3 +89,14 @@ def test_healthz_answers_while_long_transcripts_render(long_job: tuple[str, str]
     # answers took about one render); now they take a small part of one.
     p90 = statistics.quantiles(latencies, n=10)[-1]
     assert p90 < one_render / 4, (p90, one_render, sorted(latencies)[-5:])
+
+
+def test_a_render_process_starts_without_the_web_stack() -> None:
+    """A render process imports `api/rendering.py` and what it renders with, not FastAPI:
+    anyio stops an idle one after 5 minutes, so the first download after a quiet spell waits
+    for a new one to start."""
+    check = ("import sys, api.rendering; "
+             "print(sorted({'fastapi', 'uvicorn', 'api.errors', 'api.main'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"
