@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from starlette.responses import Response, StreamingResponse
 
-from shared.media.storage.s3 import S3Store
+if TYPE_CHECKING:  # boto3 is loaded only where the store is `s3`
+    from shared.media.storage.s3 import S3Store
 
 CHUNK_BYTES = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")

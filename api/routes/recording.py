@@ -26,7 +26,6 @@ from shared.errors import (
 )
 from shared.media.probe import served_type
 from shared.media.storage import clean_filename, media_store
-from shared.media.storage.s3 import S3Store
 from shared.schemas import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -77,6 +76,8 @@ async def get_audio(request: Request, job: QueryTokenJob, store: JobStoreDep,
 
 async def _stored(request: Request, filename: str, key: str, settings: Settings) -> Response:
     """The recording from the bucket, a range at a time."""
+    from shared.media.storage.s3 import S3Store  # boto3 is loaded only where the store is `s3`
+
     media = media_store(settings)
     assert isinstance(media, S3Store)
     if not await run_sync(media.exists, key):

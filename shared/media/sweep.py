@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import redis
 
@@ -38,9 +38,11 @@ from shared.media.storage import (
     media_store,
     parse_upload_name,
 )
-from shared.media.storage.names import WINDOWS
-from shared.media.storage.s3 import UPLOAD_PREFIX, S3Store
+from shared.media.storage.names import UPLOAD_PREFIX, WINDOWS
 from shared.state.jobs import JobStore
+
+if TYPE_CHECKING:
+    from shared.media.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,12 @@ T = TypeVar("T")
 def sweep_media(settings: Settings, client: redis.Redis) -> Swept:
     """Remove the orphaned media of the store `settings` name; what was removed."""
     store = media_store(settings)
-    if isinstance(store, S3Store):
-        return sweep_objects(store, client, settings.upload_sweep_grace_seconds)
-    assert isinstance(store, LocalStore)
-    return sweep_uploads(store.upload_dir, client, settings.upload_sweep_grace_seconds)
+    if isinstance(store, LocalStore):
+        return sweep_uploads(store.upload_dir, client, settings.upload_sweep_grace_seconds)
+    from shared.media.storage.s3 import S3Store  # boto3 is loaded only where the store is `s3`
+
+    assert isinstance(store, S3Store)
+    return sweep_objects(store, client, settings.upload_sweep_grace_seconds)
 
 
 def sweep_uploads(upload_dir: Path, client: redis.Redis, grace_seconds: float) -> Swept:

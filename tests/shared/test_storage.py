@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from cli.batch import MEDIA_EXTENSIONS
 from shared.media.storage import MEDIA_SUFFIXES, clean_filename, parse_upload_name
 
+ROOT = Path(__file__).resolve().parents[2]
 JOB = "0123456789abcdef0123456789abcdef"
 
 
@@ -55,3 +60,13 @@ def test_only_names_given_to_uploads_are_recognised(
 
 def test_every_kind_the_cli_lists_keeps_its_extension_when_stored() -> None:
     assert {f".{extension}" for extension in MEDIA_EXTENSIONS} <= MEDIA_SUFFIXES
+
+
+def test_with_the_local_store_no_process_loads_the_s3_client() -> None:
+    """boto3 costs each API, worker and sweep process a good part of its start; only the `s3`
+    store needs it (`shared/media/storage/__init__.py` loads it then)."""
+    check = ("import sys, api.main, worker.celery_app, shared.media.sweep; "
+             "print(sorted({'boto3', 'botocore'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"

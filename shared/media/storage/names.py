@@ -17,6 +17,8 @@ MEDIA_SUFFIXES = frozenset({
     ".wmv", ".wv",
 })
 PARTIAL_PREFIX = "partial-"
+# Where uploads are kept in the `s3` store's bucket (the orphan sweep lists this prefix alone).
+UPLOAD_PREFIX = "uploads/"
 # A finished upload, or an unfinished one: the job id, then a sane extension or none.
 _UPLOAD_NAME = re.compile(r"^(?P<partial>partial-)?(?P<job_id>[0-9a-f]{32})(\.[A-Za-z0-9]{1,10})?$")
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators.

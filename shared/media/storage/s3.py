@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from shared.errors import StorageSettingsError, StorageUnavailable
-from shared.media.storage.names import stored_name
+from shared.media.storage.names import UPLOAD_PREFIX, stored_name
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 READ_BUFFER_BYTES = 4 * MiB
 LIST_PAGE_KEYS = 1000
-UPLOAD_PREFIX = "uploads/"
 _REFUSED_CREDENTIALS = {"403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"}
 _NO_BUCKET = {"404", "NoSuchBucket"}
 
