@@ -11,7 +11,8 @@ segment into such cues, a pure function of the stored transcript and `SubtitleOp
   among its words in proportion to their length (an estimate). Chinese and Japanese, written
   without spaces, break between any two characters.
 - Words are never lost, reordered or duplicated: the cues' texts joined are the segments'
-  texts, whitespace aside. Cues never overlap and lie within [0, duration].
+  texts, whitespace aside. Cues lie within [0, duration], and a speaker's cues never overlap;
+  two speakers' cues overlap only where both spoke at once (a `channels` call's crosstalk).
 - Options left unset (and no preset) mean no limit: one cue per segment, as before.
 """
 
@@ -332,7 +333,7 @@ def _ms(seconds: float) -> int:
 
 
 def cue_transcript(transcript: Transcript, options: SubtitleOptions | None = None) -> list[Cue]:
-    """The transcript as cues within `options`' limits, in order, never overlapping."""
+    """The transcript as cues within `options`' limits, in order (see `_settle` for overlaps)."""
     limits = (options or SubtitleOptions()).limits()
     cues: list[Cue] = []
     for segment in transcript.segments:
@@ -360,16 +361,18 @@ def _with_sounds(cues: list[Cue], transcript: Transcript, options: SubtitleOptio
 
 
 def _settle(cues: list[Cue], duration_ms: int, limits: Limits) -> None:
-    """Clamp cues into the audio without overlap, then keep each on screen for its minimum
-    and its reading time where the next cue leaves room."""
+    """Clamp cues into the audio, none over an earlier one of the same speaker, then keep each
+    on screen for its minimum and its reading time where the next cue leaves room. Two
+    speakers' cues overlap where they spoke at once (crosstalk on a `channels` call): held off
+    until the other's cue ended, the later one would be squeezed to nothing."""
     longest = math.floor(limits.max_cue * 1000) if limits.max_cue is not None else None
-    previous_end = 0
+    ends: dict[str | None, int] = {}  # each speaker's last cue's end
     for cue in cues:
-        cue.start_ms = min(max(cue.start_ms, previous_end), duration_ms)
+        cue.start_ms = min(max(cue.start_ms, ends.get(cue.speaker, 0)), duration_ms)
         cue.end_ms = min(max(cue.end_ms, cue.start_ms), duration_ms)
         if longest is not None:
             cue.end_ms = min(cue.end_ms, cue.start_ms + longest)
-        previous_end = cue.end_ms
+        ends[cue.speaker] = cue.end_ms
     previous_end = 0
     for i, cue in enumerate(cues):
         characters = len(cue.text.replace("\n", ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pysubs2
 import pytest
@@ -103,6 +104,41 @@ def test_vtt_uses_voice_spans() -> None:
     captions = webvtt.from_string(render(_transcript(), "vtt"))
     assert [(c.voice, c.text) for c in captions] == [
         ("S1", "Is it raining again?"), ("S2", "Yes, all day."), ("S1", "Then we stay in.")]
+
+
+# Both parties of a call at once (a `channels` call's crosstalk): S2 speaks inside S1's turn.
+CROSSTALK = Transcript(language="en", duration=5.0, text="x", segments=[
+    Segment(id=0, start=0.0, end=4.996, speaker="S1",
+            text=" He began a confused complaint against the wizard."),
+    Segment(id=1, start=0.23, end=2.668, speaker="S2",
+            text=" The horizon seems extremely distant."),
+])
+
+
+def _seconds(timestamp: str) -> float:
+    """A WebVTT timestamp (`00:00:02.668`) in seconds, to the millisecond."""
+    hours, minutes, seconds = timestamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+@pytest.mark.parametrize("options", [None, SubtitleOptions(preset="broadcast")])
+def test_crosstalk_shows_both_speakers_at_their_own_times(
+    options: SubtitleOptions | None,
+) -> None:
+    """Held off until S1's cue ended, S2's would be squeezed to nothing at 4.996 s, on
+    screen for no time at all; a speaker's own cues still never overlap."""
+    captions = webvtt.from_string(render(CROSSTALK, "vtt", options))
+    s2 = [c for c in captions if c.voice == "S2"]
+    assert " ".join(c.text for c in s2) == "The horizon seems extremely distant."
+    assert _seconds(s2[0].start) == pytest.approx(0.23)
+    assert _seconds(s2[-1].end) == pytest.approx(2.668)
+    for who in ("S1", "S2"):
+        own = [c for c in captions if c.voice == who]
+        assert all(_seconds(a.end) <= _seconds(b.start) for a, b in pairwise(own))
+    subtitles = list(srt.parse(render(CROSSTALK, "srt", options)))
+    first_s2 = next(s for s in subtitles if s.content.startswith("S2: "))
+    assert first_s2.start.total_seconds() == pytest.approx(0.23)
+    assert all(s.end > s.start for s in subtitles)
 
 
 def test_tsv_has_a_speaker_column() -> None:
