@@ -22,6 +22,7 @@ from kombu.transport.redis import Channel
 from shared import broker_transport
 from shared.config import Settings
 from shared.models import DEFAULT_CATALOGUE
+from shared.priorities import LOWEST_PRIORITY, NEW_JOB_PRIORITY, PRIORITY_STEPS, REQUEUED_PRIORITY
 from shared.redis_connect import broker
 
 TRANSCRIBE_TASK = "verbatim.transcribe"
@@ -41,16 +42,6 @@ REQUEST_ID_TASK_HEADER = "verbatim_request_id"
 GENERATION_TASK_HEADER = "verbatim_generation"
 
 DEFAULT_MODELS = tuple(DEFAULT_CATALOGUE)
-
-# Kombu's Redis transport keeps one list per priority and pops them in order, 0 first. Every
-# step is its own list here, so each of the ten priorities counts.
-PRIORITY_STEPS = list(range(10))
-# A job that already ran once (its worker died) goes before every job that never ran.
-REQUEUED_PRIORITY = 0
-# New jobs take priorities from here (most urgent) to LOWEST_PRIORITY.
-NEW_JOB_PRIORITY = 1
-LOWEST_PRIORITY = PRIORITY_STEPS[-1]
-
 
 def queue_for(model: str) -> str:
     """The queue of the jobs (and spread windows) of `model`, a catalogue name."""

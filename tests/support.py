@@ -27,7 +27,8 @@ from faster_whisper import decode_audio
 from cli.serve import api_command
 from shared.config import Settings
 from shared.localredis import free_port, stop_process
-from shared.queue import NEW_JOB_PRIORITY, TRANSCRIBE_TASK, make_celery
+from shared.priorities import NEW_JOB_PRIORITY
+from shared.queue import TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
 from shared.state.jobs import JobStore
 from shared.state.keys import KeyLimits, KeyStore

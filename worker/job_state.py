@@ -20,7 +20,8 @@ from kombu.exceptions import OperationalError
 from shared.config import Settings, get_settings
 from shared.errors import QuotaExceeded, VerbatimError
 from shared.media.storage import media_store
-from shared.queue import REQUEUED_PRIORITY, enqueue_transcription
+from shared.priorities import REQUEUED_PRIORITY
+from shared.queue import enqueue_transcription
 from shared.schemas import Transcript
 from shared.state.allowance import WHOLE, AudioAllowance
 from shared.state.job_events import JobEvents

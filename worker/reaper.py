@@ -23,7 +23,8 @@ from datetime import timedelta
 from celery import Celery
 
 from shared.config import Settings
-from shared.queue import REQUEUED_PRIORITY, enqueue_transcription, window_signature
+from shared.priorities import REQUEUED_PRIORITY
+from shared.queue import enqueue_transcription, window_signature
 from shared.state.job_events import JobEvents
 from shared.state.jobs import JobStore, utcnow
 from shared.state.live_sessions import end_lost, lost_sessions

@@ -65,7 +65,8 @@ from shared.logs import bind
 from shared.media.opening import MediaSource
 from shared.media.probe import probe_channels
 from shared.media.storage import media_store, window_prefix
-from shared.queue import REQUEUED_PRIORITY, WINDOW_TASK, window_signature
+from shared.priorities import REQUEUED_PRIORITY
+from shared.queue import WINDOW_TASK, window_signature
 from shared.schemas import MAX_CHANNELS, Job, LanguageProbability, Segment, Sound, Transcript
 from shared.state.jobs import JobStore
 from shared.state.spread_plans import DONE, GONE, STALE, Spreads

@@ -36,7 +36,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from shared.errors import JobNotFound, QuotaExceeded, TooManyActiveJobs, VerbatimError
-from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
+from shared.priorities import LOWEST_PRIORITY, NEW_JOB_PRIORITY
 from shared.redis_connect import async_client, sync_client
 from shared.schemas import ErrorInfo, Job, JobOptions, JobStatus, Transcript
 from shared.state.keys import ApiKey, KeyFinder, KeyLimits

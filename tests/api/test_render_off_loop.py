@@ -92,11 +92,11 @@ def test_healthz_answers_while_long_transcripts_render(long_job: tuple[str, str]
 
 
 def test_a_render_process_starts_without_the_web_stack() -> None:
-    """A render process imports `api/rendering.py` and what it renders with, not FastAPI:
-    anyio stops an idle one after 5 minutes, so the first download after a quiet spell waits
-    for a new one to start."""
-    check = ("import sys, api.rendering; "
-             "print(sorted({'fastapi', 'uvicorn', 'api.errors', 'api.main'} & set(sys.modules)))")
+    """A render process imports `api/rendering.py` and what it renders with, not FastAPI nor
+    Celery: anyio stops an idle one after 5 minutes, so the first download after a quiet spell
+    waits for a new one to start."""
+    check = ("import sys, api.rendering; print(sorted({'fastapi', 'uvicorn', 'api.errors', "
+             "'api.main', 'celery', 'kombu', 'shared.queue'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -24,7 +24,8 @@ from support import Process, spawn, wait_until
 
 from shared.config import Settings
 from shared.localredis import LocalRedis, free_port
-from shared.queue import PRIORITY_STEPS, enqueue_transcription, make_celery, model_queues
+from shared.priorities import PRIORITY_STEPS
+from shared.queue import enqueue_transcription, make_celery, model_queues
 from shared.schemas import JobOptions, JobStatus
 from shared.state.jobs import RECEIVED_KEY, JobStore
 from shared.state.requeue import Deliveries

@@ -19,7 +19,8 @@ from support import DATA, Process, keyed_client, submit, wait_for_job
 
 from shared.config import Settings
 from shared.localredis import free_port
-from shared.queue import NEW_JOB_PRIORITY, TRANSCRIBE_TASK, make_celery
+from shared.priorities import NEW_JOB_PRIORITY
+from shared.queue import TRANSCRIBE_TASK, make_celery
 from shared.schemas import JobOptions
 from shared.state.jobs import JobStore, new_job_id
 from shared.state.keys import KeyStore

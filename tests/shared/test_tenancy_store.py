@@ -10,7 +10,7 @@ import pytest
 
 from shared.errors import DecodeError, QuotaExceeded, TooManyActiveJobs
 from shared.localredis import LocalRedis
-from shared.queue import LOWEST_PRIORITY, NEW_JOB_PRIORITY
+from shared.priorities import LOWEST_PRIORITY, NEW_JOB_PRIORITY
 from shared.schemas import JobOptions, JobStatus, Transcript
 from shared.state.allowance import AudioAllowance
 from shared.state.jobs import JobStore, new_job_id

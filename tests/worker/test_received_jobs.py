@@ -20,7 +20,8 @@ from support import DATA, TINY_MODEL, Process, start_api, start_worker, submit, 
 from test_worker_loss import FAST_HEARTBEATS, job_when, kill_whole_worker
 
 from shared.localredis import LocalRedis
-from shared.queue import REQUEUED_PRIORITY, queue_for
+from shared.priorities import REQUEUED_PRIORITY
+from shared.queue import queue_for
 from shared.state.jobs import RECEIVED_KEY
 
 
