@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,9 +33,11 @@ RETRY_SECONDS = 20
 HELD_SECONDS = 40  # how long each BLPOP waits for its value
 
 
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[SentinelGroup]:
-    group = SentinelGroup(tmp_path).start()
+@pytest.fixture(scope="module")
+def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """One group for the module: the broker's test leaves it as it was; the failover test,
+    last, kills its primary."""
+    group = SentinelGroup(tmp_path_factory.mktemp("sentinels")).start()
     try:
         group.wait_for_peers()
         yield group
@@ -65,9 +66,22 @@ def until(check: Callable[[], bool], what: str, timeout: float = RETRY_SECONDS) 
         time.sleep(0.05)
 
 
+def test_the_broker_reaches_the_primary_through_connections_that_ask_the_sentinels(
+    group: SentinelGroup,
+) -> None:
+    """Celery's broker channel on a `sentinel://` URL retries a command the same way."""
+    app = make_celery(Settings(redis_url=group.url))
+    with app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        assert client.ping()
+        assert issubclass(client.connection_pool.connection_class, PrimaryConnection)
+        assert client.connection_pool.get_master_address()[1] == group.ports["primary"]
+
+
 def test_a_command_under_way_when_the_primary_dies_is_retried_on_the_new_one(
     group: SentinelGroup,
 ) -> None:
+    """Run last: it kills the module's primary."""
     store = JobStore.from_url(group.url, retry_seconds=RETRY_SECONDS)
     retry = AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), RETRY_SECONDS)
 
@@ -101,15 +115,3 @@ def test_a_command_under_way_when_the_primary_dies_is_retried_on_the_new_one(
     except redis.ConnectionError as exc:
         pytest.fail(f"a client kept to the dead primary (port {old}): {exc}")
     assert store.redis.get("before") == b"kept"
-
-
-def test_the_broker_reaches_the_primary_through_connections_that_ask_the_sentinels(
-    group: SentinelGroup,
-) -> None:
-    """Celery's broker channel on a `sentinel://` URL retries a command the same way."""
-    app = make_celery(Settings(redis_url=group.url))
-    with app.connection_for_write() as connection:
-        client = connection.default_channel.client
-        assert client.ping()
-        assert issubclass(client.connection_pool.connection_class, PrimaryConnection)
-        assert client.connection_pool.get_master_address()[1] == group.ports["primary"]
