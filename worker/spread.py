@@ -161,20 +161,23 @@ def dispatch(job: Job, upload: MediaSource, model: WhisperModel, settings: Setti
 
 class _Plan:
     """A plan's windows, each sent as it is cut; those cut before the recording's language is
-    known (silent ones) wait for it, since every window decodes in that language."""
+    known (silent ones) wait for it, since every window decodes in that language. A waiting
+    window is kept as its place alone (index, first sample, channel): its samples are in the
+    store already, and an hour of silence before the first word would otherwise be held here
+    whole."""
 
     def __init__(self, job: Job, plan: int, model: WhisperModel, settings: Settings) -> None:
         self.job, self.plan, self.model, self.settings = job, plan, model, settings
         self.priority = job_store().priority(job.id)
         self.channels = 0  # a `channels` job's count of them (`_cut`), else 0
-        self.waiting: list[tuple[Window, int | None]] = []
+        self.waiting: list[tuple[int, int, int | None]] = []
         self.begun = False
         # The job names its language, or each window detects its own: nothing to wait for.
         self.detects = job.options.fixed_language is None and not multilingual(job.options,
                                                                                settings)
 
     def add(self, window: Window, channel: int | None = None) -> None:
-        self.waiting.append((window, channel))
+        self.waiting.append((window.index, window.start, channel))
         if not self.begun:
             detection = first_detection(self.model, window, self.job.options, self.settings)
             if detection is None and self.detects:
@@ -195,10 +198,10 @@ class _Plan:
         self.begun = True
 
     def _send(self) -> None:
-        for window, channel in self.waiting:
-            spreads().add_window(self.job.id, window.index, window.start, channel)
+        for index, start, channel in self.waiting:
+            spreads().add_window(self.job.id, index, start, channel)
             model = self.job.options.model or self.settings.default_model
-            window_signature(app, self.job.id, model, self.plan, window.index,
+            window_signature(app, self.job.id, model, self.plan, index,
                              self.priority).apply_async()
         self.waiting.clear()
 

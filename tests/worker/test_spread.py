@@ -184,6 +184,28 @@ def test_a_spread_recording_keeps_every_word_once_in_order(
     assert "-->" in srt.text
 
 
+def test_windows_of_silence_before_the_first_word_are_sent_once_it_is_heard(
+    spread: Stack, tmp_path: Path
+) -> None:
+    """The windows cut before the recording's language is known wait for it, then go out in
+    their places: the speech after 65 s of silence comes back at its own time, once."""
+    silence = 65 * 16000
+    speech = decode_audio(str(DATA / "jfk.flac"))
+    path = write_wav(tmp_path / "late.wav", np.concatenate([np.zeros(silence, np.float32),
+                                                            speech]))
+    job = wait_for_job(spread.http, submit(spread.http, path)["id"])
+    assert job["status"] == "completed", job
+    assert job["language"] == "en"
+    cut = spread.http.get(f"/v1/jobs/{job['id']}/transcript.json").json()
+    assert "ask not what your country" in words(cut["text"]), cut["text"]
+    assert words(cut["text"]).count("fellow") == 1, cut["text"]
+    assert cut["segments"][0]["start"] >= 64, cut["segments"][0]
+    ran = set().union(*({r["window"] for r in window_lines(w, job["id"])}
+                        for w in spread.workers))
+    assert ran == {0, 1, 2}, ran
+    assert no_trace(spread, job["id"])
+
+
 def test_a_spread_conversation_keeps_one_label_per_speaker_across_windows(
     spread: Stack, tmp_path: Path
 ) -> None:
